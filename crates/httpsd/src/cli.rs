@@ -1,0 +1,115 @@
+//! The command line, compatible with the original's click CLI: `-h` is `--host`, help
+//! is `--help` only, `--log-level` takes Python levels and may come before or after
+//! the subcommand.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::logging::{LogFormat, LogLevel};
+
+/// Prometheus HTTP service discovery from a directory of generators.
+#[derive(Debug, Parser)]
+#[command(
+    name = "httpsd",
+    version,
+    disable_help_flag = true,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log level: Python's numeric levels (10, 20, 30, 40, 50) or names (debug, info, ...).
+    #[arg(long, global = true, default_value = "20", value_name = "LEVEL")]
+    pub log_level: LogLevel,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Print help.
+    #[arg(long, global = true, action = ArgAction::Help)]
+    pub help: Option<bool>,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a HTTP_SD server for Prometheus.
+    #[command(disable_help_flag = true)]
+    Serve(Box<ServeArgs>),
+    /// Run and verify the generators under the target directory.
+    #[command(disable_help_flag = true)]
+    Check(NotYet),
+    /// Start a server-only instance (HTTP API + job enqueueing over Redis).
+    #[command(name = "server-only", disable_help_flag = true)]
+    ServerOnly(NotYet),
+    /// Start a worker-only instance (job processing over Redis).
+    #[command(name = "worker-only", disable_help_flag = true)]
+    WorkerOnly(NotYet),
+}
+
+/// Arguments of a command that is not implemented yet (accepted, then refused).
+#[derive(Debug, Args)]
+pub struct NotYet {
+    /// Arguments (ignored).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// `serve`: the original's options, plus ours.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// The directory of target generators.
+    #[arg(value_name = "ROOT_DIR")]
+    pub root_dir: PathBuf,
+    /// Interface to bind.
+    #[arg(short = 'h', long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(short = 'p', long, default_value_t = 8080)]
+    pub port: u16,
+    /// Maximum number of concurrent client connections.
+    #[arg(short = 'c', long, default_value_t = 1000)]
+    pub connection_limit: usize,
+    /// Accepted for compatibility and ignored: httpsd runs one async worker per core.
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Serve every route under this prefix (e.g. /http_sd).
+    #[arg(
+        short = 'r',
+        long = "url_prefix",
+        visible_alias = "url-prefix",
+        default_value = ""
+    )]
+    pub url_prefix: String,
+    /// Directory where last good results are persisted (caching issue; ignored for now).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Maximum age of a served result in seconds (caching issue; ignored for now).
+    #[arg(short = 'm', long)]
+    pub cache_seconds: Option<u64>,
+    /// Background refresh period in seconds (caching issue; ignored for now).
+    #[arg(long)]
+    pub cache_refresh_interval: Option<u64>,
+    /// Refresh concurrency (caching issue; ignored for now).
+    #[arg(long)]
+    pub update_threads: Option<usize>,
+    /// Accepted for compatibility and ignored (tracemalloc logging of the original).
+    #[arg(short = 'v', long)]
+    pub enable_tracer: bool,
+    /// Sentry DSN (operators' issue; ignored for now).
+    #[arg(short = 's', long)]
+    pub sentry_url: Option<String>,
+    /// 1.x cache type, Timeout or None (caching issue; ignored for now).
+    #[arg(long)]
+    pub cache_type: Option<String>,
+    /// 1.x cache option k=v, repeatable (caching issue; ignored for now).
+    #[arg(long)]
+    pub cache_opt: Vec<String>,
+    /// Refuse static files larger than this many bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
+    pub max_file_size: u64,
+    /// Rescan the tree at least this often (seconds), even without file events.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub rescan_interval: f64,
+}

@@ -1,0 +1,245 @@
+//! The HTTP API of `serve`: routes under the URL prefix, status codes and bodies.
+//! It knows HTTP only; what a path contains is the engine's business.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::engine::{Engine, PathRun};
+use crate::error::{PathError, json_response};
+use crate::metrics::{self, Metrics};
+use crate::params::Query;
+use crate::tree::{Selection, SubPath};
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    /// The discovery engine.
+    pub engine: Arc<Engine>,
+    /// Our own metrics.
+    pub metrics: Arc<Metrics>,
+    /// The normalised URL prefix (`""` or `/something`, no trailing slash).
+    pub prefix: String,
+}
+
+/// Builds the router for `serve`.
+pub fn app(state: Arc<AppState>) -> Router {
+    let p = state.prefix.clone();
+    let mut router = Router::new().route("/metrics", get(metrics_handler));
+    if p.is_empty() {
+        router = router.route("/", get(admin_handler));
+    } else {
+        let with_slash = format!("{p}/");
+        router = router
+            .route(&format!("{p}/metrics"), get(metrics_handler))
+            .route(&with_slash, get(admin_handler))
+            .route(
+                &p,
+                get(move || async move { Redirect::permanent(&with_slash) }),
+            );
+    }
+    router.fallback(fallback_handler).with_state(state)
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Everything that is not a fixed route: `P/targets[/...]`, or 404.
+async fn fallback_handler(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let raw_path = req.uri().path();
+    let targets_base = format!("{}/targets", state.prefix);
+    let Some(rest) = raw_path.strip_prefix(&targets_base) else {
+        return not_found(raw_path);
+    };
+    let rest = match rest.strip_prefix('/') {
+        Some(r) => r,
+        None if rest.is_empty() => "",
+        None => return not_found(raw_path),
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "method not allowed; use GET"}),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    let query = Query::parse(req.uri().query());
+    targets(&state, rest, query).await
+}
+
+fn not_found(path: &str) -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"error": "not found", "path": path}),
+    )
+}
+
+async fn targets(state: &AppState, raw_rest: &str, query: Query) -> Response {
+    let started = Instant::now();
+    let sub = match SubPath::parse(raw_rest) {
+        Ok(s) => s,
+        Err(e) => {
+            let err = PathError::BadRequest(e.to_string());
+            state.metrics.observe_path_request(
+                metrics::UNKNOWN_PATH,
+                "bad_request",
+                started.elapsed(),
+                None,
+            );
+            return json_response(err.status(), &err.body(raw_rest));
+        }
+    };
+    let rel = sub.as_rel();
+    let run = state.engine.run_path(&sub, &query.params).await;
+    if query.debug {
+        return debug_response(&rel, &run);
+    }
+    let result = run.and_then(|r| r.into_body());
+    match result {
+        Ok(body) => {
+            state.metrics.observe_path_request(
+                &rel,
+                "success",
+                started.elapsed(),
+                Some(body.target_count),
+            );
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from(body.bytes),
+            )
+                .into_response()
+        }
+        Err(err) => {
+            let (label, status) = match &err {
+                PathError::NotFound(_) => (metrics::UNKNOWN_PATH, "not_found"),
+                PathError::BadRequest(_) => (metrics::UNKNOWN_PATH, "bad_request"),
+                _ => (rel.as_str(), "fail"),
+            };
+            state
+                .metrics
+                .observe_path_request(label, status, started.elapsed(), None);
+            if matches!(err, PathError::Generators(_) | PathError::Unreadable { .. }) {
+                tracing::warn!(path = %rel, error = %err, "target path failed");
+            }
+            json_response(err.status(), &err.body(&rel))
+        }
+    }
+}
+
+/// `?debug=true`: per-generator timings and errors, answered 200 even when the path fails.
+fn debug_response(rel: &str, run: &Result<PathRun, PathError>) -> Response {
+    let run = match run {
+        Ok(r) => r,
+        Err(e) => return json_response(e.status(), &e.body(rel)),
+    };
+    let mut seconds = serde_json::Map::new();
+    let mut generators = Vec::new();
+    for o in &run.outcomes {
+        seconds.insert(o.generator.rel.clone(), json!(o.duration.as_secs_f64()));
+        let mut g = json!({
+            "generator": o.generator.rel,
+            "kind": o.generator.kind,
+            "source": o.source,
+            "run_seconds": o.duration.as_secs_f64(),
+        });
+        match &o.result {
+            Ok(out) => {
+                g["status"] = json!("success");
+                g["target_count"] = json!(out.target_count);
+                g["group_count"] = json!(out.group_count);
+            }
+            Err(e) => {
+                g["status"] = json!("fail");
+                g["error"] = json!(e);
+            }
+        }
+        generators.push(g);
+    }
+    let ok = run.outcomes.iter().all(|o| o.result.is_ok());
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "path": rel,
+            "status": if ok { "success" } else { "fail" },
+            "generator_run_seconds": seconds,
+            "generators": generators,
+        }),
+    )
+}
+
+/// The admin page: every target path, as relative links so it works under a prefix.
+async fn admin_handler(State(state): State<Arc<AppState>>) -> Response {
+    let snapshot = state.engine.catalog().snapshot();
+    let mut html = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Prometheus HTTP SD Admin</title></head>\n<body>\n<h1>Prometheus HTTP SD Admin</h1>\n<h2>Target paths</h2>\n<ul>\n",
+    );
+    for dir in &snapshot.listing.dirs {
+        let sub = SubPath::parse(&encode_path(dir)).unwrap_or_default();
+        let count = match snapshot.listing.select(&sub) {
+            Selection::Generators(g) => g.len(),
+            _ => 0,
+        };
+        html.push_str(&format!(
+            "<li><a href=\"targets/{}\">/targets/{}</a> ({} generator{})</li>\n",
+            escape_html(&encode_path(dir)),
+            escape_html(dir),
+            count,
+            if count == 1 { "" } else { "s" }
+        ));
+    }
+    let prefix_note = if state.prefix.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " and <a href=\"metrics\">{}/metrics</a>",
+            escape_html(&state.prefix)
+        )
+    };
+    html.push_str(&format!(
+        "</ul>\n<h2>Metrics</h2>\n<p>Metrics are available under <a href=\"/metrics\">/metrics</a>{prefix_note}.</p>\n<p>httpsd {}</p>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+/// Percent-encodes each component of a `/`-separated relative path for a URL.
+pub fn encode_path(rel: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    rel.split('/')
+        .map(|c| percent_encoding::utf8_percent_encode(c, SET).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,25 @@
+//! httpsd: Prometheus HTTP service discovery served from a directory of generators.
+//!
+//! The crate is a library with a thin binary on top. Each module owns one concern:
+//! the `tree` knows files, `static_files` loads JSON/YAML, `runner` runs dynamic
+//! generators, `engine` combines a path's generators into one response, `validate`
+//! says what Prometheus accepts, `http` knows HTTP, `server` owns the accept loop.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod params;
+pub mod pyjson;
+pub mod runner;
+pub mod serve;
+pub mod server;
+pub mod settings;
+pub mod static_files;
+pub mod tree;
+pub mod validate;
+pub mod watch;

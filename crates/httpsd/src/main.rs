@@ -1,0 +1,47 @@
+//! The `httpsd` binary: parse the command line, set up logging, run a command, and
+//! turn errors into messages and exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use httpsd::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    httpsd::logging::init(cli.log_level, cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = match httpsd::settings::ServeSettings::from_args(&args) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            httpsd::serve::warn_ignored_options(&args);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let addr = format!("{}:{}", settings.host, settings.port);
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+                httpsd::serve::run(settings, listener, httpsd::server::shutdown_signal()).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(_) | Command::ServerOnly(_) | Command::WorkerOnly(_) => {
+            eprintln!("Error: this command is not implemented yet in this version of httpsd");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

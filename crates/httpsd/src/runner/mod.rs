@@ -1,0 +1,66 @@
+//! Runs dynamic generators (Python scripts and executables) and returns their raw
+//! JSON output. Validation, caching and merging happen above this layer.
+
+pub mod exec;
+pub mod python;
+
+use crate::error::GeneratorError;
+use crate::params::Params;
+use crate::tree::{GeneratorFile, GeneratorKind};
+
+/// Whether a run serves a request or validates a tree (`check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunMode {
+    /// Normal serving: `generate_targets(**params)`.
+    Serve,
+    /// `check`: `PROMETHEUS_HTTP_SD_IS_TEST=1`, `test_generate_targets()` when defined.
+    Check,
+}
+
+/// Settings for the runners.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// The generator root (working directory of executables, on Python's `sys.path`).
+    pub root: std::path::PathBuf,
+}
+
+/// All dynamic runners, dispatching on the generator's kind.
+pub struct Runners {
+    python: python::PythonRunner,
+    exec: exec::ExecRunner,
+}
+
+impl Runners {
+    /// Starts the runners (the Python pool is started here).
+    pub async fn start(settings: &RunnerSettings) -> Result<Runners, GeneratorError> {
+        Ok(Runners {
+            python: python::PythonRunner::start(settings).await?,
+            exec: exec::ExecRunner::new(settings),
+        })
+    }
+
+    /// Runs one dynamic generator and returns its raw output.
+    pub async fn run(
+        &self,
+        generator: &GeneratorFile,
+        params: &Params,
+        mode: RunMode,
+    ) -> Result<serde_json::Value, GeneratorError> {
+        match generator.kind {
+            GeneratorKind::Python => self.python.run(generator, params, mode).await,
+            GeneratorKind::Executable => self.exec.run(generator, params, mode).await,
+            GeneratorKind::Json | GeneratorKind::Yaml => Err(GeneratorError::new(
+                crate::error::ErrorKind::Internal,
+                format!(
+                    "{} is a static file, not a runnable generator",
+                    generator.rel
+                ),
+            )),
+        }
+    }
+
+    /// Stops worker processes (called on shutdown).
+    pub async fn shutdown(&self) {
+        self.python.shutdown().await;
+    }
+}

@@ -1,0 +1,97 @@
+//! The `serve` command: wires the catalog, watcher, runners, engine and HTTP layer
+//! together and runs until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::catalog::Catalog;
+use crate::cli::ServeArgs;
+use crate::engine::Engine;
+use crate::http::{AppState, app};
+use crate::metrics::Metrics;
+use crate::runner::{RunnerSettings, Runners};
+use crate::settings::ServeSettings;
+
+/// Logs, once, each original option that this version accepts but does not use.
+pub fn warn_ignored_options(args: &ServeArgs) {
+    let mut ignored: Vec<&str> = Vec::new();
+    if args.threads.is_some() {
+        ignored.push("-t/--threads (httpsd runs one async worker per core)");
+    }
+    if args.enable_tracer {
+        ignored.push("-v/--enable-tracer (no tracemalloc in Rust; see /metrics for memory)");
+    }
+    if args.cache_dir.is_some() {
+        ignored.push("--cache-dir");
+    }
+    if args.cache_seconds.is_some() {
+        ignored.push("-m/--cache-seconds");
+    }
+    if args.cache_refresh_interval.is_some() {
+        ignored.push("--cache-refresh-interval");
+    }
+    if args.update_threads.is_some() {
+        ignored.push("--update-threads");
+    }
+    if args.sentry_url.is_some() {
+        ignored.push("-s/--sentry-url");
+    }
+    if args.cache_type.is_some() {
+        ignored.push("--cache-type");
+    }
+    if !args.cache_opt.is_empty() {
+        ignored.push("--cache-opt");
+    }
+    for opt in ignored {
+        tracing::warn!(
+            option = opt,
+            "option accepted for compatibility but ignored by this version"
+        );
+    }
+}
+
+/// Runs `serve` on an already bound listener until `shutdown` resolves.
+pub async fn run(
+    settings: ServeSettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let root = settings.root.clone();
+    let max = settings.max_file_size;
+    let m = metrics.clone();
+    let catalog = Arc::new(tokio::task::spawn_blocking(move || Catalog::new(&root, max, m)).await?);
+    let watcher = tokio::spawn(crate::watch::run(catalog.clone(), settings.rescan_interval));
+    let runners = Arc::new(
+        Runners::start(&RunnerSettings {
+            root: settings.root.clone(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
+    );
+    let engine = Arc::new(Engine::new(
+        catalog.clone(),
+        runners.clone(),
+        metrics.clone(),
+    ));
+    let state = Arc::new(AppState {
+        engine,
+        metrics,
+        prefix: settings.prefix.clone(),
+    });
+    let addr = listener.local_addr()?;
+    let snapshot = catalog.snapshot();
+    tracing::info!(
+        root = %settings.root.display(),
+        generators = snapshot.listing.generators.len(),
+        "Serving on http://{addr}{}/targets",
+        settings.prefix
+    );
+    crate::server::run(listener, app(state), settings.connection_limit, shutdown).await?;
+    watcher.abort();
+    runners.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! Static generators (`.json`, `.yaml`, `.yml`): read once, validated, serialised and
+//! kept in memory until the file changes on disk.
+//!
+//! A file caught half-written must never yield a partial list, so a changed file is
+//! only (re)loaded once it has been quiet for [`SETTLE`] and did not change while we
+//! read it. Until then the previous version keeps being served (or, for a new file,
+//! the file is not part of the tree yet).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::error::{ErrorKind, GeneratorError};
+use crate::tree::{FileStamp, GeneratorFile, GeneratorKind};
+use crate::validate::{self, GeneratorOutput};
+
+/// How long a changed file must stay unchanged before we trust its content.
+pub const SETTLE: Duration = Duration::from_millis(200);
+
+/// The outcome of loading one static file.
+pub type StaticResult = Result<Arc<GeneratorOutput>, GeneratorError>;
+
+/// Loaded static files by relative path.
+#[derive(Debug, Default)]
+pub struct StaticStore {
+    loaded: HashMap<String, Loaded>,
+    max_size: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Loaded {
+    stamp: FileStamp,
+    result: StaticResult,
+}
+
+impl StaticStore {
+    /// An empty store refusing files larger than `max_size` bytes.
+    pub fn new(max_size: u64) -> StaticStore {
+        StaticStore {
+            loaded: HashMap::new(),
+            max_size,
+        }
+    }
+
+    /// Brings the store up to date with `files` (the static generators of a scan).
+    ///
+    /// Returns how soon a file that is still settling should be looked at again.
+    pub fn refresh<'a>(
+        &mut self,
+        files: impl Iterator<Item = &'a GeneratorFile>,
+        now: SystemTime,
+    ) -> Option<Duration> {
+        let mut seen = std::collections::HashSet::new();
+        let mut recheck: Option<Duration> = None;
+        for f in files {
+            seen.insert(f.rel.clone());
+            if self.loaded.get(&f.rel).is_some_and(|l| l.stamp == f.stamp) {
+                continue;
+            }
+            let age = age_of(f.stamp.mtime_ns, now);
+            if age < SETTLE {
+                let wait = SETTLE - age + Duration::from_millis(10);
+                recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
+                continue;
+            }
+            match load(f, self.max_size) {
+                Some((stamp, result)) => {
+                    if let Err(e) = &result {
+                        tracing::warn!(generator = %f.rel, error = %e, "static generator is invalid");
+                    } else if self.loaded.contains_key(&f.rel) {
+                        tracing::info!(generator = %f.rel, "static generator reloaded");
+                    }
+                    self.loaded.insert(f.rel.clone(), Loaded { stamp, result });
+                }
+                None => {
+                    // Changed while we read it: try again shortly.
+                    let wait = SETTLE;
+                    recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
+                }
+            }
+        }
+        self.loaded.retain(|rel, _| seen.contains(rel));
+        recheck
+    }
+
+    /// The loaded result for `rel`, if the file has settled at least once.
+    pub fn get(&self, rel: &str) -> Option<&StaticResult> {
+        self.loaded.get(rel).map(|l| &l.result)
+    }
+}
+
+fn age_of(mtime_ns: i128, now: SystemTime) -> Duration {
+    let now_ns = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let diff = now_ns - mtime_ns;
+    if diff <= 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(u64::try_from(diff).unwrap_or(u64::MAX))
+    }
+}
+
+/// Reads and validates one file. `None` when the file changed while being read.
+fn load(f: &GeneratorFile, max_size: u64) -> Option<(FileStamp, StaticResult)> {
+    let mut file = match fs::File::open(&f.abs) {
+        Ok(file) => file,
+        Err(e) => {
+            return Some((
+                f.stamp,
+                Err(GeneratorError::new(
+                    ErrorKind::Read,
+                    format!("cannot open {}: {e}", f.rel),
+                )),
+            ));
+        }
+    };
+    let before = file.metadata().map(|m| FileStamp::of(&m)).ok()?;
+    if before.size > max_size {
+        return Some((
+            before,
+            Err(GeneratorError::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{} is {} bytes, more than the limit of {} bytes (--max-file-size)",
+                    f.rel, before.size, max_size
+                ),
+            )),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(before.size).unwrap_or(0));
+    // Read one byte past the limit so a file that grows while read is still caught.
+    if let Err(e) = (&mut file).take(max_size + 1).read_to_end(&mut bytes) {
+        return Some((
+            before,
+            Err(GeneratorError::new(
+                ErrorKind::Read,
+                format!("cannot read {}: {e}", f.rel),
+            )),
+        ));
+    }
+    let after = fs::metadata(&f.abs).map(|m| FileStamp::of(&m)).ok()?;
+    if after != before || bytes.len() as u64 != before.size {
+        return None;
+    }
+    Some((before, parse_static(&f.rel, f.kind, &bytes)))
+}
+
+/// Parses and validates the content of a static generator.
+pub fn parse_static(rel: &str, kind: GeneratorKind, bytes: &[u8]) -> StaticResult {
+    let value = parse_value(rel, kind, bytes)?;
+    validate::into_output(&value, &validate::Profile::SERVE)
+        .map_err(|e| GeneratorError::new(ErrorKind::Invalid, format!("{rel}: {}", e.summary)))
+}
+
+/// Parses JSON or YAML content into a generic value (types are checked later).
+pub fn parse_value(rel: &str, kind: GeneratorKind, bytes: &[u8]) -> Result<Value, GeneratorError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(GeneratorError::new(
+            ErrorKind::Empty,
+            format!("{rel} is empty; write [] for a path with no targets"),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        GeneratorError::new(
+            ErrorKind::Parse,
+            format!("{rel} is not UTF-8 text (binary file?): {e}"),
+        )
+    })?;
+    match kind {
+        GeneratorKind::Json => serde_json::from_str(text).map_err(|e| {
+            GeneratorError::new(ErrorKind::Parse, format!("{rel}: invalid JSON: {e}"))
+        }),
+        GeneratorKind::Yaml => {
+            let yaml: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| {
+                GeneratorError::new(ErrorKind::Parse, format!("{rel}: invalid YAML: {e}"))
+            })?;
+            yaml_to_json(yaml).map_err(|e| {
+                GeneratorError::new(ErrorKind::Parse, format!("{rel}: unsupported YAML: {e}"))
+            })
+        }
+        other => Err(GeneratorError::new(
+            ErrorKind::Internal,
+            format!("{rel}: {other:?} is not a static generator"),
+        )),
+    }
+}
+
+/// Converts YAML to JSON values; only string keys are meaningful for target groups.
+fn yaml_to_json(v: yaml_serde::Value) -> Result<Value, String> {
+    use yaml_serde::Value as Y;
+    Ok(match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(seq) => Value::Array(
+            seq.into_iter()
+                .map(yaml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => return Err(format!("mapping key {other:?} is not a string")),
+                };
+                out.insert(key, yaml_to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => return Err(format!("YAML tag {} is not supported", t.tag)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_and_json_agree() {
+        let y = parse_static(
+            "a.yaml",
+            GeneratorKind::Yaml,
+            b"- targets: ['a:1']\n  labels: {job: node}\n",
+        )
+        .unwrap();
+        let j = parse_static(
+            "a.json",
+            GeneratorKind::Json,
+            br#"[{"targets":["a:1"],"labels":{"job":"node"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(y, j);
+        assert_eq!(
+            parse_static("e.json", GeneratorKind::Json, b" \n")
+                .unwrap_err()
+                .kind,
+            ErrorKind::Empty
+        );
+        assert_eq!(
+            parse_static("e.yaml", GeneratorKind::Yaml, b"a: [")
+                .unwrap_err()
+                .kind,
+            ErrorKind::Parse
+        );
+        assert_eq!(
+            parse_static("b.json", GeneratorKind::Json, b"\xff\xfe")
+                .unwrap_err()
+                .kind,
+            ErrorKind::Parse
+        );
+        assert_eq!(
+            parse_static("d.json", GeneratorKind::Json, b"{}")
+                .unwrap_err()
+                .kind,
+            ErrorKind::Invalid
+        );
+    }
+}

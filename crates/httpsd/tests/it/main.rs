@@ -1,0 +1,5 @@
+//! Integration tests of the `httpsd` binary: each module starts the real binary (and
+//! real python3, redis-server, ...) on loopback.
+
+mod helpers;
+mod serve_static;

@@ -1,0 +1,1 @@
+//! `serve` over static generators: routes, errors, ordering, live reload, shutdown.
