@@ -39,21 +39,13 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run and verify the generators under the target directory.
     #[command(disable_help_flag = true)]
-    Check(NotYet),
+    Check(crate::check::CheckArgs),
     /// Start a server-only instance (HTTP API + job enqueueing over Redis).
     #[command(name = "server-only", disable_help_flag = true)]
-    ServerOnly(NotYet),
+    ServerOnly(Box<crate::scaleout::ServerOnlyArgs>),
     /// Start a worker-only instance (job processing over Redis).
     #[command(name = "worker-only", disable_help_flag = true)]
-    WorkerOnly(NotYet),
-}
-
-/// Arguments of a command that is not implemented yet (accepted, then refused).
-#[derive(Debug, Args)]
-pub struct NotYet {
-    /// Arguments (ignored).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    WorkerOnly(Box<crate::scaleout::WorkerOnlyArgs>),
 }
 
 /// `serve`: the original's options, plus ours.
@@ -82,30 +74,21 @@ pub struct ServeArgs {
         default_value = ""
     )]
     pub url_prefix: String,
-    /// Directory where last good results are persisted (caching issue; ignored for now).
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-    /// Maximum age of a served result in seconds (caching issue; ignored for now).
-    #[arg(short = 'm', long)]
-    pub cache_seconds: Option<u64>,
-    /// Background refresh period in seconds (caching issue; ignored for now).
-    #[arg(long)]
-    pub cache_refresh_interval: Option<u64>,
-    /// Refresh concurrency (caching issue; ignored for now).
-    #[arg(long)]
-    pub update_threads: Option<usize>,
     /// Accepted for compatibility and ignored (tracemalloc logging of the original).
     #[arg(short = 'v', long)]
     pub enable_tracer: bool,
-    /// Sentry DSN (operators' issue; ignored for now).
+    /// Sentry DSN: report generator failures and internal errors.
     #[arg(short = 's', long)]
     pub sentry_url: Option<String>,
-    /// 1.x cache type, Timeout or None (caching issue; ignored for now).
-    #[arg(long)]
-    pub cache_type: Option<String>,
-    /// 1.x cache option k=v, repeatable (caching issue; ignored for now).
-    #[arg(long)]
-    pub cache_opt: Vec<String>,
+    /// How dynamic generators are run.
+    #[command(flatten)]
+    pub runner: crate::runner::RunnerArgs,
+    /// Caching and throttling of dynamic generators.
+    #[command(flatten)]
+    pub cache: crate::cache::CacheArgs,
+    /// TLS and authentication.
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
     /// Refuse static files larger than this many bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
     pub max_file_size: u64,

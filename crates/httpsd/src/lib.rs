@@ -6,7 +6,10 @@
 //! says what Prometheus accepts, `http` knows HTTP, `server` owns the accept loop.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod cache;
 pub mod catalog;
+pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod error;
@@ -16,6 +19,8 @@ pub mod metrics;
 pub mod params;
 pub mod pyjson;
 pub mod runner;
+pub mod scaleout;
+pub mod security;
 pub mod serve;
 pub mod server;
 pub mod settings;

@@ -39,9 +39,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check(_) | Command::ServerOnly(_) | Command::WorkerOnly(_) => {
-            eprintln!("Error: this command is not implemented yet in this version of httpsd");
-            Ok(ExitCode::from(2))
-        }
+        Command::Check(args) => httpsd::check::run(args),
+        Command::ServerOnly(args) => httpsd::scaleout::run_server(*args),
+        Command::WorkerOnly(args) => httpsd::scaleout::run_worker(*args),
     }
 }

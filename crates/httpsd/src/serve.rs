@@ -23,27 +23,10 @@ pub fn warn_ignored_options(args: &ServeArgs) {
     if args.enable_tracer {
         ignored.push("-v/--enable-tracer (no tracemalloc in Rust; see /metrics for memory)");
     }
-    if args.cache_dir.is_some() {
-        ignored.push("--cache-dir");
-    }
-    if args.cache_seconds.is_some() {
-        ignored.push("-m/--cache-seconds");
-    }
-    if args.cache_refresh_interval.is_some() {
-        ignored.push("--cache-refresh-interval");
-    }
-    if args.update_threads.is_some() {
-        ignored.push("--update-threads");
-    }
     if args.sentry_url.is_some() {
         ignored.push("-s/--sentry-url");
     }
-    if args.cache_type.is_some() {
-        ignored.push("--cache-type");
-    }
-    if !args.cache_opt.is_empty() {
-        ignored.push("--cache-opt");
-    }
+    ignored.extend(args.cache.ignored_options());
     for opt in ignored {
         tracing::warn!(
             option = opt,

@@ -17,6 +17,17 @@ pub enum RunMode {
     Check,
 }
 
+/// Command-line options of the runners (shared by `serve`, `check` and `worker-only`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunnerArgs {
+    /// Python interpreter for `.py` generators (e.g. a virtualenv's bin/python).
+    #[arg(long, default_value = "python3", value_name = "PATH")]
+    pub python: std::path::PathBuf,
+    /// Number of Python worker processes (default: from the number of cores).
+    #[arg(long, value_name = "N")]
+    pub python_workers: Option<usize>,
+}
+
 /// Settings for the runners.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
