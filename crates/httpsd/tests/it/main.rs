@@ -3,3 +3,4 @@
 
 mod helpers;
 mod serve_static;
+mod e2e_prometheus;

@@ -1,0 +1,303 @@
+//! End to end with a real Prometheus (Debian's `prometheus` package, 2.42): Prometheus
+//! discovers targets through `http_sd_configs` pointing at `httpsd serve` under a URL
+//! prefix, sees a generator change after its refresh, and scrapes httpsd's own
+//! `/metrics` with `up == 1`.
+//!
+//! Prometheus's discovery manager batches updates every 5 s, so every wait here polls
+//! with a deadline of about 25 s; the whole test takes 15-25 s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{Server, Tree, client};
+
+/// How long to wait for Prometheus to notice something (5 s batching + refresh).
+const PROM_WAIT: Duration = Duration::from_secs(25);
+
+/// A running Prometheus on a free loopback port, killed on drop.
+struct Prometheus {
+    child: Option<Child>,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Writes `config` and starts Prometheus with it; waits until `/-/ready`.
+    async fn start(config: &str) -> Prometheus {
+        require_prometheus();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, config).expect("write prometheus.yml");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn prometheus");
+        let prom = Prometheus {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = client().get(prom.url("/-/ready")).send().await
+                && r.status().is_success()
+            {
+                return prom;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "Prometheus did not become ready within 20 s; log:\n{}",
+                    prom.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Prometheus's own log so far (for failure messages).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// GET an API path and return `data` of a successful answer.
+    async fn api(&self, path_and_query: &str) -> Option<Value> {
+        let r = client().get(self.url(path_and_query)).send().await.ok()?;
+        let v: Value = r.json().await.ok()?;
+        (v["status"] == "success").then(|| v["data"].clone())
+    }
+
+    /// The active targets of `job`: (labels after relabeling, `__meta_url`).
+    async fn targets(&self, job: &str) -> Option<Vec<(BTreeMap<String, String>, String)>> {
+        let data = self.api("/api/v1/targets?state=active").await?;
+        let mut out = Vec::new();
+        for t in data["activeTargets"].as_array()? {
+            if t["labels"]["job"] != job {
+                continue;
+            }
+            let labels: BTreeMap<String, String> = serde_json::from_value(t["labels"].clone())
+                .expect("labels are a map of strings");
+            let meta_url = t["discoveredLabels"]["__meta_url"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            out.push((labels, meta_url));
+        }
+        Some(out)
+    }
+
+    /// Polls until the label sets of `job`'s targets equal `expected`; returns the
+    /// `__meta_url` values seen; panics with what was last seen after `PROM_WAIT`.
+    async fn wait_targets(
+        &self,
+        job: &str,
+        expected: &BTreeSet<BTreeMap<String, String>>,
+    ) -> BTreeSet<String> {
+        let deadline = Instant::now() + PROM_WAIT;
+        let mut last = None;
+        loop {
+            if let Some(ts) = self.targets(job).await {
+                let got: BTreeSet<_> = ts.iter().map(|(l, _)| l.clone()).collect();
+                if &got == expected && ts.len() == expected.len() {
+                    return ts.into_iter().map(|(_, u)| u).collect();
+                }
+                last = Some(got);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "Prometheus did not show the expected targets of job {job} within {PROM_WAIT:?}\n\
+                     expected: {expected:#?}\nlast seen: {last:#?}\nPrometheus log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Polls an instant query until it returns exactly one sample equal to `want`.
+    async fn wait_query(&self, query: &str, want: f64) {
+        let q: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let deadline = Instant::now() + PROM_WAIT;
+        let mut last = Value::Null;
+        loop {
+            if let Some(data) = self.api(&format!("/api/v1/query?query={q}")).await {
+                let result = &data["result"];
+                if let Some([one]) = result.as_array().map(|v| v.as_slice())
+                    && let Some(v) = one["value"][1].as_str()
+                    && v.parse::<f64>().ok() == Some(want)
+                {
+                    return;
+                }
+                last = result.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "query {query} did not return one sample equal to {want} within {PROM_WAIT:?}; \
+                     last result: {last}\nPrometheus log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Fails loudly when Prometheus is not installed (tests never skip silently).
+fn require_prometheus() {
+    let ok = Command::new("prometheus")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`prometheus` is required on PATH for the end-to-end test: \
+         install it with `apt-get install -y prometheus` (Debian's package, 2.42)"
+    );
+}
+
+/// A currently free loopback port (Prometheus cannot be told to bind port 0 and
+/// report it, so we pick one and release it just before it starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free port")
+}
+
+/// One expected target: its address, the job, and the group labels.
+fn target(job: &str, addr: &str, labels: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    m.insert("instance".into(), addr.into());
+    m.insert("job".into(), job.into());
+    m
+}
+
+/// The host:port of an httpsd base URL.
+fn host_port(base: &str) -> &str {
+    base.trim_start_matches("http://")
+}
+
+fn write_tree(tree: &Tree) {
+    // Scraped addresses are closed loopback ports: scrapes fail fast, discovery is
+    // what this test looks at.
+    tree.write(
+        "node/a.json",
+        r#"[{"targets": ["127.0.0.1:9", "127.0.0.1:10"], "labels": {"team": "db", "env": "prod"}}]"#,
+    );
+    tree.write(
+        "node/sub/b.yaml",
+        "- targets: ['127.0.0.1:11']\n  labels:\n    team: web\n",
+    );
+    tree.write("node/_ignored.json", r#"[{"targets": ["127.0.0.1:99"]}]"#);
+    tree.write("other/c.json", r#"[{"targets": ["127.0.0.1:12"]}]"#);
+}
+
+fn config(httpsd: &str) -> String {
+    format!(
+        r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 500ms
+scrape_configs:
+  - job_name: sd
+    http_sd_configs:
+      - url: http://{httpsd}/http_sd/targets/node
+        refresh_interval: 1s
+  - job_name: httpsd
+    metrics_path: /http_sd/metrics
+    static_configs:
+      - targets: ['{httpsd}']
+"#
+    )
+}
+
+fn rewrite(path: &Path, content: &str) {
+    // Write to a sibling and rename, as editors and config management do.
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, content).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_discovers_targets_follows_changes_and_scrapes_metrics() {
+    require_prometheus();
+    let tree = Tree::new();
+    write_tree(&tree);
+    let server = Server::serve(tree.root(), &["-r", "/http_sd"]);
+    let httpsd = host_port(&server.base).to_string();
+    let prom = Prometheus::start(&config(&httpsd)).await;
+
+    // Discovery under the URL prefix: exactly the generators below /node, with labels.
+    let expected: BTreeSet<_> = [
+        target("sd", "127.0.0.1:9", &[("team", "db"), ("env", "prod")]),
+        target("sd", "127.0.0.1:10", &[("team", "db"), ("env", "prod")]),
+        target("sd", "127.0.0.1:11", &[("team", "web")]),
+    ]
+    .into();
+    let urls = prom.wait_targets("sd", &expected).await;
+    assert_eq!(
+        urls,
+        BTreeSet::from([format!("http://{httpsd}/http_sd/targets/node")]),
+        "__meta_url is the prefixed URL Prometheus asked"
+    );
+
+    // A generator change reaches Prometheus after its refresh.
+    rewrite(
+        &tree.root().join("node/sub/b.yaml"),
+        "- targets: ['127.0.0.1:13', '127.0.0.1:14']\n  labels:\n    team: web\n    tier: \"2\"\n",
+    );
+    let changed: BTreeSet<_> = [
+        target("sd", "127.0.0.1:9", &[("team", "db"), ("env", "prod")]),
+        target("sd", "127.0.0.1:10", &[("team", "db"), ("env", "prod")]),
+        target("sd", "127.0.0.1:13", &[("team", "web"), ("tier", "2")]),
+        target("sd", "127.0.0.1:14", &[("team", "web"), ("tier", "2")]),
+    ]
+    .into();
+    prom.wait_targets("sd", &changed).await;
+
+    // Prometheus scrapes httpsd's own /metrics under the prefix.
+    prom.wait_query(r#"up{job="httpsd"}"#, 1.0).await;
+
+    // And httpsd counted Prometheus's discovery requests.
+    let metrics = crate::helpers::get(&server.url("/http_sd/metrics")).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .lines()
+            .any(|l| l.starts_with("httpsd_path_requests_total{") && l.contains("path=\"node\"")),
+        "httpsd counted requests for path node:\n{}",
+        metrics.body
+    );
+}
