@@ -30,6 +30,7 @@ def make_tree(root):
     for d in range(40):
         for f in range(50):
             rel = root / f"d{d:02}" / f"g{f:02}"
+            rel.parent.mkdir(parents=True, exist_ok=True)
             kind = (d * 50 + f) % 3
             if kind == 0:
                 c.write_json_tree(root, f"d{d:02}/g{f:02}.json",

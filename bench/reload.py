@@ -15,6 +15,7 @@ Usage: python3 bench/reload.py [--samples 7] [--original-interval 10] [--markdow
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import sys
 import threading
@@ -55,6 +56,8 @@ def main() -> None:
     limit = a.original_interval * 2 + 10
     samples = {n: [] for n in servers}
     for i in range(1, a.samples + 1):
+        # A random phase against the original's refresh loop, so samples are independent.
+        time.sleep(random.uniform(0.2, a.original_interval))
         marker = f"10.9.{i}.1:9100".encode()
         results = {}
 

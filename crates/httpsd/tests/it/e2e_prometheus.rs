@@ -92,8 +92,8 @@ impl Prometheus {
             if t["labels"]["job"] != job {
                 continue;
             }
-            let labels: BTreeMap<String, String> = serde_json::from_value(t["labels"].clone())
-                .expect("labels are a map of strings");
+            let labels: BTreeMap<String, String> =
+                serde_json::from_value(t["labels"].clone()).expect("labels are a map of strings");
             let meta_url = t["discoveredLabels"]["__meta_url"]
                 .as_str()
                 .unwrap_or("")

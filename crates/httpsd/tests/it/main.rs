@@ -1,6 +1,6 @@
 //! Integration tests of the `httpsd` binary: each module starts the real binary (and
 //! real python3, redis-server, ...) on loopback.
 
+mod e2e_prometheus;
 mod helpers;
 mod serve_static;
-mod e2e_prometheus;

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every side-by-side benchmark of bench/ in sequence and collects the Markdown
+# results under bench/out/results/ (one file per comparison, plus all.md).
+# Usage: bench/all.sh            (about 10 minutes on a 2-core machine)
+# A comparison whose feature has not landed prints "NOT MEASURED ... feature not
+# landed" and the others still run.
+set -u
+cd "$(dirname "$0")"
+mkdir -p out/results
+: > out/results/all.md
+for s in static python_gen check reload redis_path slow_gen; do
+  echo "=== $s" >&2
+  if python3 "$s.py" --markdown "out/results/$s.md" > "out/results/$s.txt"; then
+    cat "out/results/$s.md" >> out/results/all.md
+  else
+    rc=$?
+    { echo "### $s"; echo; grep -h "NOT MEASURED" "out/results/$s.txt" || echo "failed with exit code $rc (see bench/out/results/$s.txt)"; echo; } >> out/results/all.md
+  fi
+  cat "out/results/$s.txt"
+done
+echo "results: bench/out/results/all.md" >&2
