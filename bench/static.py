@@ -64,8 +64,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--refresh", type=int, default=5,
-                    help="original's --cache-refresh-interval (its default 60 only delays the warm-up)")
+    ap.add_argument("--refresh", type=int, default=60,
+                    help="the original's --cache-refresh-interval (default: its default, 60); it rewrites its "
+                         "cache file in place on each pass, and requests that read it meanwhile fail")
     ap.add_argument("--markdown", help="also write the result as Markdown to this file")
     a = ap.parse_args()
 
@@ -117,20 +118,21 @@ def main() -> None:
             c.log(f"run {run + 1}/{a.runs} {name}: {r['rps']:.0f} req/s p50 {r['p50']:.2f} ms "
                   f"p99 {r['p99']:.2f} ms non-2xx {r['non2xx']} errors {r['errors']}")
 
-    med = {n: {k: c.median([r[k] for r in rs]) for k in ("rps", "p50", "p99")} for n, rs in results.items()}
-    orig = med["prometheus-http-sd 3.0.6"]["rps"]
-    ceil = med["ceiling (bare hyper)"]["rps"]
+    med = {n: {k: c.median([r[k] for r in rs]) for k in ("rps", "ok_rps", "p50", "p99")}
+           for n, rs in results.items()}
+    orig = med["prometheus-http-sd 3.0.6"]["ok_rps"]
+    ceil = med["ceiling (bare hyper)"]["ok_rps"]
     rows = []
     for name in ("httpsd", "prometheus-http-sd 3.0.6", "ceiling (bare hyper)"):
         m = med[name]
         bad = sum(r["non2xx"] + r["errors"] for r in results[name])
-        rows.append([name, f"{m['rps']:,.0f}", c.spread([r["rps"] for r in results[name]]), c.fmt_ms(m["p50"]),
-                     c.fmt_ms(m["p99"]), c.fmt_mib(idle[name]), c.fmt_mib(loaded[name]),
-                     f"{m['rps'] / orig:,.1f}x", f"{m['rps'] / ceil:.0%}", bad])
-    body = c.table(["server", "req/s (median)", "run spread", "p50", "p99", "RSS idle", "RSS under load (max)",
+        rows.append([name, f"{m['ok_rps']:,.0f}", c.spread([r["ok_rps"] for r in results[name]]),
+                     c.fmt_ms(m["p50"]), c.fmt_ms(m["p99"]), c.fmt_mib(idle[name]), c.fmt_mib(loaded[name]),
+                     f"{m['ok_rps'] / orig:,.1f}x", f"{m['ok_rps'] / ceil:.0%}", bad])
+    body = c.table(["server", "200s/s (median)", "run spread", "p50", "p99", "RSS idle", "RSS under load (max)",
                     "vs original", "of ceiling", "non-2xx + socket errors"], rows)
     ours = med["httpsd"]
-    g = [["requests/s ≥ 100x the original", f"{ours['rps'] / orig:,.0f}x", c.goal(ours["rps"] >= 100 * orig)],
+    g = [["requests/s ≥ 100x the original", f"{ours['ok_rps'] / orig:,.0f}x", c.goal(ours["ok_rps"] >= 100 * orig)],
          ["p99 < 10 ms at 32 connections", c.fmt_ms(ours["p99"]), c.goal(ours["p99"] < 10)],
          ["RSS < 20 MB (idle and under load)", f"{c.fmt_mib(idle['httpsd'])} / {c.fmt_mib(loaded['httpsd'])}",
           c.goal(max(idle["httpsd"], loaded["httpsd"]) * 1024 < 20_000_000)]]
@@ -138,7 +140,9 @@ def main() -> None:
     body += (f"\n\n{a.runs} interleaved runs of `wrk -t2 -c{a.connections} -d{a.duration}s --latency` per server "
              f"on `{PATH}` ({len(ours_body)} bytes, 100 groups, 1,000 targets, 5 JSON + 5 YAML files); "
              f"wrk shares the 2 cores with the server. The original ran with `--cache-dir` and "
-             f"`--cache-refresh-interval {a.refresh}` and was warmed (first 200) before measuring. "
+             f"`--cache-refresh-interval {a.refresh}` and was warmed (first 200) before measuring; "
+             f"throughput counts 200 answers only (the original rewrites its cache file in place on each "
+             f"refresh pass, and requests that read it meanwhile get a 500). "
              f"Same groups as the original: {'yes' if same else 'NO'}"
              f"{' (byte-identical)' if orig_body == ours_body else ' (the original orders groups by completion)'}.")
     c.report("Static path serving (1,000 targets)", body, a.markdown, "python3 bench/static.py " + " ".join(sys.argv[1:]))
