@@ -222,6 +222,11 @@ fn write_tree(tree: &Tree) {
     );
     tree.write("node/_ignored.json", r#"[{"targets": ["127.0.0.1:99"]}]"#);
     tree.write("other/c.json", r#"[{"targets": ["127.0.0.1:12"]}]"#);
+    // An executable generator: query parameters arrive as HTTPSD_PARAM_<NAME>.
+    tree.write_exec(
+        "dyn/gen.sh",
+        "#!/bin/sh\nprintf '[{\"targets\": [\"127.0.0.1:15\"], \"labels\": {\"env\": \"%s\"}}]' \"$HTTPSD_PARAM_ENV\"\n",
+    );
 }
 
 fn config(httpsd: &str) -> String {
@@ -233,6 +238,10 @@ scrape_configs:
   - job_name: sd
     http_sd_configs:
       - url: http://{httpsd}/http_sd/targets/node
+        refresh_interval: 1s
+  - job_name: exe
+    http_sd_configs:
+      - url: http://{httpsd}/http_sd/targets/dyn?env=staging
         refresh_interval: 1s
   - job_name: httpsd
     metrics_path: /http_sd/metrics
@@ -271,6 +280,10 @@ async fn prometheus_discovers_targets_follows_changes_and_scrapes_metrics() {
         BTreeSet::from([format!("http://{httpsd}/http_sd/targets/node")]),
         "__meta_url is the prefixed URL Prometheus asked"
     );
+
+    // A dynamic generator gets the query parameter of the http_sd_configs URL.
+    let exe = BTreeSet::from([target("exe", "127.0.0.1:15", &[("env", "staging")])]);
+    prom.wait_targets("exe", &exe).await;
 
     // A generator change reaches Prometheus after its refresh.
     rewrite(
