@@ -147,7 +147,7 @@ impl PythonRunner {
             });
         if let Err(e) = &result {
             if let Some(tb) = &e.traceback {
-                tracing::warn!(generator = %rel, kind = ?e.kind, "{}\n{}", e.message, tb.trim_end());
+                tracing::warn!(generator = %rel, kind = ?e.kind, traceback = %tb.trim_end(), "{}", e.message);
             }
         }
         result
@@ -774,5 +774,87 @@ async fn pump_output(stderr: ChildStderr, output: Arc<Output>) {
             buf.pop();
         }
         output.line(&String::from_utf8_lossy(&buf));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(root: &std::path::Path) -> RunnerSettings {
+        RunnerSettings {
+            root: root.to_path_buf(),
+            max_run_time: Duration::from_secs(10),
+            python: "python3".into(),
+            python_workers: 1,
+            python_memory_limit: 0,
+        }
+    }
+
+    /// Check mode (used by `httpsd check`): the test variable is visible at import
+    /// and call time, `test_generate_targets()` wins when defined, no parameters.
+    #[tokio::test]
+    async fn check_mode_uses_test_generate_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(
+            root.join("with_test.py"),
+            "import os\nAT_IMPORT = os.environ.get('PROMETHEUS_HTTP_SD_IS_TEST', 'unset')\n\
+             def generate_targets(**p):\n    return [{'targets': ['serve:1'], 'labels': {'import': AT_IMPORT, 'params': ','.join(p)}}]\n\
+             def test_generate_targets():\n    return [{'targets': ['test:1'], 'labels': {'import': AT_IMPORT, 'call': os.environ.get('PROMETHEUS_HTTP_SD_IS_TEST', 'unset')}}]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("without_test.py"),
+            "def generate_targets(**p):\n    return [{'targets': ['plain:1'], 'labels': {'params': ','.join(p)}}]\n",
+        )
+        .unwrap();
+        let listing = crate::tree::scan(&root);
+        let find = |name: &str| {
+            listing
+                .generators
+                .iter()
+                .find(|g| g.rel == name)
+                .cloned()
+                .expect("generator found")
+        };
+        let runner = PythonRunner::start(&settings(&root))
+            .await
+            .expect("pool starts");
+        let params = Params::from_pairs([("x", "1")]);
+        let with_test = find("with_test.py");
+        let without_test = find("without_test.py");
+
+        let serve = runner
+            .run(&with_test, &params, RunMode::Serve)
+            .await
+            .unwrap();
+        assert_eq!(
+            serve,
+            serde_json::json!([{"targets": ["serve:1"], "labels": {"import": "unset", "params": "x"}}])
+        );
+        let check = runner
+            .run(&with_test, &params, RunMode::Check)
+            .await
+            .unwrap();
+        assert_eq!(
+            check,
+            serde_json::json!([{"targets": ["test:1"], "labels": {"import": "1", "call": "1"}}])
+        );
+        let check = runner
+            .run(&without_test, &params, RunMode::Check)
+            .await
+            .unwrap();
+        assert_eq!(
+            check,
+            serde_json::json!([{"targets": ["plain:1"], "labels": {"params": ""}}])
+        );
+        // Serving afterwards sees neither the variable nor a check-mode module.
+        let serve = runner
+            .run(&with_test, &params, RunMode::Serve)
+            .await
+            .unwrap();
+        assert_eq!(serve[0]["labels"]["import"], "unset");
+        runner.shutdown().await;
     }
 }
