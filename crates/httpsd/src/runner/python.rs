@@ -145,10 +145,13 @@ impl PythonRunner {
                     format!("{rel}: the Python call failed: {e}"),
                 ))
             });
-        if let Err(e) = &result {
-            if let Some(tb) = &e.traceback {
-                tracing::warn!(generator = %rel, kind = ?e.kind, traceback = %tb.trim_end(), "{}", e.message);
-            }
+        if let Err(GeneratorError {
+            kind,
+            message,
+            traceback: Some(tb),
+        }) = &result
+        {
+            tracing::warn!(generator = %rel, ?kind, traceback = %tb.trim_end(), "{message}");
         }
         result
     }
@@ -264,12 +267,11 @@ impl Pool {
             s => s,
         };
         // Never full: there are exactly `size` slots and this one was taken out.
-        if let Err(e) = self.slots_tx.try_send(slot) {
-            if let Some(w) = match e {
-                mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s) => s,
-            } {
-                self.retire(w);
-            }
+        if let Err(
+            mpsc::error::TrySendError::Full(Some(w)) | mpsc::error::TrySendError::Closed(Some(w)),
+        ) = self.slots_tx.try_send(slot)
+        {
+            self.retire(w);
         }
     }
 
