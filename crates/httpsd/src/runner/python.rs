@@ -653,26 +653,39 @@ async fn handshake(
     .map_err(|e| format!("cannot encode the worker settings: {e}"))?;
     settings.push(b'\n');
     let _ = worker.stdin.write_all(&settings).await;
+    // Tolerate a few lines before the handshake (a noisy sitecustomize or .pth file):
+    // they are logged as the worker's output.
     let mut buf = Vec::new();
-    let status = tokio::select! {
-        biased;
-        r = read_line(&mut worker.stdout, &mut buf, 64 * 1024) => match r {
-            Ok(true) => {
-                return match serde_json::from_slice::<Hello>(&buf) {
-                    Ok(h) if h.ready => Ok(h),
-                    _ => Err(format!(
-                        "{python:?} is not a working Python 3 interpreter (--python): it answered {:?}",
-                        String::from_utf8_lossy(&buf[..buf.len().min(200)])
-                    )),
-                };
-            }
-            _ => worker.child.wait().await.ok(),
-        },
-        status = worker.child.wait() => status.ok(),
-    };
+    let mut printed: Option<String> = None;
+    for _ in 0..50 {
+        buf.clear();
+        let status = tokio::select! {
+            biased;
+            r = read_line(&mut worker.stdout, &mut buf, 64 * 1024) => match r {
+                Ok(true) => {
+                    match serde_json::from_slice::<Hello>(&buf) {
+                        Ok(h) if h.ready => return Ok(h),
+                        _ => {
+                            let text = String::from_utf8_lossy(&buf).into_owned();
+                            printed.get_or_insert_with(|| text.chars().take(200).collect());
+                            worker.output.line(&text);
+                            continue;
+                        }
+                    }
+                }
+                _ => worker.child.wait().await.ok(),
+            },
+            status = worker.child.wait() => status.ok(),
+        };
+        let printed = printed.map_or_else(String::new, |p| format!(" after printing {p:?}"));
+        return Err(format!(
+            "{python:?} is not a working Python 3 interpreter (--python): it {}{printed}",
+            status.map_or_else(|| "closed its output".to_string(), describe_exit)
+        ));
+    }
     Err(format!(
-        "{python:?} is not a working Python 3 interpreter (--python): it {}",
-        status.map_or_else(|| "closed its output".to_string(), describe_exit)
+        "{python:?} is not a working Python 3 interpreter (--python): it printed {:?} instead of the handshake",
+        printed.unwrap_or_default()
     ))
 }
 
