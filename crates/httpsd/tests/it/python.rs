@@ -297,9 +297,6 @@ def generate_targets(**p):
         || async { (!alive(hang_child)).then_some(()) },
     )
     .await;
-    // A child that outlived a successful call is still running (its worker lives).
-    let outlive_child = read_pid(&scratch.path().join("outlive_child"));
-    assert!(alive(outlive_child));
 
     // Everything failed alone: the pool was replenished and serves again, hostile
     // paths fail again the same way (their workers are replaced each time).
@@ -327,7 +324,14 @@ def generate_targets(**p):
     assert!(log.len() < 2_000_000, "generator output flooded the log");
     assert!(log.contains("forged:2"), "stderr output is logged too");
 
-    // Shutting down kills every worker's process group, stray children included.
+    // A child left running by a successful call lives on with its worker (the
+    // worker that ran it above may since have been killed by a later hostile call,
+    // so run it again now that nothing else is in flight) ...
+    let r = get(&server.url("/targets/child_outlives")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let outlive_child = read_pid(&scratch.path().join("outlive_child"));
+    assert!(alive(outlive_child), "the child died with the call");
+    // ... and shutting down kills every worker's process group, stray children included.
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
     wait_for(
