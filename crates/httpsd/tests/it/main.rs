@@ -3,4 +3,5 @@
 
 mod exec;
 mod helpers;
+mod python;
 mod serve_static;
