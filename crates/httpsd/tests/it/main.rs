@@ -4,4 +4,5 @@
 mod e2e_prometheus;
 mod exec;
 mod helpers;
+mod python;
 mod serve_static;
