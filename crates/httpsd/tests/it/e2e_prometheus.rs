@@ -1,7 +1,8 @@
 //! End to end with a real Prometheus (Debian's `prometheus` package, 2.42): Prometheus
 //! discovers targets through `http_sd_configs` pointing at `httpsd serve` under a URL
-//! prefix, sees a generator change after its refresh, and scrapes httpsd's own
-//! `/metrics` with `up == 1`.
+//! prefix (static files, a Python and an executable generator with a query parameter),
+//! sees a generator change after its refresh, and scrapes httpsd's own `/metrics` with
+//! `up == 1`.
 //!
 //! Prometheus's discovery manager batches updates every 5 s, so every wait here polls
 //! with a deadline of about 25 s; the whole test takes 15-25 s.
@@ -222,6 +223,12 @@ fn write_tree(tree: &Tree) {
     );
     tree.write("node/_ignored.json", r#"[{"targets": ["127.0.0.1:99"]}]"#);
     tree.write("other/c.json", r#"[{"targets": ["127.0.0.1:12"]}]"#);
+    // A Python generator: query parameters arrive as keyword arguments.
+    tree.write(
+        "py/gen.py",
+        "def generate_targets(**params):\n    return [{'targets': ['127.0.0.1:16'], \
+         'labels': {'env': params.get('env', 'none'), 'src': 'python'}}]\n",
+    );
     // An executable generator: query parameters arrive as HTTPSD_PARAM_<NAME>.
     tree.write_exec(
         "dyn/gen.sh",
@@ -243,6 +250,10 @@ scrape_configs:
     http_sd_configs:
       - url: http://{httpsd}/http_sd/targets/dyn?env=staging
         refresh_interval: 1s
+  - job_name: py
+    http_sd_configs:
+      - url: http://{httpsd}/http_sd/targets/py?env=canary
+        refresh_interval: 1s
   - job_name: httpsd
     metrics_path: /http_sd/metrics
     static_configs:
@@ -261,6 +272,7 @@ fn rewrite(path: &Path, content: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_discovers_targets_follows_changes_and_scrapes_metrics() {
     require_prometheus();
+    crate::helpers::require_python();
     let tree = Tree::new();
     write_tree(&tree);
     let server = Server::serve(tree.root(), &["-r", "/http_sd"]);
@@ -284,6 +296,12 @@ async fn prometheus_discovers_targets_follows_changes_and_scrapes_metrics() {
     // A dynamic generator gets the query parameter of the http_sd_configs URL.
     let exe = BTreeSet::from([target("exe", "127.0.0.1:15", &[("env", "staging")])]);
     prom.wait_targets("exe", &exe).await;
+    let py = BTreeSet::from([target(
+        "py",
+        "127.0.0.1:16",
+        &[("env", "canary"), ("src", "python")],
+    )]);
+    prom.wait_targets("py", &py).await;
 
     // A generator change reaches Prometheus after its refresh.
     rewrite(
