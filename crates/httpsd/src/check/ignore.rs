@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(m(&["fail/"], "t", "fail/x.py").as_deref(), Some("fail/"));
         assert_eq!(m(&["./fail"], "t", "fail").as_deref(), Some("./fail"));
         assert_eq!(m(&["fail"], "t", "failing.json"), None);
-        assert_eq!(m(&["a/b.json"], "t", "a/b.json").as_deref(), Some("a/b.json"));
+        assert_eq!(
+            m(&["a/b.json"], "t", "a/b.json").as_deref(),
+            Some("a/b.json")
+        );
         assert_eq!(m(&["."], "t", "a/b.json").as_deref(), Some("."));
     }
 

@@ -57,10 +57,7 @@ impl Tracker {
         if let Some((name, age)) = oldest
             && age >= Duration::from_secs(1)
         {
-            line.push_str(&format!(
-                "; waiting for {name} ({:.0}s)",
-                age.as_secs_f64()
-            ));
+            line.push_str(&format!("; waiting for {name} ({:.0}s)", age.as_secs_f64()));
         }
         line
     }

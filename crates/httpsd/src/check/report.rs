@@ -266,7 +266,11 @@ impl CheckReport {
             (s.warnings, "warning", "warnings"),
             (s.ignored, "ignored", "ignored"),
             (s.unsafe_links, "unsafe link", "unsafe links"),
-            (s.unreadable, "unreadable directory", "unreadable directories"),
+            (
+                s.unreadable,
+                "unreadable directory",
+                "unreadable directories",
+            ),
         ] {
             if n > 0 {
                 line.push_str(&format!(", {n} {}", if n == 1 { one } else { many }));

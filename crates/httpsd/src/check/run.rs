@@ -80,7 +80,7 @@ pub async fn check_all(
 }
 
 /// Reads or runs one generator and validates its output. Also returns the output when
-/// it is a list, for the checks that look across generators.
+/// it is valid, for the checks that look across generators.
 async fn check_one(
     job: Job,
     runners: Option<&RunnersOrError>,
@@ -124,8 +124,11 @@ async fn check_one(
             let report = validate::validate(&value, &options.profile);
             check.targets = report.target_count;
             check.groups = report.group_count;
+            let ok = report.is_ok();
             check.problems = report.problems;
-            value.is_array().then_some(value)
+            // Only valid outputs take part in cross-generator checks: a failing one
+            // already fails, and more warnings about it would be noise.
+            ok.then_some(value)
         }
         Err(e) => {
             check.error = Some(e);
