@@ -582,6 +582,30 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_across_outputs_warn_on_the_later_one() {
+        let a = json!([{"targets": ["x:1", "y:1"]}]);
+        let b = json!([{"targets": ["z:1"]}, {"targets": ["y:1", "y:1", "x:1"]}]);
+        let c = json!([{"targets": ["z:1"]}]);
+        let found = duplicates_across(&[("a", &a), ("b", &b), ("c", &c)]);
+        let got: Vec<(usize, Option<usize>, Severity)> = found
+            .iter()
+            .map(|(k, p)| (*k, p.group, p.severity))
+            .collect();
+        // b repeats y:1 (once, despite its own duplicate) and x:1; c repeats b's z:1.
+        assert_eq!(
+            got,
+            [
+                (1, Some(1), Severity::Warning),
+                (1, Some(1), Severity::Warning),
+                (2, Some(0), Severity::Warning)
+            ]
+        );
+        assert!(found[0].1.message.contains("\"y:1\"") && found[0].1.message.contains("a"));
+        assert!(found[2].1.message.contains("b"));
+        assert!(found.iter().all(|(_, p)| p.rule == Rule::DuplicateTarget));
+    }
+
+    #[test]
     fn output_keeps_shape_and_counts() {
         let out = into_output(&json!([{"targets": ["a:1", "b:2"]}, {"labels": {"z": "1", "a": "2"}, "targets": ["c:3"]}]), &Profile::SERVE).unwrap();
         assert_eq!(out.target_count, 3);

@@ -90,62 +90,17 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 pub async fn check_tree(args: &CheckArgs, root: &Path) -> anyhow::Result<CheckReport> {
     let started = Instant::now();
     let typed = args.root_dir.to_string_lossy().into_owned();
-    let rules = IgnoreRules::new(&args.ignore_path);
     let scan_root = root.to_path_buf();
     let listing = tokio::task::spawn_blocking(move || tree::scan(&scan_root)).await?;
 
-    let mut used = vec![false; args.ignore_path.len()];
-    let mut ignored = Vec::new();
-    // Applies the ignore rules to one path; true when it is kept.
-    let mut keep = |rel: &str| -> bool {
-        let file = display_path(&typed, rel);
-        match rules.matching(&file, rel, &root.join(rel)) {
-            Some(pattern) => {
-                if let Some(i) = args.ignore_path.iter().position(|p| p == pattern) {
-                    used[i] = true;
-                }
-                ignored.push(Ignored {
-                    path: rel.to_string(),
-                    file,
-                    pattern: pattern.to_string(),
-                });
-                false
-            }
-            None => true,
-        }
-    };
-    let jobs: Vec<Job> = listing
-        .generators
-        .into_iter()
-        .filter(|g| keep(&g.rel))
-        .map(|g| Job {
-            file: display_path(&typed, &g.rel),
-            generator: g,
-        })
-        .collect();
-    let mut listed = |items: Vec<Skipped>| -> Vec<Listed> {
-        items
-            .into_iter()
-            .filter(|s| keep(&s.rel))
-            .map(|s| Listed {
-                file: display_path(&typed, &s.rel),
-                path: s.rel,
-                reason: s.reason,
-            })
-            .collect()
-    };
-    let skipped = listed(listing.skipped);
-    let unsafe_links = listed(listing.unsafe_links);
-    let unreadable = listed(listing.unreadable);
-    drop(keep);
-    ignored.sort_by(|a, b| tree::cmp_components(&a.path, &b.path));
-    let unused: Vec<String> = args
-        .ignore_path
-        .iter()
-        .zip(&used)
-        .filter(|(p, u)| !**u && !p.is_empty())
-        .map(|(p, _)| p.clone())
-        .collect();
+    let Plan {
+        jobs,
+        skipped,
+        unsafe_links,
+        unreadable,
+        ignored,
+        unused_patterns,
+    } = plan(listing, &IgnoreRules::new(&args.ignore_path), &typed, root);
 
     let runners = if jobs.iter().any(|j| !j.generator.kind.is_static()) {
         Some(
@@ -175,9 +130,76 @@ pub async fn check_tree(args: &CheckArgs, root: &Path) -> anyhow::Result<CheckRe
         unsafe_links,
         unreadable,
         ignored,
-        unused,
+        unused_patterns,
         started.elapsed(),
     ))
+}
+
+/// What a check will run and list, once `--ignore-path` is applied to a scan.
+struct Plan {
+    jobs: Vec<Job>,
+    skipped: Vec<Listed>,
+    unsafe_links: Vec<Listed>,
+    unreadable: Vec<Listed>,
+    ignored: Vec<Ignored>,
+    unused_patterns: Vec<String>,
+}
+
+/// Applies the ignore rules to everything a scan found (`typed`: the root as typed).
+fn plan(listing: tree::Listing, rules: &IgnoreRules, typed: &str, root: &Path) -> Plan {
+    let mut ignored = Vec::new();
+    // True when `rel` is kept; otherwise records why it is left out.
+    let mut keep = |rel: &str| -> bool {
+        let file = display_path(typed, rel);
+        match rules.matching(&file, rel, &root.join(rel)) {
+            Some(pattern) => {
+                ignored.push(Ignored {
+                    path: rel.to_string(),
+                    file,
+                    pattern: pattern.to_string(),
+                });
+                false
+            }
+            None => true,
+        }
+    };
+    let jobs: Vec<Job> = listing
+        .generators
+        .into_iter()
+        .filter(|g| keep(&g.rel))
+        .map(|g| Job {
+            file: display_path(typed, &g.rel),
+            generator: g,
+        })
+        .collect();
+    let mut listed = |items: Vec<Skipped>| -> Vec<Listed> {
+        items
+            .into_iter()
+            .filter(|s| keep(&s.rel))
+            .map(|s| Listed {
+                file: display_path(typed, &s.rel),
+                path: s.rel,
+                reason: s.reason,
+            })
+            .collect()
+    };
+    let skipped = listed(listing.skipped);
+    let unsafe_links = listed(listing.unsafe_links);
+    let unreadable = listed(listing.unreadable);
+    ignored.sort_by(|a, b| tree::cmp_components(&a.path, &b.path));
+    let unused_patterns = rules
+        .patterns()
+        .filter(|p| !ignored.iter().any(|i| i.pattern == *p))
+        .map(str::to_string)
+        .collect();
+    Plan {
+        jobs,
+        skipped,
+        unsafe_links,
+        unreadable,
+        ignored,
+        unused_patterns,
+    }
 }
 
 /// The runner settings of `check`: the same as `serve` would build from these options.

@@ -83,25 +83,19 @@ impl Progress {
         let thread = std::thread::spawn(move || {
             let mut drawn = false;
             let mut wait = DELAY;
-            loop {
-                match rx.recv_timeout(wait) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        let mut line = tracker.line(total, started);
-                        // Keep to one terminal line so `\r` can redraw it.
-                        line.truncate(
-                            (0..=line.len().min(100))
-                                .rev()
-                                .find(|&i| line.is_char_boundary(i))
-                                .unwrap_or(0),
-                        );
-                        let mut err = std::io::stderr().lock();
-                        let _ = write!(err, "\r\x1b[2K{line}");
-                        let _ = err.flush();
-                        drawn = true;
-                        wait = TICK;
-                    }
-                    _ => break,
-                }
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(wait) {
+                let mut line = tracker.line(total, started);
+                // Keep to one terminal line so `\r` can redraw it.
+                let cut = (0..=line.len().min(100))
+                    .rev()
+                    .find(|&i| line.is_char_boundary(i))
+                    .unwrap_or(0);
+                line.truncate(cut);
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r\x1b[2K{line}");
+                let _ = err.flush();
+                drawn = true;
+                wait = TICK;
             }
             if drawn {
                 let mut err = std::io::stderr().lock();

@@ -131,7 +131,10 @@ fn paths(report: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-fn err(sev_rule_group: (&str, &str, Option<u64>)) -> (String, String, Option<u64>) {
+/// An expected problem: severity, rule, group.
+type Expected = (&'static str, &'static str, Option<u64>);
+
+fn err(sev_rule_group: Expected) -> (String, String, Option<u64>) {
     (
         sev_rule_group.0.to_string(),
         sev_rule_group.1.to_string(),
@@ -193,7 +196,7 @@ fn original_cases_each_fail_with_their_rule() {
 #[test]
 fn every_rule_is_reported_with_its_group() {
     let t = Tree::new();
-    let cases: &[(&str, &str, &[(&str, &str, Option<u64>)])] = &[
+    let cases: &[(&str, &str, &[Expected])] = &[
         ("null.json", "null", &[("error", "null_result", None)]),
         (
             "dict.json",
