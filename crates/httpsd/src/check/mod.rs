@@ -70,8 +70,15 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let runner = match RunnerSettings::from_args(&root, &args.runner) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(check_tree(&args, &root))?;
+    let report = rt.block_on(check_tree(&args, &root, &runner))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match args.format {
@@ -87,7 +94,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Scans `root` (canonical), runs and validates every generator, and builds the report.
-pub async fn check_tree(args: &CheckArgs, root: &Path) -> anyhow::Result<CheckReport> {
+pub async fn check_tree(
+    args: &CheckArgs,
+    root: &Path,
+    runner: &RunnerSettings,
+) -> anyhow::Result<CheckReport> {
     let started = Instant::now();
     let typed = args.root_dir.to_string_lossy().into_owned();
     let scan_root = root.to_path_buf();
@@ -103,11 +114,7 @@ pub async fn check_tree(args: &CheckArgs, root: &Path) -> anyhow::Result<CheckRe
     } = plan(listing, &IgnoreRules::new(&args.ignore_path), &typed, root);
 
     let runners = if jobs.iter().any(|j| !j.generator.kind.is_static()) {
-        Some(
-            Runners::start(&runner_settings(root, &args.runner))
-                .await
-                .map(Arc::new),
-        )
+        Some(Runners::start(runner).await.map(Arc::new))
     } else {
         None
     };
@@ -115,6 +122,7 @@ pub async fn check_tree(args: &CheckArgs, root: &Path) -> anyhow::Result<CheckRe
         profile: Profile::check(args.allow_missing_port),
         max_file_size: args.max_file_size,
         concurrency: args.jobs.map_or_else(default_concurrency, usize::from),
+        max_run_time: runner.max_run_time,
     };
     let tracker = Arc::new(progress::Tracker::default());
     let progress = progress::Progress::start(tracker.clone(), jobs.len(), true);
@@ -199,13 +207,6 @@ fn plan(listing: tree::Listing, rules: &IgnoreRules, typed: &str, root: &Path) -
         unreadable,
         ignored,
         unused_patterns,
-    }
-}
-
-/// The runner settings of `check`: the same as `serve` would build from these options.
-fn runner_settings(root: &Path, _args: &RunnerArgs) -> RunnerSettings {
-    RunnerSettings {
-        root: root.to_path_buf(),
     }
 }
 

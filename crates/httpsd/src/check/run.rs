@@ -32,7 +32,13 @@ pub struct RunOptions {
     pub max_file_size: u64,
     /// How many generators run at once.
     pub concurrency: usize,
+    /// The runners' own time limit (`--max-run-time`); they enforce it, this is only a
+    /// last-resort guard so that `check` always ends.
+    pub max_run_time: Duration,
 }
+
+/// Extra time given to the runners to kill a run and report its timeout themselves.
+const GUARD_GRACE: Duration = Duration::from_secs(5);
 
 /// One generator to check, with the path shown to the user.
 #[derive(Debug, Clone)]
@@ -100,7 +106,22 @@ async fn check_one(
             })
     } else {
         match runners {
-            Some(Ok(r)) => r.run(&g, &Params::empty(), RunMode::Check).await,
+            Some(Ok(r)) => {
+                let params = Params::empty();
+                let run = r.run(&g, &params, RunMode::Check);
+                tokio::time::timeout(options.max_run_time + GUARD_GRACE, run)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(GeneratorError::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "{}: no result within {:.1}s (--max-run-time)",
+                                g.rel,
+                                options.max_run_time.as_secs_f64()
+                            ),
+                        ))
+                    })
+            }
             Some(Err(e)) => Err(e.clone()),
             None => Err(GeneratorError::new(
                 ErrorKind::Internal,

@@ -2,5 +2,6 @@
 //! real python3, redis-server, ...) on loopback.
 
 mod check;
+mod exec;
 mod helpers;
 mod serve_static;
