@@ -820,3 +820,49 @@ fn crashing_and_hanging_generators_fail_alone_within_the_timeout() {
     assert!(!run.stderr.contains("checking:"), "{}", run.stderr);
     assert!(!run.stderr.contains('\r'), "{}", run.stderr);
 }
+
+#[test]
+fn progress_is_drawn_on_a_terminal_and_erased() {
+    let t = Tree::new();
+    t.write("ok.json", r#"[{"targets": ["a:1"]}]"#);
+    // Takes ~1 s (killed at --max-run-time), past the indicator's 0.5 s delay.
+    t.write_exec("slow.sh", "#!/bin/sh\nsleep 20\n");
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut child = Command::new(bin())
+        .args(["check", "--max-run-time", "1"])
+        .arg(t.root())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(pty.slave))
+        .spawn()
+        .expect("spawn httpsd");
+    // Our copy of the slave end went into the child's stderr; once the child exits,
+    // reading the master ends with EIO.
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut master, &mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut stdout)
+        .expect("read stdout");
+    let status = child.wait().expect("wait");
+    let terminal = reader.join().expect("reader");
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert!(terminal.contains("checking: "), "{terminal:?}");
+    assert!(terminal.contains("/2 done"), "{terminal:?}");
+    // The last thing drawn erases the line, so the report starts on a clean line.
+    let last = terminal.rfind("checking: ").expect("drawn");
+    assert!(terminal[last..].contains("\r\x1b[2K"), "{terminal:?}");
+    // The report itself never goes to the terminal's stderr.
+    assert!(!terminal.contains("run generator"), "{terminal:?}");
+    assert!(stdout.contains("error[timeout]"), "{stdout}");
+}
