@@ -113,11 +113,6 @@ pub async fn check_tree(
         unused_patterns,
     } = plan(listing, &IgnoreRules::new(&args.ignore_path), &typed, root);
 
-    let runners = if jobs.iter().any(|j| !j.generator.kind.is_static()) {
-        Some(Runners::start(runner).await.map(Arc::new))
-    } else {
-        None
-    };
     let options = RunOptions {
         profile: Profile::check(args.allow_missing_port),
         max_file_size: args.max_file_size,
@@ -126,11 +121,9 @@ pub async fn check_tree(
     };
     let tracker = Arc::new(progress::Tracker::default());
     let progress = progress::Progress::start(tracker.clone(), jobs.len(), true);
-    let checks = run::check_all(jobs, runners.clone(), options, tracker).await;
+    let start_runners = async { Runners::start(runner).await.map(Arc::new) };
+    let checks = run::check_all(jobs, start_runners, options, tracker).await;
     progress.finish();
-    if let Some(Ok(r)) = runners {
-        r.shutdown().await;
-    }
     Ok(CheckReport::new(
         typed,
         checks,

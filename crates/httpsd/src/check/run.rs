@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::future::Future;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,28 +55,46 @@ pub struct Job {
 pub type RunnersOrError = Result<Arc<Runners>, GeneratorError>;
 
 /// Checks every job and returns the results in the jobs' order.
-pub async fn check_all(
+///
+/// Static files are checked while `start_runners` (the Python pool's start-up, the
+/// slowest step of a small check) is still running; it is only awaited when the tree
+/// has dynamic generators, and the runners are shut down before returning.
+pub async fn check_all<F>(
     jobs: Vec<Job>,
-    runners: Option<RunnersOrError>,
+    start_runners: F,
     options: RunOptions,
     tracker: Arc<Tracker>,
-) -> Vec<GeneratorCheck> {
-    let runners = runners.map(Arc::new);
-    let mut results: Vec<(usize, GeneratorCheck, Option<Value>)> =
-        futures::stream::iter(jobs.into_iter().enumerate())
-            .map(|(index, job)| {
-                let runners = runners.clone();
-                let tracker = tracker.clone();
-                async move {
-                    tracker.start(index, &job.generator.rel);
-                    let (check, value) = check_one(job, runners.as_deref(), options).await;
-                    tracker.finish(index);
-                    (index, check, value)
-                }
-            })
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
-            .await;
+) -> Vec<GeneratorCheck>
+where
+    F: Future<Output = RunnersOrError>,
+{
+    let (statics, dynamics): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .enumerate()
+        .partition(|(_, job)| job.generator.kind.is_static());
+    // Reading small files is CPU-bound: a couple per core keeps every core busy.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let static_runs = run_stream(statics, None, options, cores * 2, &tracker);
+    let dynamic_runs = async {
+        if dynamics.is_empty() {
+            return Vec::new();
+        }
+        let runners = start_runners.await;
+        let results = run_stream(
+            dynamics,
+            Some(&runners),
+            options,
+            options.concurrency,
+            &tracker,
+        )
+        .await;
+        if let Ok(r) = &runners {
+            r.shutdown().await;
+        }
+        results
+    };
+    let (a, b) = futures::join!(static_runs, dynamic_runs);
+    let mut results: Vec<(usize, GeneratorCheck, Option<Value>)> = a.into_iter().chain(b).collect();
     results.sort_by_key(|(i, _, _)| *i);
     let (mut checks, values): (Vec<GeneratorCheck>, Vec<Option<Value>>) =
         results.into_iter().map(|(_, c, v)| (c, v)).unzip();
@@ -83,6 +102,26 @@ pub async fn check_all(
         warn_duplicates_across_generators(&mut checks, &values);
     }
     checks.into_iter().map(GeneratorCheck::finish).collect()
+}
+
+/// Checks `jobs` (with their indexes), at most `limit` at once.
+async fn run_stream(
+    jobs: Vec<(usize, Job)>,
+    runners: Option<&RunnersOrError>,
+    options: RunOptions,
+    limit: usize,
+    tracker: &Tracker,
+) -> Vec<(usize, GeneratorCheck, Option<Value>)> {
+    futures::stream::iter(jobs)
+        .map(|(index, job)| async move {
+            tracker.start(index, &job.generator.rel);
+            let (check, value) = check_one(job, runners, options).await;
+            tracker.finish(index);
+            (index, check, value)
+        })
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await
 }
 
 /// Reads or runs one generator and validates its output. Also returns the output when
