@@ -120,7 +120,7 @@ pub async fn check_tree(
         max_run_time: runner.max_run_time,
     };
     let tracker = Arc::new(progress::Tracker::default());
-    let progress = progress::Progress::start(tracker.clone(), jobs.len(), true);
+    let progress = progress::Progress::start(tracker.clone(), jobs.len());
     let start_runners = async { Runners::start(runner).await.map(Arc::new) };
     let checks = run::check_all(jobs, start_runners, options, tracker).await;
     progress.finish();
@@ -206,4 +206,54 @@ fn plan(listing: tree::Listing, rules: &IgnoreRules, typed: &str, root: &Path) -
 fn default_concurrency() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     (cores * 4).max(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(rel: &str) -> Skipped {
+        Skipped {
+            rel: rel.into(),
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_directory_fails_the_check_unless_ignored() {
+        let listing = tree::Listing {
+            unreadable: vec![skipped("secret"), skipped("wip/locked")],
+            skipped: vec![skipped("README.md")],
+            ..Default::default()
+        };
+        let p = plan(
+            listing,
+            &IgnoreRules::new(&["t/wip", "nothing"]),
+            "t",
+            Path::new("/r"),
+        );
+        assert_eq!(p.unreadable.len(), 1);
+        assert_eq!(p.unreadable[0].file, "t/secret");
+        assert_eq!(p.ignored.len(), 1);
+        assert_eq!(p.ignored[0].pattern, "t/wip");
+        assert_eq!(p.unused_patterns, ["nothing"]);
+        let report = CheckReport::new(
+            "t".into(),
+            Vec::new(),
+            p.skipped,
+            p.unsafe_links,
+            p.unreadable,
+            p.ignored,
+            p.unused_patterns,
+            std::time::Duration::ZERO,
+        );
+        assert!(!report.ok);
+        assert_eq!(report.summary.unreadable, 1);
+        assert_eq!(report.summary.skipped, 1);
+        let mut text = Vec::new();
+        report.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("UNREADABLE t/secret: test\n"), "{text}");
+        assert!(text.ends_with(": FAILED\n"), "{text}");
+    }
 }

@@ -70,9 +70,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts drawing for `total` generators if stderr is a terminal (and `enabled`).
-    pub fn start(tracker: Arc<Tracker>, total: usize, enabled: bool) -> Progress {
-        if !enabled || total == 0 || !std::io::stderr().is_terminal() {
+    /// Starts drawing for `total` generators if stderr is a terminal.
+    pub fn start(tracker: Arc<Tracker>, total: usize) -> Progress {
+        if total == 0 || !std::io::stderr().is_terminal() {
             return Progress {
                 stop: None,
                 thread: None,
