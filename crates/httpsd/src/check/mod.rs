@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crate::runner::{RunnerArgs, RunnerSettings, Runners};
 use crate::settings::canonical_root;
-use crate::tree::{self, Skipped};
+use crate::tree::{self, GeneratorKind, Skipped};
 use crate::validate::Profile;
 
 use ignore::{IgnoreRules, display_path};
@@ -121,7 +121,17 @@ pub async fn check_tree(
     };
     let tracker = Arc::new(progress::Tracker::default());
     let progress = progress::Progress::start(tracker.clone(), jobs.len());
-    let start_runners = async { Runners::start(runner).await.map(Arc::new) };
+    // A check runs each generator once: more Python workers than Python generators
+    // would only add start-up time (none at all when the tree has no .py file).
+    let mut runner = runner.clone();
+    if args.runner.python_workers.is_none() {
+        let python = jobs
+            .iter()
+            .filter(|j| j.generator.kind == GeneratorKind::Python)
+            .count();
+        runner.python_workers = runner.python_workers.min(python);
+    }
+    let start_runners = async move { Runners::start(&runner).await.map(Arc::new) };
     let checks = run::check_all(jobs, start_runners, options, tracker).await;
     progress.finish();
     Ok(CheckReport::new(
