@@ -866,3 +866,24 @@ fn progress_is_drawn_on_a_terminal_and_erased() {
     assert!(!terminal.contains("run generator"), "{terminal:?}");
     assert!(stdout.contains("error[timeout]"), "{stdout}");
 }
+
+#[test]
+fn a_python_that_cannot_start_fails_its_generators_not_the_static_ones() {
+    let t = Tree::new();
+    t.write("ok.json", r#"[{"targets": ["a:1"]}]"#);
+    t.write(
+        "gen.py",
+        "def generate_targets():\n    return [{'targets': ['b:1']}]\n",
+    );
+    let (code, r) = check_json(t.root(), &["--python", "/nonexistent/python3"]);
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(status(&r, "ok.json"), "pass");
+    let e = &generator(&r, "gen.py")["error"];
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/nonexistent/python3"),
+        "{r:#}"
+    );
+}
