@@ -97,7 +97,10 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden() {
-        assert_eq!(redact("redis://localhost:6379/0"), "redis://localhost:6379/0");
+        assert_eq!(
+            redact("redis://localhost:6379/0"),
+            "redis://localhost:6379/0"
+        );
         assert_eq!(redact("redis://:s3cret@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(redact("rediss://u:p@h"), "rediss://u:***@h");
         assert_eq!(redact("redis://tok@h/2"), "redis://***@h/2");

@@ -93,7 +93,11 @@ impl ServerSettings {
             fresh: args.redis.cache_seconds as f64,
             max_stale: args.redis.max_stale as f64,
             wait: seconds("--wait", args.wait, 0.0..=3600.0)?,
-            reload_timeout: seconds("--hard-reload-timeout", args.hard_reload_timeout, 0.0..=3600.0)?,
+            reload_timeout: seconds(
+                "--hard-reload-timeout",
+                args.hard_reload_timeout,
+                0.0..=3600.0,
+            )?,
             reload_poll: seconds(
                 "--hard-reload-poll-interval",
                 args.hard_reload_poll_interval,
@@ -269,7 +273,12 @@ fn not_found(path: &str) -> Response {
     )
 }
 
-async fn targets(state: &ServerState, raw_rest: &str, query: Query, headers: &HeaderMap) -> Response {
+async fn targets(
+    state: &ServerState,
+    raw_rest: &str,
+    query: Query,
+    headers: &HeaderMap,
+) -> Response {
     let started = Instant::now();
     let sub = match SubPath::parse(raw_rest) {
         Ok(s) => s,
@@ -472,8 +481,7 @@ fn list_response(body: Bytes, age: f64, cache: &'static str) -> Response {
 }
 
 fn stored_error_response(e: &StoredError) -> Response {
-    let status =
-        StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(e.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -528,7 +536,11 @@ fn from_memory(
     if let Some(m) = memory.get(id) {
         let age = m.generated_at.elapsed().as_secs_f64();
         if age <= limit {
-            return (list_response(m.body.clone(), age, "memory"), "success", None);
+            return (
+                list_response(m.body.clone(), age, "memory"),
+                "success",
+                None,
+            );
         }
     }
     drop(memory);
@@ -629,7 +641,11 @@ async fn reload(state: &ServerState, id: &str) -> Response {
     if let Err(e) = state.store.delete(id).await {
         return fail(e);
     }
-    state.memory.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    state
+        .memory
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
     if let Err(e) = state.store.enqueue(id, s.fresh, 0.0, true).await {
         return fail(e);
     }
@@ -718,8 +734,17 @@ mod tests {
     #[test]
     fn prometheus_refresh_interval_bounds_the_wait() {
         let mut h = HeaderMap::new();
-        assert_eq!(wait_budget(Duration::from_secs(5), &h), Duration::from_secs(5));
-        h.insert("x-prometheus-refresh-interval-seconds", HeaderValue::from_static("2"));
-        assert_eq!(wait_budget(Duration::from_secs(5), &h), Duration::from_secs_f64(1.6));
+        assert_eq!(
+            wait_budget(Duration::from_secs(5), &h),
+            Duration::from_secs(5)
+        );
+        h.insert(
+            "x-prometheus-refresh-interval-seconds",
+            HeaderValue::from_static("2"),
+        );
+        assert_eq!(
+            wait_budget(Duration::from_secs(5), &h),
+            Duration::from_secs_f64(1.6)
+        );
     }
 }

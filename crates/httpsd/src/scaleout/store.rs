@@ -392,8 +392,11 @@ impl Store {
             .arg(self.keys.queue())
             .cmd("SCARD")
             .arg(self.keys.pending());
-        self.op("queue_lengths", async move { pipe.query_async(&mut con).await })
-            .await
+        self.op(
+            "queue_lengths",
+            async move { pipe.query_async(&mut con).await },
+        )
+        .await
     }
 
     /// Records a finished job: its result or error, then removes it from the worker's
@@ -462,8 +465,7 @@ impl Store {
     pub async fn requeue_all(&self, worker: &str) -> Result<u64, StoreError> {
         let mut con = self.con.clone();
         let mut inv = self.requeue_all.prepare_invoke();
-        inv.key(self.keys.processing(worker))
-            .key(self.keys.queue());
+        inv.key(self.keys.processing(worker)).key(self.keys.queue());
         let n: u64 = self
             .op("requeue", async move { inv.invoke_async(&mut con).await })
             .await?;
@@ -591,7 +593,10 @@ impl Store {
             .key(self.keys.workers())
             .arg(worker);
         let n: i64 = self
-            .op("forget_worker", async move { inv.invoke_async(&mut con).await })
+            .op(
+                "forget_worker",
+                async move { inv.invoke_async(&mut con).await },
+            )
             .await?;
         Ok(n > 0)
     }

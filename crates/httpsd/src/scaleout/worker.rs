@@ -62,6 +62,8 @@ pub struct WorkerSettings {
     pub max_file_size: u64,
     /// Fallback rescan period.
     pub rescan_interval: Duration,
+    /// Settings of the generator runners (the same as `serve`'s).
+    pub runner: RunnerSettings,
 }
 
 impl WorkerSettings {
@@ -89,7 +91,9 @@ impl WorkerSettings {
                     });
                 }
                 let base = format!("{}-{}", hostname(), std::process::id());
-                (0..args.num_workers).map(|i| format!("{base}-{i}")).collect()
+                (0..args.num_workers)
+                    .map(|i| format!("{base}-{i}"))
+                    .collect()
             }
         };
         if args.stale_job_check_interval == 0 {
@@ -99,7 +103,6 @@ impl WorkerSettings {
             });
         }
         Ok(WorkerSettings {
-            root,
             worker_ids,
             redis_url: args.redis.redis_url.clone(),
             keys: Keys::new(&args.redis.redis_prefix),
@@ -110,10 +113,16 @@ impl WorkerSettings {
                 .max(1),
             stale_job_timeout: args.stale_job_timeout as f64,
             stale_job_check_interval: Duration::from_secs(args.stale_job_check_interval),
-            heartbeat_timeout: seconds("--heartbeat-timeout", args.heartbeat_timeout, 0.5..=3600.0)?,
+            heartbeat_timeout: seconds(
+                "--heartbeat-timeout",
+                args.heartbeat_timeout,
+                0.5..=3600.0,
+            )?,
             shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout, 0.0..=3600.0)?,
             max_file_size: args.max_file_size,
             rescan_interval: seconds("--rescan-interval", args.rescan_interval, 0.05..=3600.0)?,
+            runner: RunnerSettings::from_args(&root, &args.runner)?,
+            root,
         })
     }
 }
@@ -199,11 +208,9 @@ pub async fn run(
     let catalog = Arc::new(tokio::task::spawn_blocking(move || Catalog::new(&root, max, m)).await?);
     let watcher = tokio::spawn(crate::watch::run(catalog.clone(), settings.rescan_interval));
     let runners = Arc::new(
-        Runners::start(&RunnerSettings {
-            root: settings.root.clone(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
+        Runners::start(&settings.runner)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
     );
     let engine = Arc::new(Engine::new(catalog, runners.clone(), metrics.clone()));
     let monitor = tokio::spawn(super::server::monitor(
@@ -228,7 +235,10 @@ pub async fn run(
             get(move || {
                 let metrics = metrics.clone();
                 async move {
-                    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics.encode())
+                    (
+                        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                        metrics.encode(),
+                    )
                         .into_response()
                 }
             }),
@@ -282,7 +292,9 @@ pub async fn run(
         match ctx.store.requeue_all(id).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(worker_id = %id, jobs = n, "handed jobs back to the queue"),
-            Err(e) => tracing::warn!(worker_id = %id, error = %e, "could not hand jobs back; the stale-job recovery will"),
+            Err(e) => {
+                tracing::warn!(worker_id = %id, error = %e, "could not hand jobs back; the stale-job recovery will")
+            }
         }
         let _ = ctx.store.retire_worker(id).await;
     }
@@ -575,7 +587,11 @@ fn error_details(
                     None => format!("{}: {}", f.generator, f.error.message),
                 })
                 .collect();
-            (kind, tb.join("\n"), serde_json::to_value(failed).unwrap_or_default())
+            (
+                kind,
+                tb.join("\n"),
+                serde_json::to_value(failed).unwrap_or_default(),
+            )
         }
         PathError::NotFound(_) => ("not_found".into(), String::new(), json!([])),
         PathError::BadRequest(_) => ("bad_request".into(), String::new(), json!([])),
