@@ -727,7 +727,7 @@ mod tests {
     #[test]
     fn times_are_formatted_in_utc() {
         assert_eq!(iso_time(0.0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(human_time(1_795_000_000.0), "2026-11-19 10:13:20");
+        assert_eq!(human_time(1_795_000_000.0), "2026-11-18 11:06:40");
         assert_eq!(iso_time(951_782_400.25), "2000-02-29T00:00:00.250000Z");
     }
 
