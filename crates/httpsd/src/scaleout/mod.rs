@@ -3,6 +3,7 @@
 //! engine as `serve` and store the results). See docs/scale-out.md.
 
 pub mod conn;
+pub mod health;
 pub mod keys;
 pub mod server;
 pub mod store;

@@ -213,7 +213,7 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
     );
     let engine = Arc::new(Engine::new(catalog, runners.clone(), metrics.clone()));
-    let monitor = tokio::spawn(super::server::monitor(
+    let monitor = tokio::spawn(super::health::monitor(
         store.clone(),
         redis_metrics.clone(),
         conn::redact(&settings.redis_url),
