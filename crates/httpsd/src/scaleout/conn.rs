@@ -1,10 +1,13 @@
 //! Connections to Redis: the shared auto-reconnecting manager for short commands, the
 //! dedicated connections a worker's blocking pop needs, and URLs safe to log.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client};
+
+use crate::settings::SettingsError;
 
 /// How long a short command may take before it counts as a failure.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,6 +22,107 @@ pub struct UrlError {
     pub url: String,
     /// Why.
     pub reason: String,
+}
+
+/// Where Redis is and how to reach it: the URL plus optional TLS files, read once.
+#[derive(Clone)]
+pub struct RedisTarget {
+    /// The URL as given (may hold a password: log [`RedisTarget::redacted`] instead).
+    url: String,
+    /// PEM bytes of a CA to trust instead of the system roots.
+    ca_cert: Option<Vec<u8>>,
+    /// PEM bytes of a client certificate and key (mutual TLS).
+    client_tls: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("url", &redact(&self.url))
+            .field("ca_cert", &self.ca_cert.is_some())
+            .field("client_tls", &self.client_tls.is_some())
+            .finish()
+    }
+}
+
+impl RedisTarget {
+    /// Validates the Redis options: the URL parses, TLS files are readable and only
+    /// given with `rediss://`.
+    pub fn from_args(args: &super::RedisArgs) -> Result<RedisTarget, SettingsError> {
+        let read = |option: &'static str,
+                    path: &Option<PathBuf>|
+         -> Result<Option<Vec<u8>>, SettingsError> {
+            match path {
+                None => Ok(None),
+                Some(p) => std::fs::read(p)
+                    .map(Some)
+                    .map_err(|e| SettingsError::Option {
+                        option,
+                        reason: format!("cannot read {}: {e}", p.display()),
+                    }),
+            }
+        };
+        let ca_cert = read("--redis-ca-cert", &args.redis_ca_cert)?;
+        let client_tls = match (
+            read("--redis-client-cert", &args.redis_client_cert)?,
+            read("--redis-client-key", &args.redis_client_key)?,
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(SettingsError::Option {
+                    option: "--redis-client-cert",
+                    reason: "--redis-client-cert and --redis-client-key go together".into(),
+                });
+            }
+        };
+        if (ca_cert.is_some() || client_tls.is_some()) && !args.redis_url.starts_with("rediss://") {
+            return Err(SettingsError::Option {
+                option: "--redis-ca-cert",
+                reason: "TLS files need a rediss:// URL".into(),
+            });
+        }
+        let target = RedisTarget {
+            url: args.redis_url.clone(),
+            ca_cert,
+            client_tls,
+        };
+        target.client().map_err(|e| SettingsError::Option {
+            option: "--redis-url",
+            reason: format!("{}: {}", e.url, e.reason),
+        })?;
+        Ok(target)
+    }
+
+    /// The URL with its password hidden.
+    pub fn redacted(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// A client for this target.
+    pub fn client(&self) -> Result<Client, UrlError> {
+        if self.ca_cert.is_none() && self.client_tls.is_none() {
+            return client(&self.url);
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client::build_with_tls(
+            self.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: self
+                    .client_tls
+                    .as_ref()
+                    .map(|(cert, key)| redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
+                root_cert: self.ca_cert.clone(),
+            },
+        )
+        .map_err(|e| UrlError {
+            url: redact(&self.url),
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// Opens a client for `url` (`redis://`, `rediss://` for TLS, `unix://`), checking it.

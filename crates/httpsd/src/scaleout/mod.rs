@@ -22,6 +22,15 @@ pub struct RedisArgs {
     /// Also read from HTTPSD_REDIS_URL, which keeps a password off the command line.
     #[arg(long, env = "HTTPSD_REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: String,
+    /// PEM file of the CA that signed Redis's certificate (rediss:// with a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub redis_ca_cert: Option<PathBuf>,
+    /// PEM client certificate for Redis (mutual TLS), with --redis-client-key.
+    #[arg(long, value_name = "FILE")]
+    pub redis_client_cert: Option<PathBuf>,
+    /// PEM private key of --redis-client-cert.
+    #[arg(long, value_name = "FILE")]
+    pub redis_client_key: Option<PathBuf>,
     /// Namespace of every key: deployments with different prefixes share a Redis
     /// without seeing each other.
     #[arg(long, default_value = "httpsd:")]

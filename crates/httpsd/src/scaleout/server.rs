@@ -48,8 +48,8 @@ pub struct ServerSettings {
     pub prefix: String,
     /// Maximum concurrent connections.
     pub connection_limit: usize,
-    /// Redis URL.
-    pub redis_url: String,
+    /// Redis URL and TLS files.
+    pub redis: conn::RedisTarget,
     /// Key namespace.
     pub keys: Keys,
     /// Freshness in seconds.
@@ -71,10 +71,6 @@ impl ServerSettings {
     pub fn from_args(args: &ServerOnlyArgs) -> Result<ServerSettings, SettingsError> {
         let root = canonical_root(&args.root_dir)?;
         check_prefix(&args.redis.redis_prefix)?;
-        conn::client(&args.redis.redis_url).map_err(|e| SettingsError::Option {
-            option: "--redis-url",
-            reason: format!("{}: {}", e.url, e.reason),
-        })?;
         if args.connection_limit == 0 {
             return Err(SettingsError::Option {
                 option: "--connection-limit",
@@ -88,7 +84,7 @@ impl ServerSettings {
                 reason,
             })?,
             connection_limit: args.connection_limit,
-            redis_url: args.redis.redis_url.clone(),
+            redis: conn::RedisTarget::from_args(&args.redis)?,
             keys: Keys::new(&args.redis.redis_prefix),
             fresh: args.redis.cache_seconds as f64,
             max_stale: args.redis.max_stale as f64,
@@ -137,7 +133,7 @@ pub async fn run(
     let mut metrics = Metrics::new();
     let redis_metrics = RedisMetrics::register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
-    let client = conn::client(&settings.redis_url)?;
+    let client = settings.redis.client()?;
     let manager = conn::manager(client)?;
     let store = Store::new(manager, settings.keys.clone(), redis_metrics.clone());
     let root = settings.root.clone();
@@ -148,11 +144,11 @@ pub async fn run(
     let monitor = tokio::spawn(super::health::monitor(
         store.clone(),
         redis_metrics.clone(),
-        conn::redact(&settings.redis_url),
+        settings.redis.redacted(),
     ));
     let addr = listener.local_addr()?;
     tracing::info!(
-        redis = %conn::redact(&settings.redis_url),
+        redis = %settings.redis.redacted(),
         redis_prefix = %settings.keys.prefix(),
         "Starting server-only instance on {addr}; workers must be started separately to process jobs"
     );

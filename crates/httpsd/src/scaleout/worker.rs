@@ -44,8 +44,8 @@ pub struct WorkerSettings {
     pub root: PathBuf,
     /// The ids of this process's worker loops.
     pub worker_ids: Vec<String>,
-    /// Redis URL.
-    pub redis_url: String,
+    /// Redis URL and TLS files.
+    pub redis: conn::RedisTarget,
     /// Key namespace.
     pub keys: Keys,
     /// Redis TTL of results: --cache-seconds plus --max-stale.
@@ -71,10 +71,6 @@ impl WorkerSettings {
     pub fn from_args(args: &WorkerOnlyArgs) -> Result<WorkerSettings, SettingsError> {
         let root = canonical_root(&args.root_dir)?;
         check_prefix(&args.redis.redis_prefix)?;
-        conn::client(&args.redis.redis_url).map_err(|e| SettingsError::Option {
-            option: "--redis-url",
-            reason: format!("{}: {}", e.url, e.reason),
-        })?;
         let worker_ids = match &args.worker_id {
             Some(id) if id.trim().is_empty() || id.chars().any(char::is_control) => {
                 return Err(SettingsError::Option {
@@ -104,7 +100,7 @@ impl WorkerSettings {
         }
         Ok(WorkerSettings {
             worker_ids,
-            redis_url: args.redis.redis_url.clone(),
+            redis: conn::RedisTarget::from_args(&args.redis)?,
             keys: Keys::new(&args.redis.redis_prefix),
             result_ttl: args
                 .redis
@@ -197,7 +193,7 @@ pub async fn run(
     let mut metrics = Metrics::new();
     let redis_metrics = RedisMetrics::register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
-    let client = conn::client(&settings.redis_url)?;
+    let client = settings.redis.client()?;
     let store = Store::new(
         conn::manager(client.clone())?,
         settings.keys.clone(),
@@ -216,7 +212,7 @@ pub async fn run(
     let monitor = tokio::spawn(super::health::monitor(
         store.clone(),
         redis_metrics.clone(),
-        conn::redact(&settings.redis_url),
+        settings.redis.redacted(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let addr = listener.local_addr()?;
@@ -258,7 +254,7 @@ pub async fn run(
         slots: Mutex::new(HashMap::new()),
     });
     tracing::info!(
-        redis = %conn::redact(&ctx.settings.redis_url),
+        redis = %ctx.settings.redis.redacted(),
         redis_prefix = %ctx.settings.keys.prefix(),
         workers = ?ctx.settings.worker_ids,
         "Starting worker-only instance; worker metrics: Serving on http://{addr}/metrics"

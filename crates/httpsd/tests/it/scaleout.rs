@@ -15,6 +15,8 @@ struct RedisServer {
     child: Option<Child>,
     port: u16,
     extra: Vec<String>,
+    /// Serve TLS only, with the certificates in this directory.
+    tls: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -41,14 +43,27 @@ impl RedisServer {
             child: None,
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: None,
         };
         r.spawn();
         r
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &self.port.to_string()]),
+            Some(dir) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(dir.join("redis.crt"))
+                .arg("--tls-key-file")
+                .arg(dir.join("redis.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.crt")),
+        };
+        let child = cmd
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(&self.extra)
             .stdout(Stdio::null())
@@ -59,6 +74,9 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                if self.tls.is_some() {
+                    return;
+                }
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut buf = [0u8; 64];
                 if s.write_all(b"PING\r\n").is_ok()
@@ -747,6 +765,7 @@ async fn starts_without_redis_and_works_with_a_password() {
         child: None,
         port,
         extra: vec!["--requirepass".into(), "s3cret-pw".into()],
+        tls: None,
     };
     redis.spawn();
     let body = wait_for(Duration::from_secs(15), "recovery", || {
@@ -822,4 +841,124 @@ async fn worker_finishes_its_job_on_sigterm() {
     assert_eq!(runs(&runs_file), 1);
     assert_eq!(redis.llen("httpsd:processing:w1"), 0);
     assert!(!redis.keys().contains(&"httpsd:worker:w1".to_string()));
+}
+
+/// Makes a CA and a certificate for 127.0.0.1 signed by it, with the real openssl.
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect(
+                "openssl is required for the TLS test: install it (apt-get install -y openssl)",
+            );
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=httpsd-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "redis.key",
+        "-out",
+        "redis.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write ext.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "redis.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_redis_with_a_private_ca() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    make_certs(certs.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut redis = RedisServer {
+        child: None,
+        port,
+        extra: Vec::new(),
+        tls: Some(certs.path().to_path_buf()),
+    };
+    redis.spawn();
+    let tree = Tree::new();
+    tree.write("a/t.json", r#"[{"targets":["tls:1"]}]"#);
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let ca = certs.path().join("ca.crt").display().to_string();
+    let server = server_only(tree.root(), &url, &["--redis-ca-cert", &ca, "--wait", "10"]);
+    let _w = worker(
+        tree.root(),
+        &url,
+        &["--redis-ca-cert", &ca, "--num-workers", "1"],
+    );
+    let r = get(&server.url("/targets/a")).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.body, server.log_text());
+    assert_eq!(r.json()[0]["targets"][0], "tls:1");
+    // Without the CA the certificate is not trusted: a clear 503, no crash.
+    let untrusted = server_only(tree.root(), &url, &["--wait", "0.2"]);
+    let r = get(&untrusted.url("/targets/a")).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(alive(untrusted.pid()));
+    // TLS files with a plain redis:// URL are refused at startup.
+    let out = Command::new(crate::helpers::bin())
+        .args(["server-only", &tree.root().display().to_string()])
+        .args([
+            "--redis-url",
+            "redis://127.0.0.1:1/0",
+            "--redis-ca-cert",
+            &ca,
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    redis.kill();
 }
