@@ -334,7 +334,7 @@ async fn normal(
         .enqueue(id, s.fresh, error_retry(s.fresh), false)
         .await
     {
-        return unavailable(rel, &e);
+        return from_memory(state, id, rel, &e);
     }
     let base_r = lookup.result.as_ref().map_or(f64::MIN, |r| r.updated);
     let base_e = lookup.error.as_ref().map_or(f64::MIN, |e| e.updated);
@@ -358,7 +358,7 @@ async fn normal(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             (resp, "unavailable", None)
         }
-        Err(e) => unavailable(rel, &e),
+        Err(e) => from_memory(state, id, rel, &e),
     }
 }
 

@@ -399,12 +399,11 @@ async fn worker_loop(ctx: Arc<Ctx>, id: String, mut stop: watch::Receiver<bool>)
             .arg("LEFT")
             .arg(POP_BLOCK_SECONDS);
         let pop = cmd.query_async::<Option<String>>(c);
-        // A half-open connection never answers: bound the blocking pop ourselves.
+        // A half-open connection never answers: bound the blocking pop ourselves. A
+        // stop is only noticed between pops (at most POP_BLOCK_SECONDS later): giving
+        // up on a pop in flight could leave a job that Redis moved just then unseen.
         let bound = Duration::from_secs_f64(POP_BLOCK_SECONDS) + conn::COMMAND_TIMEOUT;
-        let popped = tokio::select! {
-            r = tokio::time::timeout(bound, pop) => r,
-            _ = stop.changed() => break,
-        };
+        let popped = tokio::time::timeout(bound, pop).await;
         match popped {
             Ok(Ok(Some(job))) => run_job(&ctx, &id, job).await,
             Ok(Ok(None)) => {}
