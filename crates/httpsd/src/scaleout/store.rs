@@ -275,21 +275,22 @@ impl Store {
         let ((secs, micros), r, e): ((u64, u64), Row, Row) = self
             .op("lookup", async move { pipe.query_async(&mut con).await })
             .await?;
-        let result = match (f64_field(&r[0]), r.get(1).cloned().flatten()) {
+        let field = |row: &Row, i: usize| row.get(i).cloned().flatten();
+        let result = match (f64_field(&field(&r, 0)), field(&r, 1)) {
             (Some(updated), Some(body)) => Some(StoredResult {
                 updated,
                 body: Bytes::from(body),
-                worker_id: string_field(&r[2]),
-                processing_time: f64_field(&r[3]),
+                worker_id: string_field(&field(&r, 2)),
+                processing_time: f64_field(&field(&r, 3)),
             }),
             _ => None,
         };
-        let error = match (f64_field(&e[0]), e.get(2).cloned().flatten()) {
+        let error = match (f64_field(&field(&e, 0)), field(&e, 2)) {
             (Some(updated), Some(body)) => Some(StoredError {
                 updated,
-                http_status: f64_field(&e[1]).map_or(500, |s| s as u16),
+                http_status: f64_field(&field(&e, 1)).map_or(500, |s| s as u16),
                 body: Bytes::from(body),
-                details: string_field(&e[3]),
+                details: string_field(&field(&e, 3)),
             }),
             _ => None,
         };
