@@ -3,5 +3,6 @@
 
 mod exec;
 mod helpers;
+mod python;
 mod scaleout;
 mod serve_static;
