@@ -962,3 +962,39 @@ async fn tls_redis_with_a_private_ca() {
     );
     redis.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_generators_run_on_workers_with_tracebacks_in_debug() {
+    crate::helpers::require_python();
+    let redis = RedisServer::start();
+    let tree = Tree::new();
+    tree.write(
+        "py/gen.py",
+        "def generate_targets(**kw):\n    return [{\"targets\": [\"py:%s\" % kw.get(\"env\", \"none\")]}]\n",
+    );
+    tree.write(
+        "pybad/gen.py",
+        "def generate_targets(**kw):\n    raise RuntimeError(\"inventory API down\")\n",
+    );
+    let server = server_only(tree.root(), &redis.url(), &["--wait", "20"]);
+    let _w = worker(
+        tree.root(),
+        &redis.url(),
+        &["--num-workers", "2", "--python-workers", "1"],
+    );
+    let r = get(&server.url("/targets/py?env=prod")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), serde_json::json!([{"targets": ["py:prod"]}]));
+    let r = get(&server.url("/targets/pybad")).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.json()["generators"][0]["generator"], "pybad/gen.py");
+    let d = get(&server.url("/targets/pybad?debug=true")).await.json();
+    let tb = d["debug_info"]["error_details"]["traceback"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        tb.contains("Traceback") && tb.contains("RuntimeError: inventory API down"),
+        "{d}"
+    );
+}
