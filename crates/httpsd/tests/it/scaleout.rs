@@ -998,3 +998,53 @@ async fn python_generators_run_on_workers_with_tracebacks_in_debug() {
         "{d}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_of_a_running_job_runs_it_once_more() {
+    let redis = RedisServer::start();
+    let tree = Tree::new();
+    let counts = counts_dir();
+    let runs_file = counts.path().join("r.runs");
+    // Logs start and end of each run: overlapping runs would interleave the lines.
+    tree.write_exec(
+        "r/gen",
+        &format!(
+            "#!/bin/sh\necho start >> '{f}'\nn=$(grep -c start '{f}')\nsleep 1\necho end >> '{f}'\nprintf '[{{\"targets\":[\"host:%s\"]}}]' \"$n\"\n",
+            f = runs_file.display()
+        ),
+    );
+    let starts = |f: &Path| std::fs::read_to_string(f).map_or(0, |s| s.matches("start").count());
+    let server = server_only(
+        tree.root(),
+        &redis.url(),
+        &["--wait", "0.1", "--hard-reload-poll-interval", "0.05"],
+    );
+    let _w = worker(tree.root(), &redis.url(), &["--num-workers", "2"]);
+    assert_eq!(get(&server.url("/targets/r")).await.status, 503);
+    wait_for(
+        Duration::from_secs(10),
+        "the first run to start",
+        || async { (runs(&runs_file) == 1).then_some(()) },
+    )
+    .await;
+    // The run in progress may predate the reload: a second run is queued behind it,
+    // and the job is never run twice at the same time.
+    let rl = get(&server.url("/targets/r?reload=true")).await;
+    assert_eq!(rl.json()["status"], "reload_complete", "{}", rl.body);
+    wait_for(Duration::from_secs(10), "the rerun", || {
+        let url = server.url("/targets/r");
+        async move {
+            let r = get(&url).await;
+            (r.status == 200 && r.json()[0]["targets"][0] == "host:2").then_some(())
+        }
+    })
+    .await;
+    let log = std::fs::read_to_string(&runs_file).expect("run log");
+    assert_eq!(
+        log, "start\nend\nstart\nend\n",
+        "two runs, one after the other"
+    );
+    assert_eq!(redis.scard("httpsd:pending"), 0);
+    assert_eq!(redis.scard("httpsd:rerun"), 0);
+    assert_eq!(redis.llen("httpsd:queue"), 0);
+}
