@@ -1024,7 +1024,7 @@ async fn reload_of_a_running_job_runs_it_once_more() {
     wait_for(
         Duration::from_secs(10),
         "the first run to start",
-        || async { (runs(&runs_file) == 1).then_some(()) },
+        || async { (starts(&runs_file) == 1).then_some(()) },
     )
     .await;
     // The run in progress may predate the reload: a second run is queued behind it,
