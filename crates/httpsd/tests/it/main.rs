@@ -5,4 +5,5 @@ mod check;
 mod exec;
 mod helpers;
 mod python;
+mod scaleout;
 mod serve_static;
