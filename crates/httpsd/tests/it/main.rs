@@ -1,8 +1,10 @@
 //! Integration tests of the `httpsd` binary: each module starts the real binary (and
 //! real python3, redis-server, ...) on loopback.
 
+mod check;
 mod e2e_prometheus;
 mod exec;
 mod helpers;
 mod python;
+mod scaleout;
 mod serve_static;
