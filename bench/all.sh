@@ -14,7 +14,7 @@ for s in static python_gen check reload redis_path slow_gen; do
     cat "out/results/$s.md" >> out/results/all.md
   else
     rc=$?
-    { echo "### $s"; echo; grep -h "NOT MEASURED" "out/results/$s.txt" || echo "failed with exit code $rc (see bench/out/results/$s.txt)"; echo; } >> out/results/all.md
+    { echo "### bench/$s.py"; echo; grep -h "NOT MEASURED" "out/results/$s.txt" || echo "FAILED with exit code $rc (see bench/out/results/$s.txt)"; echo; } >> out/results/all.md
   fi
   cat "out/results/$s.txt"
 done

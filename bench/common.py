@@ -43,7 +43,7 @@ def fail(msg: str) -> "NoReturn":  # noqa: F821
 
 def not_landed(feature: str, what: str) -> None:
     """Says clearly that a comparison cannot run yet, and exits 3."""
-    print(f"NOT MEASURED: {what}: feature not landed ({feature})", flush=True)
+    print(f"NOT MEASURED: not measured yet: feature not landed ({feature}): {what}", flush=True)
     sys.exit(3)
 
 
