@@ -411,8 +411,7 @@ impl Pool {
                 ))
             }
             Ok(Err(Failure::Died(why))) => {
-                self.retire_and_wait(&mut worker).await;
-                let tail = worker.output.take_tail();
+                let tail = self.retire_and_wait(worker).await;
                 self.refill();
                 tracing::warn!(generator = %rel, pid, reason = %why, "a Python worker died; replacing it");
                 Err(with_tail(
@@ -438,13 +437,17 @@ impl Pool {
         }
     }
 
-    /// Kills a dead worker's group and gives its output pump a moment to drain (the
-    /// last lines often explain the death, e.g. a segfault's traceback).
-    async fn retire_and_wait(&self, worker: &mut Worker) {
+    /// Kills a dead worker with its group, gives its output pump a moment to drain
+    /// (the last lines often explain the death, e.g. a segfault's traceback), and
+    /// returns those lines.
+    async fn retire_and_wait(&self, mut worker: Worker) -> String {
         kill_group(worker.pid);
         if let Some(pump) = worker.pump.take() {
             let _ = tokio::time::timeout(Duration::from_millis(300), pump).await;
         }
+        let tail = worker.output.take_tail();
+        self.retire(worker);
+        tail
     }
 }
 
