@@ -216,6 +216,9 @@ struct Reply {
     traceback: Option<String>,
     #[serde(default)]
     recycle: bool,
+    /// The script's own time in the worker (import, call, JSON encoding).
+    #[serde(default)]
+    secs: f64,
 }
 
 /// The handshake line of a worker.
@@ -372,10 +375,19 @@ impl Pool {
         };
         line.push(b'\n');
         let pid = worker.pid;
+        let sent = std::time::Instant::now();
         let outcome = tokio::time::timeout(limit, worker.call(&line, rel)).await;
         worker.output.end_call(rel, pid);
         match outcome {
             Ok(Ok(reply)) if reply.id == id => {
+                let round_trip = sent.elapsed().as_secs_f64();
+                tracing::debug!(
+                    generator = %rel,
+                    pid,
+                    script_seconds = reply.secs,
+                    overhead_seconds = (round_trip - reply.secs).max(0.0),
+                    "Python call"
+                );
                 if reply.recycle {
                     tracing::info!(generator = %rel, pid, "replacing a Python worker after MemoryError");
                     self.retire(worker);
