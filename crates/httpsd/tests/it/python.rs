@@ -216,7 +216,7 @@ def generate_targets(**p):
             "--max-run-time",
             "2",
             "--python-workers",
-            "8",
+            "12",
             "--python-memory-limit",
             "256",
         ],
@@ -512,4 +512,43 @@ async fn zero_workers_disables_python_only() {
     assert_eq!(kind, "unsupported");
     assert!(msg.contains("--python-workers 0"), "{msg}");
     assert_eq!(get(&server.url("/targets/static.json")).await.status, 200);
+}
+
+/// User code that sabotages the runner: monkeypatching what the protocol uses is
+/// harmless; closing the channel kills the worker, which fails that call only.
+#[tokio::test]
+async fn runner_survives_sabotage_or_fails_only_that_call() {
+    require_python();
+    let tree = Tree::new();
+    tree.write("ok.py", OK_PY);
+    tree.write(
+        "patches.py",
+        "import json, os\njson.loads = None\njson.dumps = None\nos.write = None\nos.stat = None\n\
+         def generate_targets(**p):\n    return [{'targets': ['patched:1']}]\n",
+    );
+    tree.write(
+        "closes.py",
+        "import os\ndef generate_targets(**p):\n    os.closerange(3, 65536)\n    return []\n",
+    );
+    // One worker, so every call below runs on the worker the previous one left.
+    let server = Server::serve(
+        tree.root(),
+        &["--max-run-time", "5", "--python-workers", "1"],
+    );
+    for _ in 0..2 {
+        let r = get(&server.url("/targets/patches.py")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json(), json!([{"targets": ["patched:1"]}]));
+    }
+    let r = get(&server.url("/targets/ok.py")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let (g, kind, msg, tb) = failure(&get(&server.url("/targets/closes.py")).await);
+    assert_eq!(g, "closes.py");
+    assert_eq!(kind, "worker_died", "{msg}");
+    assert!(tb.contains("Bad file descriptor"), "{tb}");
+    for _ in 0..3 {
+        let r = get(&server.url("/targets/ok.py")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
 }

@@ -19,6 +19,12 @@ import traceback
 
 TEST_ENV = "PROMETHEUS_HTTP_SD_IS_TEST"
 
+# Bound once, so user code that monkeypatches json or os cannot break the protocol.
+_dumps = json.dumps
+_loads = json.loads
+_os_write = os.write
+_os_stat = os.stat
+
 _SHIM_SOURCES = {
     "prometheus_http_sd": "",
     "prometheus_http_sd.const": 'TEST_ENV_NAME = "PROMETHEUS_HTTP_SD_IS_TEST"\n',
@@ -55,7 +61,7 @@ class _ShimFinder:
 
 
 def _stamp(path):
-    st = os.stat(path)
+    st = _os_stat(path)
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
@@ -179,7 +185,7 @@ def _encode(result, max_result):
     if result is None:
         raise _Reject("Generated result is None")
     try:
-        body = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        body = _dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as e:
         raise _Reject(
             "the result of type %s cannot be converted to JSON: %s" % (type(result).__name__, e)
@@ -198,13 +204,13 @@ def _encode(result, max_result):
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
-        n = os.write(fd, view)
+        n = _os_write(fd, view)
         view = view[n:]
 
 
 def _error(rid, kind, message, tb=None, recycle=False, secs=0.0):
     return (
-        json.dumps(
+        _dumps(
             {
                 "id": rid,
                 "ok": False,
@@ -273,13 +279,13 @@ def main(settings):
         "python": sys.version.split()[0],
         "executable": sys.executable,
     }
-    _write_all(proto_out, (json.dumps(hello) + "\n").encode("utf-8"))
+    _write_all(proto_out, (_dumps(hello) + "\n").encode("utf-8"))
 
     while True:
         line = proto_in.readline()
         if not line:
             return  # httpsd closed the channel: exit quietly
-        req = json.loads(line)
+        req = _loads(line)
         rid = req.get("id")
         started = time.perf_counter()
         try:
