@@ -78,6 +78,15 @@ def generate_targets(**p) -> TargetList:
 "#,
     );
     tree.write("nofunc/nofunc.py", "X = 1\n");
+    // A generator named like a standard module must not shadow it for the others.
+    tree.write(
+        "colorsys.py",
+        "def generate_targets(**p):\n    return [{'targets': ['shadow:1']}]\n",
+    );
+    tree.write(
+        "stdlib/uses_colorsys.py",
+        "import colorsys\ndef generate_targets(**p):\n    return [{'targets': ['c:1'], 'labels': {'stdlib': str(hasattr(colorsys, 'rgb_to_hsv'))}}]\n",
+    );
     let server = Server::serve(tree.root(), &["--max-run-time", "5"]);
 
     // Query parameters become kwargs; a repeated key keeps its first value; `__file__`
@@ -125,6 +134,11 @@ def generate_targets(**p) -> TargetList:
     let r = get(&server.url("/targets/shim")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()[0]["targets"], json!(["typed:1"]));
+
+    let r = get(&server.url("/targets/stdlib")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()[0]["labels"]["stdlib"], "True");
+    assert_eq!(get(&server.url("/targets/colorsys.py")).await.status, 200);
 
     // Static files keep serving; the traceback reached the log.
     let r = get(&server.url("/targets/static.json")).await;

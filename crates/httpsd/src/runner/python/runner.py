@@ -87,6 +87,15 @@ class Worker:
         self.helpers = {}  # file of a root-local module in sys.modules -> stamp
         self.seen_modules = 0
 
+    def _is_local(self, path):
+        # Code of the tree itself: not a virtualenv or other dot directory under it.
+        if not (isinstance(path, str) and path.startswith(self.root_prefix)):
+            return False
+        parts = path[len(self.root_prefix) :].split(os.sep)[:-1]
+        return not any(
+            p.startswith(".") or p in ("site-packages", "dist-packages") for p in parts
+        )
+
     def _load(self, path):
         loader = importlib.machinery.SourceFileLoader("mymodule", path)
         spec = importlib.util.spec_from_loader("mymodule", loader)
@@ -100,7 +109,7 @@ class Worker:
             return
         for module in list(sys.modules.values()):
             f = getattr(module, "__file__", None)
-            if isinstance(f, str) and f.startswith(self.root_prefix) and f not in self.helpers:
+            if f not in self.helpers and self._is_local(f):
                 try:
                     self.helpers[f] = _stamp(f)
                 except OSError:
@@ -121,10 +130,10 @@ class Worker:
         # Forget everything imported from the root, so the next import reads it anew.
         for name, module in list(sys.modules.items()):
             f = getattr(module, "__file__", None)
-            if isinstance(f, str) and f.startswith(self.root_prefix):
+            if self._is_local(f):
                 del sys.modules[name]
             elif getattr(module, "__path__", None) is not None and any(
-                isinstance(p, str) and p.startswith(self.root_prefix) for p in module.__path__
+                isinstance(p, str) and self._is_local(os.path.join(p, "")) for p in module.__path__
             ):
                 del sys.modules[name]
         self.generators.clear()
@@ -255,7 +264,11 @@ def main(settings):
     except Exception:
         pass
     sys.dont_write_bytecode = True  # see docs/generators.md: edits within one second
-    sys.path.insert(0, root)
+    # `python -c` puts the current directory first on sys.path: drop it. The root goes
+    # last, so a generator named like a module (json.py, requests.py) shadows nothing.
+    if sys.path and sys.path[0] == "":
+        del sys.path[0]
+    sys.path.append(root)
     sys.meta_path.append(_ShimFinder)
     sys.argv = ["httpsd"]
 
