@@ -1,7 +1,9 @@
 //! Integration tests of the `httpsd` binary: each module starts the real binary (and
 //! real python3, redis-server, ...) on loopback.
 
+mod check;
 mod exec;
 mod helpers;
 mod python;
+mod scaleout;
 mod serve_static;
