@@ -64,48 +64,37 @@ pub struct PythonRunner {
 }
 
 impl PythonRunner {
-    /// Starts every worker of the pool and waits for their handshakes; fails with a
-    /// clear message when the interpreter is missing or broken.
+    /// Starts the pool once one worker answered its handshake; fails with a clear
+    /// message when the interpreter is missing or broken.
     pub async fn start(settings: &RunnerSettings) -> Result<PythonRunner, GeneratorError> {
         if settings.python_workers == 0 {
             tracing::info!("Python generators disabled (--python-workers 0)");
             return Ok(PythonRunner { pool: None });
         }
-        let pool = Pool::new(settings);
-        let started = futures::future::join_all(
-            (0..settings.python_workers).map(|_| spawn_worker(&pool.config, &pool.live)),
-        )
-        .await;
-        let mut hello = None;
-        let mut first_error = None;
-        for result in started {
-            match result {
-                Ok((worker, h)) => {
-                    hello.get_or_insert(h);
-                    pool.release(Some(worker));
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    pool.release(None);
-                }
+        // One worker proves the interpreter works; the others start in the background
+        // so that a server (or `check`) is ready as soon as one handshake succeeded.
+        let pool = Arc::new(Pool::new(settings));
+        let h = match spawn_worker(&pool.config, &pool.live).await {
+            Ok((worker, h)) => {
+                pool.release(Some(worker));
+                h
             }
+            Err(e) => {
+                pool.shutdown();
+                return Err(GeneratorError::new(ErrorKind::Internal, e));
+            }
+        };
+        for _ in 1..settings.python_workers {
+            pool.refill();
         }
-        if let Some(e) = first_error {
-            pool.shutdown();
-            return Err(GeneratorError::new(ErrorKind::Internal, e));
-        }
-        if let Some(h) = hello {
-            tracing::info!(
-                python = %h.python,
-                executable = %h.executable,
-                workers = settings.python_workers,
-                max_run_time = settings.max_run_time.as_secs_f64(),
-                "Python worker pool ready"
-            );
-        }
-        Ok(PythonRunner {
-            pool: Some(Arc::new(pool)),
-        })
+        tracing::info!(
+            python = %h.python,
+            executable = %h.executable,
+            workers = settings.python_workers,
+            max_run_time = settings.max_run_time.as_secs_f64(),
+            "Python worker pool ready"
+        );
+        Ok(PythonRunner { pool: Some(pool) })
     }
 
     /// Runs one generator on a free worker and returns its raw JSON result.
