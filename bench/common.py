@@ -221,13 +221,13 @@ def rss_kib(pid: int, tree: bool = True) -> int:
 class RssSampler:
     """Samples the max RSS of a process tree every 100 ms in a thread."""
 
-    def __init__(self, pid: int):
-        self.pid, self.max, self._stop = pid, 0, threading.Event()
+    def __init__(self, pid: int, tree: bool = True):
+        self.pid, self.tree, self.max, self._stop = pid, tree, 0, threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.max = max(self.max, rss_kib(self.pid))
+            self.max = max(self.max, rss_kib(self.pid, self.tree))
             self._stop.wait(0.1)
 
     def __enter__(self):
