@@ -62,5 +62,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => httpsd::check::run(args),
         Command::ServerOnly(args) => httpsd::scaleout::run_server(*args),
         Command::WorkerOnly(args) => httpsd::scaleout::run_worker(*args),
+        Command::Generate { what } => {
+            httpsd::cli::generate(&what, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

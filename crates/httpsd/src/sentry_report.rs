@@ -21,8 +21,6 @@ pub fn init(dsn: Option<&str>) -> Result<Option<sentry::ClientInitGuard>, Sentry
         return Ok(None);
     };
     let parsed: sentry::types::Dsn = dsn.trim().parse().map_err(|e| SentryError(format!("{e}")))?;
-    // The HTTPS transport uses rustls without a built-in provider; ring is ours.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut options = sentry::ClientOptions::new();
     options.dsn = Some(parsed);
     options.release = Some(format!("httpsd@{}", env!("CARGO_PKG_VERSION")).into());

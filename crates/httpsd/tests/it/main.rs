@@ -2,4 +2,5 @@
 //! real python3, redis-server, ...) on loopback.
 
 mod helpers;
+mod ops;
 mod serve_static;
