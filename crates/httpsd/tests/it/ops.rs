@@ -564,7 +564,7 @@ async fn tls_serves_https_and_refuses_wrong_or_expired_certificates() {
         ],
     ));
     let err = https_get(&p.addr, path, &pki.ca_pem).await.unwrap_err();
-    assert!(err.contains("Expired"), "{err}");
+    assert!(err.contains("certificate expired"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------
