@@ -126,7 +126,11 @@ pub async fn admin_handler(State(state): State<Arc<AppState>>, RawQuery(q): RawQ
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot render the admin page");
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot render the admin page\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot render the admin page\n",
+            )
+                .into_response()
         }
     }
 }
@@ -231,12 +235,14 @@ fn generator_view(
         Some(RunStatus::Fail) => "fail",
         None => "unknown",
     };
-    let error = st.and_then(|s| s.last_error.as_ref()).map(|(at, e)| ErrorView {
-        at: when(*at, now),
-        kind: kind_name(e),
-        message: e.message.clone(),
-        traceback: e.traceback.clone(),
-    });
+    let error = st
+        .and_then(|s| s.last_error.as_ref())
+        .map(|(at, e)| ErrorView {
+            at: when(*at, now),
+            kind: kind_name(e),
+            message: e.message.clone(),
+            traceback: e.traceback.clone(),
+        });
     GeneratorView {
         name: name.to_string(),
         kind,

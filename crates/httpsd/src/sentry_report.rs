@@ -20,7 +20,10 @@ pub fn init(dsn: Option<&str>) -> Result<Option<sentry::ClientInitGuard>, Sentry
     let Some(dsn) = dsn.filter(|d| !d.trim().is_empty()) else {
         return Ok(None);
     };
-    let parsed: sentry::types::Dsn = dsn.trim().parse().map_err(|e| SentryError(format!("{e}")))?;
+    let parsed: sentry::types::Dsn = dsn
+        .trim()
+        .parse()
+        .map_err(|e| SentryError(format!("{e}")))?;
     let mut options = sentry::ClientOptions::new();
     options.dsn = Some(parsed);
     options.release = Some(format!("httpsd@{}", env!("CARGO_PKG_VERSION")).into());
@@ -54,7 +57,11 @@ pub fn generator_failures(
 }
 
 /// The Sentry event for one failed generator of a path.
-pub fn failure_event(path: &str, params: &Params, f: &FailedGenerator) -> sentry::protocol::Event<'static> {
+pub fn failure_event(
+    path: &str,
+    params: &Params,
+    f: &FailedGenerator,
+) -> sentry::protocol::Event<'static> {
     use sentry::protocol::{Event, Exception, Level, Map, Value};
     let kind = serde_json::to_value(f.error.kind)
         .ok()
@@ -73,15 +80,29 @@ pub fn failure_event(path: &str, params: &Params, f: &FailedGenerator) -> sentry
         extra.insert("traceback".to_string(), Value::from(tb.clone()));
     }
     let message = match &f.error.traceback {
-        Some(tb) => format!("generator {} failed: {}\n\n{tb}", f.generator, f.error.message),
+        Some(tb) => format!(
+            "generator {} failed: {}\n\n{tb}",
+            f.generator, f.error.message
+        ),
         None => format!("generator {} failed: {}", f.generator, f.error.message),
     };
     Event {
         level: Level::Error,
-        logger: Some(if internal { "httpsd.internal" } else { "httpsd.generator" }.to_string()),
+        logger: Some(
+            if internal {
+                "httpsd.internal"
+            } else {
+                "httpsd.generator"
+            }
+            .to_string(),
+        ),
         message: Some(message),
         exception: vec![Exception {
-            ty: if internal { "InternalError".to_string() } else { format!("GeneratorError.{kind}") },
+            ty: if internal {
+                "InternalError".to_string()
+            } else {
+                format!("GeneratorError.{kind}")
+            },
             value: Some(f.error.message.clone()),
             ..Default::default()
         }]

@@ -18,7 +18,10 @@ const HOSTILE_DIR: &str = "a\"b&c'<d>";
 /// A tree with good, hostile and broken generators.
 fn ops_tree() -> Tree {
     let t = Tree::new();
-    t.write("good.json", r#"[{"targets":["10.0.0.1:9100"],"labels":{"job":"node"}}]"#);
+    t.write(
+        "good.json",
+        r#"[{"targets":["10.0.0.1:9100"],"labels":{"job":"node"}}]"#,
+    );
     t.write(HOSTILE_FILE, r#"[{"targets":["10.0.0.2:9100"]}]"#);
     t.write(
         &format!("{HOSTILE_DIR}/x.yaml"),
@@ -65,10 +68,19 @@ async fn admin_page_shows_paths_generators_status_and_errors() {
     for (href, text) in [
         ("targets/", "/targets/<"),
         ("targets/broken", "/targets/broken<"),
-        ("targets/a%22b%26c%27%3Cd%3E", "/targets/a&#34;b&#38;c&#39;&#60;d&#62;<"),
+        (
+            "targets/a%22b%26c%27%3Cd%3E",
+            "/targets/a&#34;b&#38;c&#39;&#60;d&#62;<",
+        ),
     ] {
-        assert!(html.contains(&format!("href=\"{href}\"")), "link {href}:\n{html}");
-        assert!(html.contains(&format!("href=\"{href}?debug=true\"")), "debug {href}");
+        assert!(
+            html.contains(&format!("href=\"{href}\"")),
+            "link {href}:\n{html}"
+        );
+        assert!(
+            html.contains(&format!("href=\"{href}?debug=true\"")),
+            "debug {href}"
+        );
         assert!(html.contains(text), "text {text}:\n{html}");
     }
     // Generators with kind and status; the broken one with its error, at the top too.
@@ -82,7 +94,10 @@ async fn admin_page_shows_paths_generators_status_and_errors() {
     // Hostile names are escaped: no raw tag from a file name reaches the page.
     assert!(!html.contains("<img"), "unescaped file name:\n{html}");
     assert!(!html.contains("<d>"), "unescaped dir name:\n{html}");
-    assert!(html.contains("&#60;img src=x onerror=alert(1)&#62;.json"), "{html}");
+    assert!(
+        html.contains("&#60;img src=x onerror=alert(1)&#62;.json"),
+        "{html}"
+    );
     // No JavaScript at all.
     assert!(!html.contains("<script"), "{html}");
     // Auto-refresh on request.
@@ -111,7 +126,10 @@ async fn admin_and_debug_views_work_under_a_url_prefix() {
     assert!(links.len() >= 8, "{links:?}");
     let mut debug_views = 0;
     for href in links.iter().filter(|h| !h.starts_with('#')) {
-        assert!(!href.starts_with('/'), "absolute link {href} breaks behind a proxy");
+        assert!(
+            !href.starts_with('/'),
+            "absolute link {href} breaks behind a proxy"
+        );
         let url = resolve(&page_url, href);
         let r = get(&url).await;
         if href.ends_with("debug=true") {
@@ -187,14 +205,20 @@ async fn metrics_doc_matches_exposition() {
     let s = Server::serve(t.root(), &[]);
     // Make every serve family have a sample: success, failure, unknown path, dynamic run.
     assert_eq!(get(&s.url("/targets/")).await.status, 500);
-    assert_eq!(get(&s.url("/targets/a%22b%26c%27%3Cd%3E")).await.status, 200);
+    assert_eq!(
+        get(&s.url("/targets/a%22b%26c%27%3Cd%3E")).await.status,
+        200
+    );
     assert_eq!(get(&s.url("/targets/nope")).await.status, 404);
     get(&s.url("/targets/dyn")).await;
     let metrics = get(&s.url("/metrics")).await;
     assert_eq!(metrics.status, 200);
     let exposed = exposed_families(&metrics.body);
     let documented = documented_families();
-    assert!(documented.len() >= 10, "doc table not parsed: {documented:?}");
+    assert!(
+        documented.len() >= 10,
+        "doc table not parsed: {documented:?}"
+    );
     for (name, ty) in &exposed {
         let doc = documented.iter().find(|(n, _, _)| n == name);
         let Some((_, doc_ty, _)) = doc else {
@@ -234,7 +258,10 @@ async fn status_with(url: &str, auth: Option<&str>) -> (u16, String, Vec<String>
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
-    let r = req.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
     let www: Vec<String> = r
         .headers()
@@ -297,14 +324,21 @@ async fn auth_protects_every_route_and_leaks_nothing() {
             let (status, body, www) = status_with(&url, auth.as_deref()).await;
             assert_eq!(status, 401, "{route} with {auth:?}");
             assert!(www.iter().any(|w| w.starts_with("Basic realm=")), "{www:?}");
-            assert!(www.iter().any(|w| w.starts_with("Bearer realm=")), "{www:?}");
+            assert!(
+                www.iter().any(|w| w.starts_with("Bearer realm=")),
+                "{www:?}"
+            );
             // Same body whatever was wrong: nothing to learn about users or paths.
             match &refusal {
                 None => refusal = Some(body),
                 Some(first) => assert_eq!(first, &body, "{route} with {auth:?}"),
             }
         }
-        for auth in [good_basic.clone(), format!("Bearer {TOKEN}"), "Bearer second-token".into()] {
+        for auth in [
+            good_basic.clone(),
+            format!("Bearer {TOKEN}"),
+            "Bearer second-token".into(),
+        ] {
             let (status, _, _) = status_with(&url, Some(&auth)).await;
             assert_eq!(status, expected, "{route} with {auth}");
         }
@@ -336,7 +370,11 @@ async fn public_metrics_and_admin_can_be_opened_explicitly() {
     drop(s);
     let s = Server::serve(
         t.root(),
-        &["--basic-auth-file", users.to_str().unwrap(), "--public-admin"],
+        &[
+            "--basic-auth-file",
+            users.to_str().unwrap(),
+            "--public-admin",
+        ],
     );
     assert_eq!(status_with(&s.url("/"), None).await.0, 200);
     assert_eq!(status_with(&s.url("/metrics"), None).await.0, 401);
@@ -419,8 +457,7 @@ fn make_pki() -> Pki {
         }
         let cert = p.signed_by(&key, &issuer).expect("sign");
         std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).expect("write");
-        std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem())
-            .expect("write");
+        std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).expect("write");
     }
     Pki {
         ca_pem: ca_cert.pem(),
@@ -454,7 +491,9 @@ async fn https_get(addr: &str, path: &str, ca_pem: &str) -> Result<String, Strin
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| format!("{e}"))?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    tls.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out))
         .await
@@ -493,8 +532,7 @@ impl Proc {
                     if let Some(i) = line.find("Serving on ") {
                         let rest = &line[i + "Serving on ".len()..];
                         if let Some((_, after)) = rest.split_once("://") {
-                            let addr: String =
-                                after.chars().take_while(|c| *c != '/').collect();
+                            let addr: String = after.chars().take_while(|c| *c != '/').collect();
                             let _ = tx.send(addr);
                         }
                     }
@@ -537,7 +575,9 @@ async fn tls_serves_https_and_refuses_wrong_or_expired_certificates() {
     ));
     assert!(p.log.lock().unwrap().contains("Serving on https://"));
     let path = "/targets/good.json";
-    let r = https_get(&p.addr, path, &pki.ca_pem).await.expect("https request");
+    let r = https_get(&p.addr, path, &pki.ca_pem)
+        .await
+        .expect("https request");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.contains("10.0.0.1:9100"), "{r}");
     // A client that trusts another CA refuses the server.
@@ -550,7 +590,9 @@ async fn tls_serves_https_and_refuses_wrong_or_expired_certificates() {
         .await;
     assert!(plain.as_ref().is_err(), "{plain:?}");
     // The server keeps serving after those failed handshakes.
-    let r = https_get(&p.addr, path, &pki.ca_pem).await.expect("https again");
+    let r = https_get(&p.addr, path, &pki.ca_pem)
+        .await
+        .expect("https again");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     drop(p);
     // An expired certificate is refused by the client.
@@ -596,7 +638,10 @@ async fn json_request_logs_have_path_status_and_duration() {
     assert!(ok["duration_ms"].as_f64().is_some(), "{ok}");
     assert!(ok["timestamp"].as_str().is_some(), "{ok}");
     assert_eq!(lines[1]["status"], 404);
-    assert!(!s.log_text().contains("secret=x"), "query strings stay out of logs");
+    assert!(
+        !s.log_text().contains("secret=x"),
+        "query strings stay out of logs"
+    );
     // Every line of the log is JSON.
     for l in s.log_text().lines() {
         assert!(serde_json::from_str::<serde_json::Value>(l).is_ok(), "{l}");
@@ -636,7 +681,9 @@ async fn sentry_sink() -> (String, Arc<Mutex<Vec<String>>>) {
     use axum::body::Bytes;
     use axum::extract::{OriginalUri, State};
     let seen: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = Router::new()
         .fallback(
@@ -660,7 +707,10 @@ async fn sentry_receives_generator_failures_once_with_path_and_params() {
     let t = ops_tree();
     let s = Server::serve(t.root(), &["-s", &dsn]);
     for _ in 0..3 {
-        assert_eq!(get(&s.url("/targets/broken?cluster=eu-1")).await.status, 500);
+        assert_eq!(
+            get(&s.url("/targets/broken?cluster=eu-1")).await.status,
+            500
+        );
     }
     let events = wait_for(Duration::from_secs(10), "a Sentry envelope", || {
         let seen = seen.clone();
@@ -732,7 +782,10 @@ fn version_completions_and_man_page() {
         .expect("run");
     assert!(out.status.success());
     let man = String::from_utf8_lossy(&out.stdout);
-    assert!(man.starts_with(".ie") || man.contains(".TH httpsd"), "{man}");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH httpsd"),
+        "{man}"
+    );
     // The hidden command stays out of the help.
     let help = Command::new(bin()).arg("--help").output().expect("run");
     assert!(!String::from_utf8_lossy(&help.stdout).contains("generate"));
