@@ -118,3 +118,35 @@ pub fn failure_event(
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::GeneratorError;
+
+    #[test]
+    fn failure_event_carries_path_generator_params_and_traceback() {
+        let f = FailedGenerator {
+            generator: "sub/gen.py".into(),
+            error: GeneratorError::new(ErrorKind::Exception, "ZeroDivisionError: division by zero")
+                .with_traceback("Traceback (most recent call last):\n  File \"gen.py\", line 2\nZeroDivisionError: division by zero"),
+        };
+        let params = Params::from_pairs([("cluster", "eu-1")]);
+        let e = failure_event("sub", &params, &f);
+        assert_eq!(e.tags["generator"], "sub/gen.py");
+        assert_eq!(e.tags["path"], "/targets/sub");
+        assert_eq!(e.tags["error_kind"], "exception");
+        assert_eq!(e.extra["params"]["cluster"], "eu-1");
+        assert!(e.extra["traceback"].as_str().unwrap().contains("line 2"));
+        assert!(e.message.as_deref().unwrap().contains("Traceback"));
+        assert_eq!(e.exception.values[0].ty, "GeneratorError.exception");
+        assert_eq!(e.logger.as_deref(), Some("httpsd.generator"));
+        let internal = FailedGenerator {
+            generator: "a.json".into(),
+            error: GeneratorError::new(ErrorKind::Internal, "a.json is not loaded"),
+        };
+        let e = failure_event("", &Params::empty(), &internal);
+        assert_eq!(e.exception.values[0].ty, "InternalError");
+        assert_eq!(e.logger.as_deref(), Some("httpsd.internal"));
+    }
+}
