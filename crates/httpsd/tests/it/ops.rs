@@ -346,8 +346,11 @@ async fn auth_protects_every_route_and_leaks_nothing() {
     let refusal = refusal.unwrap_or_default();
     assert_eq!(refusal.trim(), r#"{"error":"unauthorized"}"#);
     // The log tells operators about refusals without the credentials.
-    let log = s.log_text();
-    assert!(log.contains("status=401"), "{log}");
+    let log = wait_for(Duration::from_secs(5), "401 in the request log", || {
+        let log = s.log_text();
+        async move { log.contains("status=401").then_some(log) }
+    })
+    .await;
     assert!(!log.contains(PASSWORD) && !log.contains(TOKEN), "{log}");
 }
 
@@ -529,6 +532,8 @@ impl Proc {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    // Log first: the test reads the log once the address arrives.
+                    log.lock().unwrap().push_str(&format!("{line}\n"));
                     if let Some(i) = line.find("Serving on ") {
                         let rest = &line[i + "Serving on ".len()..];
                         if let Some((_, after)) = rest.split_once("://") {
@@ -536,7 +541,6 @@ impl Proc {
                             let _ = tx.send(addr);
                         }
                     }
-                    log.lock().unwrap().push_str(&(line + "\n"));
                 }
             });
         }
