@@ -11,7 +11,7 @@ use crate::cli::ServeArgs;
 use crate::engine::Engine;
 use crate::http::{AppState, app, with_ops_layers};
 use crate::metrics::Metrics;
-use crate::runner::{RunnerSettings, Runners};
+use crate::runner::Runners;
 use crate::security::SecuritySettings;
 use crate::settings::ServeSettings;
 
@@ -58,11 +58,9 @@ pub async fn run_with(
     let catalog = Arc::new(tokio::task::spawn_blocking(move || Catalog::new(&root, max, m)).await?);
     let watcher = tokio::spawn(crate::watch::run(catalog.clone(), settings.rescan_interval));
     let runners = Arc::new(
-        Runners::start(&RunnerSettings {
-            root: settings.root.clone(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
+        Runners::start(&settings.runner)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
     );
     let engine = Arc::new(Engine::new(
         catalog.clone(),

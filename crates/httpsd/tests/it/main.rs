@@ -2,6 +2,7 @@
 //! real python3, redis-server, ...) on loopback.
 
 mod browser;
+mod exec;
 mod helpers;
 mod ops;
 mod serve_static;
