@@ -10,6 +10,34 @@ use std::time::Duration;
 
 use crate::helpers::{Server, Tree, bin, get, wait_for};
 
+/// `Command::output` with a deadline: a command that should exit at once but serves
+/// instead (a regression) is killed after 20 s instead of hanging the suite.
+trait BoundedOutput {
+    fn bounded_output(&mut self) -> std::io::Result<std::process::Output>;
+}
+
+impl BoundedOutput for Command {
+    fn bounded_output(&mut self) -> std::io::Result<std::process::Output> {
+        let child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(out) => out,
+            Err(_) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                panic!("command did not exit within 20 s: {self:?}");
+            }
+        }
+    }
+}
+
 /// A hostile file name: HTML in a name must be shown as text, never run.
 const HOSTILE_FILE: &str = "<img src=x onerror=alert(1)>.json";
 /// A hostile directory name (quote and ampersand break naive attribute quoting).
@@ -29,8 +57,17 @@ fn ops_tree() -> Tree {
     );
     t.write("broken/bad.json", "{not json");
     t.write("broken/fine.json", r#"[{"targets":["10.0.0.4:9100"]}]"#);
+    t.write_exec("broken/fail.sh", FAILING_SCRIPT);
     t
 }
+
+/// An executable generator that fails with a traceback on stderr (the runner keeps the
+/// stderr tail as the traceback, as the Python runner does with Python's).
+const FAILING_SCRIPT: &str = "#!/bin/sh\n\
+echo 'Traceback (most recent call last):' >&2\n\
+echo '  File \"fail.sh\", line 3, in <module>' >&2\n\
+echo 'RuntimeError: inventory API down' >&2\n\
+exit 3\n";
 
 /// Every `href="..."` value in `html` (entities decoded: `&amp;` and `&#38;`).
 fn hrefs(html: &str) -> Vec<String> {
@@ -57,6 +94,8 @@ fn resolve(page: &str, href: &str) -> String {
 async fn admin_page_shows_paths_generators_status_and_errors() {
     let t = ops_tree();
     let s = Server::serve(t.root(), &[]);
+    // Run the dynamic generator once so that the board has its failure.
+    assert_eq!(get(&s.url("/targets/broken?cluster=eu")).await.status, 500);
     let page = get(&s.url("/")).await;
     assert_eq!(page.status, 200);
     assert!(page.content_type.starts_with("text/html"), "{page:?}");
@@ -87,7 +126,19 @@ async fn admin_page_shows_paths_generators_status_and_errors() {
     assert!(html.contains("<code>good.json</code>"));
     assert!(html.contains("<code>bad.json</code>"));
     assert!(html.contains("<td>yaml</td>"));
-    assert!(html.contains("1 failing"), "{html}");
+    assert!(html.contains("2 failing"), "{html}");
+    // The failing run: its parameters, its error and the traceback, escaped.
+    assert!(html.contains("<code>fail.sh</code>"), "{html}");
+    assert!(html.contains("<td>executable</td>"), "{html}");
+    assert!(html.contains("params <code>cluster=eu</code>"), "{html}");
+    assert!(
+        html.contains("line 3, in &#60;module&#62;\nRuntimeError: inventory API down"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<pre>Traceback (most recent call last):"),
+        "{html}"
+    );
     assert!(html.contains("id=\"failing\""));
     assert!(html.contains("broken/bad.json: invalid JSON"), "{html}");
     assert!(html.contains("class=\"fail\">fail"), "{html}");
@@ -147,6 +198,11 @@ async fn admin_and_debug_views_work_under_a_url_prefix() {
                 assert_eq!(bad["board"]["last_run"]["status"], "fail");
                 assert!(bad["board"]["failing_since"].is_number(), "{v}");
                 assert!(v["generator_run_seconds"]["broken/fine.json"].is_number());
+                let script = &v["generators"][1];
+                assert_eq!(script["generator"], "broken/fail.sh");
+                assert_eq!(script["status"], "fail");
+                let tb = script["error"]["traceback"].as_str().unwrap_or_default();
+                assert!(tb.contains("RuntimeError: inventory API down"), "{v}");
             }
         } else if href.starts_with("targets/broken") || href == "targets/" {
             // The root aggregates broken/, so it fails as a whole too.
@@ -425,7 +481,7 @@ fn bad_auth_and_tls_files_are_refused_at_startup() {
             .arg(t.root())
             .args(["-p", "0"])
             .args(&args)
-            .output()
+            .bounded_output()
             .expect("run httpsd");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
@@ -514,9 +570,14 @@ struct Proc {
 
 impl Proc {
     fn start(args: &[String]) -> Proc {
+        Proc::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(bin())
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -655,25 +716,18 @@ async fn json_request_logs_have_path_status_and_duration() {
 #[tokio::test]
 async fn rust_log_overrides_the_level() {
     let t = ops_tree();
-    let out = Command::new(bin())
-        .args(["serve"])
-        .arg(t.root())
-        .args(["-p", "0", "--log-level", "10"])
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // With RUST_LOG=error the startup INFO line never appears; the process must be
-    // stopped by us, so give it a moment, then kill it and read what it wrote.
-    std::thread::sleep(Duration::from_millis(700));
-    let pid = nix::unistd::Pid::from_raw(out.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let out = out.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("Serving on"), "{stderr}");
-    assert!(!stderr.contains("INFO"), "{stderr}");
+    // --log-level 40 alone would hide the INFO start line; RUST_LOG wins and shows it
+    // while hiding the request logs.
+    let p = Proc::start_with_env(
+        &serve_args(t.root(), &["--log-level", "40"]),
+        &[("RUST_LOG", "httpsd::serve=info,httpsd::access=off,warn")],
+    );
+    let url = format!("http://{}/targets/good.json", p.addr);
+    assert_eq!(get(&url).await.status, 200);
+    let log = p.log.lock().unwrap().clone();
+    assert!(log.contains("INFO") && log.contains("Serving on"), "{log}");
+    assert!(log.contains("WARN"), "warnings still shown: {log}");
+    assert!(!log.contains("httpsd::access"), "{log}");
 }
 
 // ---------------------------------------------------------------------------------
@@ -734,6 +788,23 @@ async fn sentry_receives_generator_failures_once_with_path_and_params() {
     assert!(e.contains("/targets/broken"), "{e}");
     assert!(e.contains("eu-1"), "params are reported: {e}");
     assert!(e.contains("GeneratorError.parse"), "{e}");
+    // The script's failure arrives with its traceback.
+    let script = wait_for(Duration::from_secs(10), "the script's event", || {
+        let seen = seen.clone();
+        async move {
+            let v = seen.lock().unwrap().clone();
+            v.into_iter().find(|e| e.contains("broken/fail.sh"))
+        }
+    })
+    .await;
+    assert!(
+        script.contains("RuntimeError: inventory API down"),
+        "{script}"
+    );
+    assert!(
+        script.contains("Traceback (most recent call last)"),
+        "{script}"
+    );
     // A failure that goes on is reported once, not on every poll.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let n = seen
@@ -753,7 +824,7 @@ fn an_invalid_sentry_dsn_is_refused() {
         .arg("serve")
         .arg(t.root())
         .args(["-p", "0", "-s", "not a dsn"])
-        .output()
+        .bounded_output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sentry-url"));
@@ -764,7 +835,10 @@ fn an_invalid_sentry_dsn_is_refused() {
 
 #[test]
 fn version_completions_and_man_page() {
-    let out = Command::new(bin()).arg("--version").output().expect("run");
+    let out = Command::new(bin())
+        .arg("--version")
+        .bounded_output()
+        .expect("run");
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -773,7 +847,7 @@ fn version_completions_and_man_page() {
     for shell in ["bash", "zsh", "fish"] {
         let out = Command::new(bin())
             .args(["generate", "completions", shell])
-            .output()
+            .bounded_output()
             .expect("run");
         assert!(out.status.success(), "{shell}: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -782,7 +856,7 @@ fn version_completions_and_man_page() {
     }
     let out = Command::new(bin())
         .args(["generate", "man"])
-        .output()
+        .bounded_output()
         .expect("run");
     assert!(out.status.success());
     let man = String::from_utf8_lossy(&out.stdout);
@@ -791,6 +865,9 @@ fn version_completions_and_man_page() {
         "{man}"
     );
     // The hidden command stays out of the help.
-    let help = Command::new(bin()).arg("--help").output().expect("run");
+    let help = Command::new(bin())
+        .arg("--help")
+        .bounded_output()
+        .expect("run");
     assert!(!String::from_utf8_lossy(&help.stdout).contains("generate"));
 }
