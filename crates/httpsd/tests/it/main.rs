@@ -2,7 +2,10 @@
 //! real python3, redis-server, ...) on loopback.
 
 mod browser;
+mod check;
 mod exec;
 mod helpers;
 mod ops;
+mod python;
+mod scaleout;
 mod serve_static;
