@@ -1,9 +1,11 @@
 //! Integration tests of the `httpsd` binary: each module starts the real binary (and
 //! real python3, redis-server, ...) on loopback.
 
+mod browser;
 mod check;
 mod exec;
 mod helpers;
+mod ops;
 mod python;
 mod scaleout;
 mod serve_static;
