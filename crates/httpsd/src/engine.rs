@@ -206,6 +206,9 @@ impl Engine {
             });
         self.metrics
             .observe_generator_run(&generator.rel, &result, started.elapsed());
+        self.catalog
+            .status()
+            .record_run(&generator.rel, params, &result, started.elapsed());
         if let Err(e) = &result {
             tracing::warn!(generator = %generator.rel, kind = ?e.kind, error = %e.message, "generator failed");
         }

@@ -1,10 +1,12 @@
 //! Integration tests of the `httpsd` binary: each module starts the real binary (and
 //! real python3, redis-server, ...) on loopback.
 
+mod browser;
 mod check;
 mod e2e_prometheus;
 mod exec;
 mod helpers;
+mod ops;
 mod python;
 mod scaleout;
 mod serve_static;
