@@ -1,6 +1,7 @@
 //! End to end with a real Prometheus (Debian's `prometheus` package, 2.42): Prometheus
 //! discovers targets through `http_sd_configs` pointing at `httpsd serve` under a URL
-//! prefix (static files, a Python and an executable generator with a query parameter),
+//! prefix with basic auth (static files, a Python and an executable generator with a
+//! query parameter),
 //! sees a generator change after its refresh, and scrapes httpsd's own `/metrics` with
 //! `up == 1`.
 //!
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::{Server, Tree, client};
+
+/// bcrypt (cost 4) of "e2e-secret", made with libcrypt's `crypt(3)`.
+const E2E_BCRYPT: &str = "$2b$04$ySbYid8CGhfC/sIFFomVC.WGSlt9hhOfd7yHShiDGJ8oqx5YzA3qy";
 
 /// How long to wait for Prometheus to notice something (5 s batching + refresh).
 const PROM_WAIT: Duration = Duration::from_secs(25);
@@ -246,16 +250,20 @@ scrape_configs:
     http_sd_configs:
       - url: http://{httpsd}/http_sd/targets/node
         refresh_interval: 1s
+        basic_auth: {{username: e2e, password: e2e-secret}}
   - job_name: exe
     http_sd_configs:
       - url: http://{httpsd}/http_sd/targets/dyn?env=staging
         refresh_interval: 1s
+        basic_auth: {{username: e2e, password: e2e-secret}}
   - job_name: py
     http_sd_configs:
       - url: http://{httpsd}/http_sd/targets/py?env=canary
         refresh_interval: 1s
+        basic_auth: {{username: e2e, password: e2e-secret}}
   - job_name: httpsd
     metrics_path: /http_sd/metrics
+    basic_auth: {{username: e2e, password: e2e-secret}}
     static_configs:
       - targets: ['{httpsd}']
 "#
@@ -275,7 +283,15 @@ async fn prometheus_discovers_targets_follows_changes_and_scrapes_metrics() {
     crate::helpers::require_python();
     let tree = Tree::new();
     write_tree(&tree);
-    let server = Server::serve(tree.root(), &["-r", "/http_sd"]);
+    // Basic auth (htpasswd -B format; cost 4 keeps the test fast): Prometheus sends it.
+    let users = tree.write("_auth/users", format!("e2e:{E2E_BCRYPT}\n"));
+    let users = users.display().to_string();
+    let server = Server::serve(
+        tree.root(),
+        &["-r", "/http_sd", "--basic-auth-file", users.as_str()],
+    );
+    let anonymous = crate::helpers::get(&server.url("/http_sd/targets/node")).await;
+    assert_eq!(anonymous.status, 401, "no credentials: {}", anonymous.body);
     let httpsd = host_port(&server.base).to_string();
     let prom = Prometheus::start(&config(&httpsd)).await;
 
@@ -321,7 +337,19 @@ async fn prometheus_discovers_targets_follows_changes_and_scrapes_metrics() {
     prom.wait_query(r#"up{job="httpsd"}"#, 1.0).await;
 
     // And httpsd counted Prometheus's discovery requests.
-    let metrics = crate::helpers::get(&server.url("/http_sd/metrics")).await;
+    let metrics = {
+        let r = client()
+            .get(server.url("/http_sd/metrics"))
+            .basic_auth("e2e", Some("e2e-secret"))
+            .send()
+            .await
+            .expect("GET /http_sd/metrics");
+        crate::helpers::Resp {
+            status: r.status().as_u16(),
+            content_type: String::new(),
+            body: r.text().await.expect("body"),
+        }
+    };
     assert_eq!(metrics.status, 200);
     assert!(
         metrics
