@@ -54,11 +54,26 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
     );
-    let engine = Arc::new(Engine::new(
-        catalog.clone(),
-        runners.clone(),
-        metrics.clone(),
-    ));
+    let engine = Arc::new(
+        Engine::with_cache(
+            catalog.clone(),
+            runners.clone(),
+            metrics.clone(),
+            &settings.cache,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot use --cache-dir {}: {e}",
+                settings
+                    .cache
+                    .cache_dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            )
+        })?,
+    );
+    let cache_tasks = engine.start_cache().await;
     let state = Arc::new(AppState {
         engine,
         metrics,
@@ -74,6 +89,7 @@ pub async fn run(
     );
     crate::server::run(listener, app(state), settings.connection_limit, shutdown).await?;
     watcher.abort();
+    cache_tasks.abort();
     runners.shutdown().await;
     tracing::info!("stopped");
     Ok(())

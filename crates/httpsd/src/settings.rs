@@ -38,6 +38,8 @@ pub struct ServeSettings {
     pub max_file_size: u64,
     /// Fallback rescan period.
     pub rescan_interval: Duration,
+    /// Caching of dynamic generator results.
+    pub cache: crate::cache::CacheSettings,
 }
 
 impl ServeSettings {
@@ -70,6 +72,7 @@ impl ServeSettings {
             connection_limit: args.connection_limit,
             max_file_size: args.max_file_size,
             rescan_interval: Duration::from_secs_f64(args.rescan_interval),
+            cache: crate::cache::CacheSettings::from_args(&args.cache),
         })
     }
 }
