@@ -11,7 +11,7 @@ use crate::cli::ServeArgs;
 use crate::engine::Engine;
 use crate::http::{AppState, app};
 use crate::metrics::Metrics;
-use crate::runner::{RunnerSettings, Runners};
+use crate::runner::Runners;
 use crate::settings::ServeSettings;
 
 /// Logs, once, each original option that this version accepts but does not use.
@@ -48,11 +48,9 @@ pub async fn run(
     let catalog = Arc::new(tokio::task::spawn_blocking(move || Catalog::new(&root, max, m)).await?);
     let watcher = tokio::spawn(crate::watch::run(catalog.clone(), settings.rescan_interval));
     let runners = Arc::new(
-        Runners::start(&RunnerSettings {
-            root: settings.root.clone(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
+        Runners::start(&settings.runner)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
     );
     let engine = Arc::new(
         Engine::with_cache(

@@ -38,6 +38,8 @@ pub struct ServeSettings {
     pub max_file_size: u64,
     /// Fallback rescan period.
     pub rescan_interval: Duration,
+    /// Settings of the dynamic generator runners.
+    pub runner: crate::runner::RunnerSettings,
     /// Caching of dynamic generator results.
     pub cache: crate::cache::CacheSettings,
 }
@@ -62,7 +64,7 @@ impl ServeSettings {
             });
         }
         Ok(ServeSettings {
-            root,
+            root: root.clone(),
             host: args.host.clone(),
             port: args.port,
             prefix: normalize_prefix(&args.url_prefix).map_err(|reason| SettingsError::Option {
@@ -72,6 +74,7 @@ impl ServeSettings {
             connection_limit: args.connection_limit,
             max_file_size: args.max_file_size,
             rescan_interval: Duration::from_secs_f64(args.rescan_interval),
+            runner: crate::runner::RunnerSettings::from_args(&root, &args.runner)?,
             cache: crate::cache::CacheSettings::from_args(&args.cache),
         })
     }

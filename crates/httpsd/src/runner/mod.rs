@@ -26,6 +26,10 @@ pub struct RunnerArgs {
     /// Number of Python worker processes (default: from the number of cores).
     #[arg(long, value_name = "N")]
     pub python_workers: Option<usize>,
+    /// Hard limit on one generator run, in seconds: past it the run fails and its
+    /// process (group) is killed.
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    pub max_run_time: f64,
 }
 
 /// Settings for the runners.
@@ -33,6 +37,27 @@ pub struct RunnerArgs {
 pub struct RunnerSettings {
     /// The generator root (working directory of executables, on Python's `sys.path`).
     pub root: std::path::PathBuf,
+    /// Hard limit on one run.
+    pub max_run_time: std::time::Duration,
+}
+
+impl RunnerSettings {
+    /// Validated settings from the command line.
+    pub fn from_args(
+        root: &std::path::Path,
+        args: &RunnerArgs,
+    ) -> Result<RunnerSettings, crate::settings::SettingsError> {
+        if !(args.max_run_time > 0.0 && args.max_run_time <= 86_400.0) {
+            return Err(crate::settings::SettingsError::Option {
+                option: "--max-run-time",
+                reason: format!("{} is not between 0 and 86400 seconds", args.max_run_time),
+            });
+        }
+        Ok(RunnerSettings {
+            root: root.to_path_buf(),
+            max_run_time: std::time::Duration::from_secs_f64(args.max_run_time),
+        })
+    }
 }
 
 /// All dynamic runners, dispatching on the generator's kind.

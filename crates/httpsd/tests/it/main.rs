@@ -1,5 +1,6 @@
 //! Integration tests of the `httpsd` binary: each module starts the real binary (and
 //! real python3, redis-server, ...) on loopback.
 
+mod exec;
 mod helpers;
 mod serve_static;
