@@ -1,6 +1,7 @@
 //! Integration tests of the `httpsd` binary: each module starts the real binary (and
 //! real python3, redis-server, ...) on loopback.
 
+mod cache;
 mod exec;
 mod helpers;
 mod serve_static;
