@@ -428,18 +428,28 @@ async fn random_query_strings_leave_memory_bounded() {
     tree.write_exec("fast/gen", "#!/bin/sh\necho '[{\"targets\":[\"a:1\"]}]'\n");
     let srv = Server::serve(tree.root(), &["--cache-max-entries", "100"]);
     let c = client();
-    let n = 2000;
-    let urls: Vec<String> = (0..n)
-        .map(|i| srv.url(&format!("/targets/fast?r={i}")))
-        .collect();
-    futures::stream::iter(urls)
-        .map(|u| {
-            let c = c.clone();
-            async move { c.get(&u).send().await.expect("request").status().as_u16() }
-        })
-        .buffer_unordered(16)
-        .for_each(|s| async move { assert_eq!(s, 200) })
-        .await;
+    let send = |range: std::ops::Range<usize>| {
+        let urls: Vec<String> = range
+            .map(|i| srv.url(&format!("/targets/fast?r={i}&pad={}", "x".repeat(200))))
+            .collect();
+        let c = c.clone();
+        async move {
+            futures::stream::iter(urls)
+                .map(|u| {
+                    let c = c.clone();
+                    async move { c.get(&u).send().await.expect("request").status().as_u16() }
+                })
+                .buffer_unordered(8)
+                .for_each(|s| async move { assert_eq!(s, 200) })
+                .await;
+        }
+    };
+    // Warm up, then 10,000 distinct query strings.
+    send(0..1000).await;
+    let rss_before = metric(&srv, "process_resident_memory_bytes", &[]).await;
+    assert!(rss_before > 1e6, "no process_resident_memory_bytes");
+    send(1000..10_000).await;
+    let rss_after = metric(&srv, "process_resident_memory_bytes", &[]).await;
     let entries = metric(&srv, "httpsd_cache_entries", &[]).await;
     assert!(entries <= 100.0 && entries > 0.0, "{entries} entries");
     let evicted = metric(
@@ -448,7 +458,11 @@ async fn random_query_strings_leave_memory_bounded() {
         &[("reason", "capacity")],
     )
     .await;
-    assert!(evicted >= (n - 100) as f64, "{evicted} evicted");
+    assert!(evicted >= 9_900.0, "{evicted} evicted");
+    assert!(
+        rss_after - rss_before < 20e6,
+        "memory grew from {rss_before} to {rss_after} bytes"
+    );
 }
 
 #[tokio::test]
