@@ -23,13 +23,18 @@ pub struct RunnerArgs {
     /// Python interpreter for `.py` generators (e.g. a virtualenv's bin/python).
     #[arg(long, default_value = "python3", value_name = "PATH")]
     pub python: std::path::PathBuf,
-    /// Number of Python worker processes (default: from the number of cores).
+    /// Number of Python worker processes (default: twice the cores, between 4 and 32;
+    /// 0 disables Python generators).
     #[arg(long, value_name = "N")]
     pub python_workers: Option<usize>,
     /// Hard limit on one generator run, in seconds: past it the run fails and its
     /// process (group) is killed.
     #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
     pub max_run_time: f64,
+    /// Address-space limit of each Python worker in MiB (0: no limit); a generator
+    /// that allocates past it gets a MemoryError and its worker is replaced.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    pub python_memory_limit: u64,
 }
 
 /// Settings for the runners.
@@ -39,6 +44,12 @@ pub struct RunnerSettings {
     pub root: std::path::PathBuf,
     /// Hard limit on one run.
     pub max_run_time: std::time::Duration,
+    /// Python interpreter of the worker pool.
+    pub python: std::path::PathBuf,
+    /// Number of Python workers (0 disables Python generators).
+    pub python_workers: usize,
+    /// Address-space limit of each Python worker in bytes (0: none).
+    pub python_memory_limit: u64,
 }
 
 impl RunnerSettings {
@@ -53,9 +64,27 @@ impl RunnerSettings {
                 reason: format!("{} is not between 0 and 86400 seconds", args.max_run_time),
             });
         }
+        let Some(python_memory_limit) = args.python_memory_limit.checked_mul(1024 * 1024) else {
+            return Err(crate::settings::SettingsError::Option {
+                option: "--python-memory-limit",
+                reason: format!("{} MiB is too large", args.python_memory_limit),
+            });
+        };
+        if (1..64).contains(&args.python_memory_limit) {
+            return Err(crate::settings::SettingsError::Option {
+                option: "--python-memory-limit",
+                reason: format!(
+                    "{} MiB is too small for a Python interpreter (use at least 64, or 0 for no limit)",
+                    args.python_memory_limit
+                ),
+            });
+        }
         Ok(RunnerSettings {
             root: root.to_path_buf(),
             max_run_time: std::time::Duration::from_secs_f64(args.max_run_time),
+            python: args.python.clone(),
+            python_workers: args.python_workers.unwrap_or_else(python::default_workers),
+            python_memory_limit,
         })
     }
 }

@@ -4,4 +4,5 @@
 mod cache;
 mod exec;
 mod helpers;
+mod python;
 mod serve_static;

@@ -1,0 +1,304 @@
+# The httpsd Python worker: embedded in the httpsd binary and started by it as
+# `python -c BOOT`; BOOT reads one JSON line from stdin holding this source and the
+# settings, runs this source as "<httpsd-runner>" and calls main(settings).
+#
+# Protocol (private to httpsd, one JSON object per line):
+#   in  (fd 0 at start, moved to a private fd): {"id", "path", "params", "check"}
+#   out (fd 1 at start, moved to a private fd): {"id", "ok", "result" | "kind",
+#        "message", "traceback", "recycle", "secs"}
+# After the handshake, fd 0 is /dev/null and fd 1 is fd 2 (a pipe httpsd logs),
+# so nothing user code prints can reach the protocol channel.
+import importlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+
+TEST_ENV = "PROMETHEUS_HTTP_SD_IS_TEST"
+
+_SHIM_SOURCES = {
+    "prometheus_http_sd": "",
+    "prometheus_http_sd.const": 'TEST_ENV_NAME = "PROMETHEUS_HTTP_SD_IS_TEST"\n',
+    "prometheus_http_sd.targets": (
+        "from typing import Dict, List, TypedDict\n"
+        "class Target(TypedDict):\n"
+        "    targets: List[str]\n"
+        "    labels: Dict[str, str]\n"
+        "TargetList = List[Target]\n"
+    ),
+}
+
+
+class _ShimFinder:
+    """Provides prometheus_http_sd.targets when the real package is not installed.
+
+    It sits last on sys.meta_path, so an installed package always wins."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name not in _SHIM_SOURCES:
+            return None
+        return importlib.util.spec_from_loader(
+            name, cls, is_package=(name == "prometheus_http_sd")
+        )
+
+    @staticmethod
+    def create_module(spec):
+        return None
+
+    @staticmethod
+    def exec_module(module):
+        exec(_SHIM_SOURCES[module.__name__], module.__dict__)
+
+
+def _stamp(path):
+    st = os.stat(path)
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
+def _user_tb(tb):
+    # Drop the runner's own frames so the traceback starts in the user's code.
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
+
+
+def _exc_info(exc):
+    message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    tb = "".join(traceback.format_exception(type(exc), exc, _user_tb(exc.__traceback__)))
+    return message, tb
+
+
+class Worker:
+    def __init__(self, root, max_result):
+        self.root = root
+        self.root_prefix = os.path.join(root, "")
+        self.max_result = max_result
+        self.generators = {}  # path -> (stamp, module)
+        self.helpers = {}  # file of a root-local module in sys.modules -> stamp
+        self.seen_modules = 0
+
+    def _load(self, path):
+        loader = importlib.machinery.SourceFileLoader("mymodule", path)
+        spec = importlib.util.spec_from_loader("mymodule", loader)
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+        return module
+
+    def _track_helpers(self):
+        # Remember every module imported from under the root, to notice edits.
+        if len(sys.modules) == self.seen_modules:
+            return
+        for module in list(sys.modules.values()):
+            f = getattr(module, "__file__", None)
+            if isinstance(f, str) and f.startswith(self.root_prefix) and f not in self.helpers:
+                try:
+                    self.helpers[f] = _stamp(f)
+                except OSError:
+                    self.helpers[f] = None
+        self.seen_modules = len(sys.modules)
+
+    def _helpers_changed(self):
+        for f, old in self.helpers.items():
+            try:
+                if _stamp(f) != old:
+                    return True
+            except OSError:
+                if old is not None:
+                    return True
+        return False
+
+    def _purge(self):
+        # Forget everything imported from the root, so the next import reads it anew.
+        for name, module in list(sys.modules.items()):
+            f = getattr(module, "__file__", None)
+            if isinstance(f, str) and f.startswith(self.root_prefix):
+                del sys.modules[name]
+            elif getattr(module, "__path__", None) is not None and any(
+                isinstance(p, str) and p.startswith(self.root_prefix) for p in module.__path__
+            ):
+                del sys.modules[name]
+        self.generators.clear()
+        self.helpers.clear()
+        self.seen_modules = 0
+        importlib.invalidate_caches()
+
+    def _module(self, path):
+        if self.helpers and self._helpers_changed():
+            self._purge()
+        stamp = _stamp(path)
+        cached = self.generators.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        importlib.invalidate_caches()
+        module = self._load(path)
+        self.generators[path] = (stamp, module)
+        return module
+
+    def run(self, req):
+        path = req["path"]
+        check = bool(req.get("check"))
+        if check:
+            # Check mode: a fresh module that sees the test variable at import time.
+            previous = os.environ.get(TEST_ENV)
+            os.environ[TEST_ENV] = "1"
+            try:
+                module = self._load(path)
+                func = getattr(module, "test_generate_targets", None)
+                if func is None:
+                    func = _generate_targets(module)
+                result = func()
+            finally:
+                if previous is None:
+                    os.environ.pop(TEST_ENV, None)
+                else:
+                    os.environ[TEST_ENV] = previous
+        else:
+            module = self._module(path)
+            result = _generate_targets(module)(**req.get("params", {}))
+        return result
+
+
+class _Reject(Exception):
+    """A result or module that cannot be used, reported without a traceback."""
+
+
+def _generate_targets(module):
+    func = getattr(module, "generate_targets", None)
+    if func is None:
+        raise _Reject("the module defines no generate_targets(**params) function")
+    if not callable(func):
+        raise _Reject("generate_targets is not callable")
+    return func
+
+
+def _encode(result, max_result):
+    if result is None:
+        raise _Reject("Generated result is None")
+    try:
+        body = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise _Reject(
+            "the result of type %s cannot be converted to JSON: %s" % (type(result).__name__, e)
+        )
+    try:
+        data = body.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _Reject("the result holds text that is not valid Unicode: %s" % e)
+    if len(data) > max_result:
+        raise _Reject(
+            "the result is %d bytes of JSON, more than the limit of %d" % (len(data), max_result)
+        )
+    return data
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _error(rid, kind, message, tb=None, recycle=False, secs=0.0):
+    return (
+        json.dumps(
+            {
+                "id": rid,
+                "ok": False,
+                "kind": kind,
+                "message": message,
+                "traceback": tb,
+                "recycle": recycle,
+                "secs": secs,
+            }
+        )
+        + "\n"
+    ).encode("utf-8")
+
+
+def _watch_parent(ppid):
+    # Die with httpsd even if it is killed with SIGKILL (Linux only; best effort).
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+    if os.getppid() != ppid:
+        os._exit(0)
+
+
+def main(settings):
+    root = settings["root"]
+    _watch_parent(settings["ppid"])
+    mem = settings.get("memory_limit") or 0
+    if mem > 0:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            mem = min(mem, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (mem, hard))
+    try:
+        import faulthandler
+
+        faulthandler.enable()  # a segfault leaves a Python traceback in the log
+    except Exception:
+        pass
+    sys.dont_write_bytecode = True  # see docs/generators.md: edits within one second
+    sys.path.insert(0, root)
+    sys.meta_path.append(_ShimFinder)
+    sys.argv = ["httpsd"]
+
+    # Move the protocol off fds 0 and 1 (the copies are not inherited by children).
+    proto_in = os.fdopen(os.dup(0), "rb")
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+
+    worker = Worker(root, settings["max_result"])
+    hello = {
+        "ready": True,
+        "pid": os.getpid(),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+    }
+    _write_all(proto_out, (json.dumps(hello) + "\n").encode("utf-8"))
+
+    while True:
+        line = proto_in.readline()
+        if not line:
+            return  # httpsd closed the channel: exit quietly
+        req = json.loads(line)
+        rid = req.get("id")
+        started = time.perf_counter()
+        try:
+            data = _encode(worker.run(req), worker.max_result)
+            secs = time.perf_counter() - started
+            out = b'{"id":%d,"ok":true,"secs":%r,"result":%s}\n' % (rid, secs, data)
+        except _Reject as e:
+            out = _error(rid, "exception", str(e), None, False, time.perf_counter() - started)
+        except MemoryError as e:
+            message, tb = _exc_info(e)
+            out = _error(rid, "exception", message or "MemoryError", tb, True)
+        except BaseException as e:  # includes SystemExit and KeyboardInterrupt from user code
+            message, tb = _exc_info(e)
+            out = _error(rid, "exception", message, tb, False, time.perf_counter() - started)
+        finally:
+            worker._track_helpers()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+        _write_all(proto_out, out)
