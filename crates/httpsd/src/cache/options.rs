@@ -248,6 +248,14 @@ impl CacheSettings {
         }
     }
 
+    /// Makes sure the cache never abandons a run the runners would still let finish:
+    /// its hard limit is at least `max_run_time` plus a margin for the kill.
+    pub fn with_max_run_time(mut self, max_run_time: Duration) -> CacheSettings {
+        let floor = max_run_time.saturating_add(Duration::from_secs(30));
+        self.policy.hard_limit = self.policy.hard_limit.max(floor);
+        self
+    }
+
     /// Builds the settings from the command line; later `--cache-opt` keys win.
     pub fn from_args(args: &CacheArgs) -> CacheSettings {
         let mut p = Policy::default();

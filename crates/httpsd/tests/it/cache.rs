@@ -1,5 +1,5 @@
-//! The cache of dynamic generator runs, through the real binary and real executable
-//! generators: single-flight, cache_time, timeouts, failures, the stale bound, first
+//! The cache of dynamic generator runs, through the real binary with real executable
+//! and Python generators (each behaviour test runs with both): single-flight, cache_time, timeouts, failures, the stale bound, first
 //! requests, persistence across restarts, `--cache-type None`, bounded entries,
 //! proactive refresh and the strict parsing of every option.
 //!
@@ -43,12 +43,109 @@ impl Counter {
     }
 }
 
-/// A generator that counts its run, sleeps, and returns one target `run:<n>`.
-fn slow_gen(counter: &Counter, sleep: &str) -> String {
-    format!(
-        "#!/bin/sh\necho run >> '{c}'\nn=$(wc -l < '{c}' | tr -d ' ')\nsleep {sleep}\necho \"[{{\\\"targets\\\":[\\\"run:$n\\\"]}}]\"\n",
-        c = counter.path().display()
-    )
+/// The two kinds of dynamic generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An executable (`/bin/sh` script).
+    Exec,
+    /// A `.py` file run by the Python worker pool.
+    Python,
+}
+
+impl Kind {
+    /// The error kind of a generator that fails on purpose.
+    fn failure_kind(self) -> &'static str {
+        match self {
+            Kind::Exec => "exit",
+            Kind::Python => "exception",
+        }
+    }
+}
+
+/// What a test generator does on each run, after counting it.
+enum Does<'a> {
+    /// Sleeps this many seconds, then returns `run:<n>`.
+    Sleep(&'a str),
+    /// Fails on its first run only, then returns `ok:1`.
+    FailFirst,
+    /// Fails while this file exists, else returns `good:1`.
+    FailIf(&'a Path),
+    /// Returns `<content of this file>:1`.
+    Echo(&'a Path),
+}
+
+/// Writes a generator of `kind` into directory `dir` of the tree; returns its path
+/// relative to the root (the `generator` label).
+fn write_gen(tree: &Tree, kind: Kind, dir: &str, counter: &Counter, does: Does) -> String {
+    let c = counter.path();
+    match kind {
+        Kind::Exec => {
+            let c = c.display();
+            let body = match does {
+                Does::Sleep(s) => {
+                    format!("sleep {s}\necho \"[{{\\\"targets\\\":[\\\"run:$n\\\"]}}]\"\n")
+                }
+                Does::FailFirst => "if [ \"$n\" = 1 ]; then echo first run fails >&2; exit 1; fi\necho '[{\"targets\":[\"ok:1\"]}]'\n".to_string(),
+                Does::FailIf(f) => format!(
+                    "if [ -e '{}' ]; then echo backend down >&2; exit 1; fi\necho '[{{\"targets\":[\"good:1\"]}}]'\n",
+                    f.display()
+                ),
+                Does::Echo(d) => format!(
+                    "echo \"[{{\\\"targets\\\":[\\\"$(cat '{}'):1\\\"]}}]\"\n",
+                    d.display()
+                ),
+            };
+            let rel = format!("{dir}/gen");
+            tree.write_exec(
+                &rel,
+                &format!("#!/bin/sh\necho run >> '{c}'\nn=$(wc -l < '{c}' | tr -d ' ')\n{body}"),
+            );
+            rel
+        }
+        Kind::Python => {
+            let body = match does {
+                Does::Sleep(s) => {
+                    format!("    time.sleep({s})\n    return [{{'targets': ['run:%d' % n]}}]\n")
+                }
+                Does::FailFirst => "    if n == 1:\n        raise RuntimeError('first run fails')\n    return [{'targets': ['ok:1']}]\n".to_string(),
+                Does::FailIf(f) => format!(
+                    "    if os.path.exists({:?}):\n        raise RuntimeError('backend down')\n    return [{{'targets': ['good:1']}}]\n",
+                    f.display().to_string()
+                ),
+                Does::Echo(d) => format!(
+                    "    with open({:?}) as f:\n        return [{{'targets': [f.read().strip() + ':1']}}]\n",
+                    d.display().to_string()
+                ),
+            };
+            let rel = format!("{dir}/gen.py");
+            tree.write(
+                &rel,
+                format!(
+                    "import os, time\n\ndef generate_targets(**params):\n    with open({c:?}, 'a') as f:\n        f.write('run\\n')\n    with open({c:?}) as f:\n        n = len(f.readlines())\n{body}",
+                    c = c.display().to_string()
+                ),
+            );
+            rel
+        }
+    }
+}
+
+/// Runs a test body once with an executable and once with a Python generator.
+macro_rules! both_kinds {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn exec() {
+                super::$name(super::Kind::Exec).await
+            }
+
+            #[tokio::test]
+            async fn python() {
+                crate::helpers::require_python();
+                super::$name(super::Kind::Python).await
+            }
+        }
+    };
 }
 
 fn target_of(body: &str) -> String {
@@ -88,11 +185,11 @@ async fn get_many(url: &str, n: usize) -> Vec<(u16, String)> {
     futures::future::join_all(futs).await
 }
 
-#[tokio::test]
-async fn concurrent_requests_share_one_run_then_cache_then_one_refresh() {
+both_kinds!(concurrent_requests_share_one_run_then_cache_then_one_refresh);
+async fn concurrent_requests_share_one_run_then_cache_then_one_refresh(kind: Kind) {
     let counter = Counter::new();
     let tree = Tree::new();
-    tree.write_exec("slow/gen", &slow_gen(&counter, "0.5"));
+    let rel = write_gen(&tree, kind, "slow", &counter, Does::Sleep("0.5"));
     let srv = Server::serve(
         tree.root(),
         &[
@@ -146,7 +243,7 @@ async fn concurrent_requests_share_one_run_then_cache_then_one_refresh() {
             &srv,
             "httpsd_cache_refreshes_total",
             &[
-                ("generator", "slow/gen"),
+                ("generator", rel.as_str()),
                 ("trigger", "stale"),
                 ("status", "success")
             ]
@@ -160,11 +257,11 @@ async fn concurrent_requests_share_one_run_then_cache_then_one_refresh() {
     );
 }
 
-#[tokio::test]
-async fn timeout_answers_500_and_the_run_serves_the_next_caller() {
+both_kinds!(timeout_answers_500_and_the_run_serves_the_next_caller);
+async fn timeout_answers_500_and_the_run_serves_the_next_caller(kind: Kind) {
     let counter = Counter::new();
     let tree = Tree::new();
-    tree.write_exec("slow/gen", &slow_gen(&counter, "2"));
+    let rel = write_gen(&tree, kind, "slow", &counter, Does::Sleep("2"));
     let srv = Server::serve(tree.root(), &["--cache-opt", "timeout=1"]);
     let url = srv.url("/targets/slow");
     let started = Instant::now();
@@ -177,6 +274,10 @@ async fn timeout_answers_500_and_the_run_serves_the_next_caller() {
         "answered after {waited:?}"
     );
     // The run went on: once it has finished, the next caller gets its result at once.
+    wait_for(Duration::from_secs(5), "the run to finish", || async {
+        (counter.runs() == 1).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(2300).saturating_sub(started.elapsed())).await;
     let t = Instant::now();
     let r = get(&url).await;
@@ -188,29 +289,24 @@ async fn timeout_answers_500_and_the_run_serves_the_next_caller() {
         metric(
             &srv,
             "httpsd_generator_timeouts_total",
-            &[("generator", "slow/gen")]
+            &[("generator", rel.as_str())]
         )
         .await,
         1.0
     );
 }
 
-#[tokio::test]
-async fn exception_time_holds_a_failure_then_retries() {
+both_kinds!(exception_time_holds_a_failure_then_retries);
+async fn exception_time_holds_a_failure_then_retries(kind: Kind) {
     let counter = Counter::new();
     let tree = Tree::new();
-    // Fails on its first run only.
-    tree.write_exec(
-        "flaky/gen",
-        &format!(
-            "#!/bin/sh\necho run >> '{c}'\nif [ \"$(wc -l < '{c}' | tr -d ' ')\" = 1 ]; then echo first run fails >&2; exit 1; fi\necho '[{{\"targets\":[\"ok:1\"]}}]'\n",
-            c = counter.path().display()
-        ),
-    );
+    write_gen(&tree, kind, "flaky", &counter, Does::FailFirst);
     let srv = Server::serve(tree.root(), &["--cache-opt", "cache_exception_time=1.5"]);
     let url = srv.url("/targets/flaky");
     let started = Instant::now();
-    assert_eq!(get(&url).await.status, 500);
+    let r = get(&url).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert_eq!(r.json()["generators"][0]["kind"], kind.failure_kind());
     let r = get(&url).await;
     assert_eq!(r.status, 500, "{}", r.body);
     assert_eq!(counter.runs(), 1, "the failure was not held");
@@ -230,19 +326,12 @@ async fn exception_time_holds_a_failure_then_retries() {
     );
 }
 
-#[tokio::test]
-async fn stale_result_is_served_while_refreshes_fail_until_max_stale() {
+both_kinds!(stale_result_is_served_while_refreshes_fail_until_max_stale);
+async fn stale_result_is_served_while_refreshes_fail_until_max_stale(kind: Kind) {
     let counter = Counter::new();
     let tree = Tree::new();
     let fail = counter.file("fail");
-    tree.write_exec(
-        "flip/gen",
-        &format!(
-            "#!/bin/sh\necho run >> '{c}'\nif [ -e '{f}' ]; then echo backend down >&2; exit 1; fi\necho '[{{\"targets\":[\"good:1\"]}}]'\n",
-            c = counter.path().display(),
-            f = fail.display()
-        ),
-    );
+    write_gen(&tree, kind, "flip", &counter, Does::FailIf(&fail));
     let srv = Server::serve(
         tree.root(),
         &[
@@ -257,7 +346,7 @@ async fn stale_result_is_served_while_refreshes_fail_until_max_stale() {
     let url = srv.url("/targets/flip");
     let r = get(&url).await;
     let stored = Instant::now();
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 200, "{}", r.body);
     std::fs::write(&fail, "").unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // Stale: served, while a refresh runs and fails.
@@ -284,17 +373,17 @@ async fn stale_result_is_served_while_refreshes_fail_until_max_stale() {
     tokio::time::sleep(Duration::from_millis(2600).saturating_sub(stored.elapsed())).await;
     let r = get(&url).await;
     assert_eq!(r.status, 500, "{}", r.body);
-    assert_eq!(r.json()["generators"][0]["kind"], "exit");
+    assert_eq!(r.json()["generators"][0]["kind"], kind.failure_kind());
     // Recovery.
     std::fs::remove_file(&fail).unwrap();
     assert_eq!(get(&url).await.status, 200);
 }
 
-#[tokio::test]
-async fn first_request_of_a_new_path_waits_and_answers_200() {
+both_kinds!(first_request_of_a_new_path_waits_and_answers_200);
+async fn first_request_of_a_new_path_waits_and_answers_200(kind: Kind) {
     let counter = Counter::new();
     let tree = Tree::new();
-    tree.write_exec("slow/gen", &slow_gen(&counter, "0.5"));
+    let rel = write_gen(&tree, kind, "slow", &counter, Does::Sleep("0.5"));
     let srv = Server::serve(tree.root(), &[]);
     let started = Instant::now();
     let r = get(&srv.url("/targets/slow?cluster=a")).await;
@@ -302,7 +391,7 @@ async fn first_request_of_a_new_path_waits_and_answers_200() {
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(started.elapsed() < Duration::from_secs(5));
     // A path created while serving: its first answer that is not 404 is a 200.
-    tree.write_exec("later/gen", &slow_gen(&counter, "0.3"));
+    write_gen(&tree, kind, "later", &counter, Does::Sleep("0.3"));
     let first = wait_for(Duration::from_secs(10), "the new path", || async {
         let r = get(&srv.url("/targets/later")).await;
         (r.status != 404).then_some(r)
@@ -316,10 +405,11 @@ async fn first_request_of_a_new_path_waits_and_answers_200() {
     assert_eq!(a.body, b.body);
     assert_eq!(counter.runs(), runs + 1);
     // Editing the script is picked up at once, not after cache_time.
-    tree.write_exec(
-        "slow/gen",
-        "#!/bin/sh\necho '[{\"targets\":[\"edited:1\"]}]'\n",
-    );
+    let edited = match kind {
+        Kind::Exec => "#!/bin/sh\necho '[{\"targets\":[\"edited:1\"]}]'\n",
+        Kind::Python => "def generate_targets(**params):\n    return [{'targets': ['edited:1']}]\n",
+    };
+    std::fs::write(tree.root().join(&rel), edited).unwrap();
     wait_for(Duration::from_secs(10), "the edited script", || async {
         let r = get(&srv.url("/targets/slow?cluster=a")).await;
         (r.status == 200 && target_of(&r.body) == "edited:1").then_some(())
@@ -338,20 +428,13 @@ fn persisted_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn restart_with_cache_dir_answers_from_disk_and_ignores_corrupt_files() {
+both_kinds!(restart_with_cache_dir_answers_from_disk_and_ignores_corrupt_files);
+async fn restart_with_cache_dir_answers_from_disk_and_ignores_corrupt_files(kind: Kind) {
     let counter = Counter::new();
     let data = counter.file("data");
     std::fs::write(&data, "v1").unwrap();
     let tree = Tree::new();
-    tree.write_exec(
-        "disk/gen",
-        &format!(
-            "#!/bin/sh\necho run >> '{c}'\necho \"[{{\\\"targets\\\":[\\\"$(cat '{d}'):1\\\"]}}]\"\n",
-            c = counter.path().display(),
-            d = data.display()
-        ),
-    );
+    write_gen(&tree, kind, "disk", &counter, Does::Echo(&data));
     let cache_dir = tempfile::tempdir().unwrap();
     let dir = cache_dir.path().join("sub");
     let dir_s = dir.display().to_string();
@@ -402,11 +485,11 @@ async fn restart_with_cache_dir_answers_from_disk_and_ignores_corrupt_files() {
     assert_eq!(counter.runs(), 2);
 }
 
-#[tokio::test]
-async fn cache_type_none_runs_every_request_but_still_single_flight() {
+both_kinds!(cache_type_none_runs_every_request_but_still_single_flight);
+async fn cache_type_none_runs_every_request_but_still_single_flight(kind: Kind) {
     let counter = Counter::new();
     let tree = Tree::new();
-    tree.write_exec("slow/gen", &slow_gen(&counter, "0.3"));
+    write_gen(&tree, kind, "slow", &counter, Does::Sleep("0.3"));
     let srv = Server::serve(tree.root(), &["--cache-type", "None"]);
     let url = srv.url("/targets/slow");
     for i in 1..=3 {
@@ -424,8 +507,13 @@ async fn cache_type_none_runs_every_request_but_still_single_flight() {
 
 #[tokio::test]
 async fn random_query_strings_leave_memory_bounded() {
+    // Python: a run is a message to a warm worker, far cheaper than a process.
+    crate::helpers::require_python();
     let tree = Tree::new();
-    tree.write_exec("fast/gen", "#!/bin/sh\necho '[{\"targets\":[\"a:1\"]}]'\n");
+    tree.write(
+        "fast/gen.py",
+        "def generate_targets(**params):\n    return [{'targets': ['a:1']}]\n",
+    );
     let srv = Server::serve(tree.root(), &["--cache-max-entries", "100"]);
     let c = client();
     let send = |range: std::ops::Range<usize>| {
@@ -469,7 +557,7 @@ async fn random_query_strings_leave_memory_bounded() {
 async fn proactive_refresh_keeps_a_steady_poller_fresh() {
     let counter = Counter::new();
     let tree = Tree::new();
-    tree.write_exec("slow/gen", &slow_gen(&counter, "0.1"));
+    write_gen(&tree, Kind::Exec, "slow", &counter, Does::Sleep("0.1"));
     let srv = Server::serve(
         tree.root(),
         &[
@@ -528,7 +616,7 @@ fn start_error(args: &[&str]) -> (i32, String) {
 async fn every_cache_opt_key_is_accepted_and_takes_effect() {
     let counter = Counter::new();
     let tree = Tree::new();
-    tree.write_exec("slow/gen", &slow_gen(&counter, "0"));
+    write_gen(&tree, Kind::Exec, "slow", &counter, Does::Sleep("0"));
     let srv = Server::serve(
         tree.root(),
         &[
