@@ -113,6 +113,14 @@ impl Policy {
         (self.cache_time * 2).max(self.refresh_interval * 2)
     }
 
+    /// The actual period of the refresh pass: `refresh_interval`, or half of
+    /// `cache_time` when that is shorter (else results would expire between passes).
+    pub fn refresh_period(&self) -> Duration {
+        self.refresh_interval
+            .min(self.cache_time / 2)
+            .max(Duration::from_millis(50))
+    }
+
     /// Entries not requested for this long are evicted by the sweep.
     fn idle_for(&self) -> Duration {
         self.max_age
@@ -600,7 +608,8 @@ impl<S: Source> Cache<S> {
     /// before the next pass. Returns how many were started.
     pub fn refresh_due(&self) -> usize {
         let p = &self.inner.policy;
-        if !p.enabled {
+        // cache_time 0: every request already starts a refresh; a pass would spin.
+        if !p.enabled || p.cache_time.is_zero() {
             return 0;
         }
         let now = Instant::now();
@@ -617,7 +626,7 @@ impl<S: Source> Cache<S> {
                         // Refresh in the pass before expiry, early enough for a run as long
                         // as the last one (twice, for margin) to finish before it, but never
                         // in the first half of cache_time (that would waste a run).
-                        *at + p.cache_time <= now + p.refresh_interval + e.last_run * 2
+                        *at + p.cache_time <= now + p.refresh_period() + e.last_run * 2
                             && now.saturating_duration_since(*at) >= p.cache_time / 2
                     })
             })
@@ -636,7 +645,7 @@ impl<S: Source> Cache<S> {
         let cache = self.clone();
         tokio::spawn(async move {
             let p = cache.policy().clone();
-            let mut refresh = tokio::time::interval(p.refresh_interval);
+            let mut refresh = tokio::time::interval(p.refresh_period());
             let mut sweep = tokio::time::interval(p.gc_interval);
             refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1011,6 +1020,22 @@ mod tests {
         // The key is not blocked for ever: the next request starts a new run.
         assert_eq!(c.get("k".into()).await.served, Served::Timeout);
         assert_eq!(runs(&r), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_cache_time_refreshes_on_every_request_and_never_spins() {
+        let p = Policy {
+            cache_time: Duration::ZERO,
+            ..policy()
+        };
+        let (c, r) = cache(Script::new(100), p);
+        assert_eq!(c.get("k".into()).await.result, Ok(1));
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Ok(1), Served::Stale));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(runs(&r), 2);
+        assert_eq!(c.refresh_due(), 0);
+        assert_eq!(c.get("k".into()).await.result, Ok(2));
     }
 
     #[tokio::test(start_paused = true)]
