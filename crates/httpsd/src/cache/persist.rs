@@ -1,6 +1,6 @@
 //! Last good generator results on disk (`--cache-dir`), so that a restarted server
 //! answers at once. One file per (generator, parameters), written atomically (temporary
-//! file, fsync, rename); a file that cannot be read back (truncated, corrupt, another
+//! file, then rename); a file that cannot be read back (truncated, corrupt, another
 //! format) is ignored with a warning and never crashes or blocks startup.
 //!
 //! File content (one JSON object; `results` is what the generator returned):
@@ -128,7 +128,8 @@ impl DiskStore {
         let result = (|| {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
-            f.sync_all()?;
+            // No fsync: every entry is rewritten each cache_time, and a file left empty
+            // or truncated by a power loss is only a cache miss (ignored with a warning).
             fs::rename(&tmp, &target)
         })();
         if result.is_err() {
