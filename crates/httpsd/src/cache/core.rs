@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
 
 /// What the cache runs, and the hooks it calls.
 pub trait Source: Send + Sync + 'static {
@@ -229,6 +230,35 @@ struct Entry<S: Source> {
     created: Instant,
     /// Duration of the last completed run, so a proactive refresh can start early enough.
     last_run: Duration,
+    /// This entry's lookup counters, resolved once so a hit allocates nothing.
+    counters: Option<Box<LookupCounters>>,
+}
+
+/// `httpsd_cache_lookups_total` children of one generator.
+struct LookupCounters {
+    hit: Counter,
+    stale: Counter,
+    miss: Counter,
+    cached_failure: Counter,
+}
+
+impl LookupCounters {
+    fn new(m: &crate::metrics::CacheMetrics, generator: &str) -> LookupCounters {
+        let c = |result: &str| {
+            m.lookups
+                .get_or_create(&crate::metrics::GeneratorResultLabels {
+                    generator: generator.to_string(),
+                    result: result.to_string(),
+                })
+                .clone()
+        };
+        LookupCounters {
+            hit: c("hit"),
+            stale: c("stale"),
+            miss: c("miss"),
+            cached_failure: c("cached_failure"),
+        }
+    }
 }
 
 impl<S: Source> Entry<S> {
@@ -241,6 +271,13 @@ impl<S: Source> Entry<S> {
             requested: None,
             created: now,
             last_run: Duration::ZERO,
+            counters: None,
+        }
+    }
+
+    fn count(&self, which: impl Fn(&LookupCounters) -> &Counter) {
+        if let Some(c) = &self.counters {
+            which(c).inc();
         }
     }
 
@@ -332,20 +369,20 @@ impl<S: Source> Cache<S> {
             let mut map = self.lock();
             if !map.contains_key(&key) {
                 self.make_room(&mut map);
-            }
-            let created = !map.contains_key(&key);
-            let entry = map.entry(key.clone()).or_insert_with(|| Entry::new(now));
-            entry.requested = Some(now);
-            if created {
+                map.insert(key.clone(), Entry::new(now));
                 self.set_size(map.len());
             }
-            let entry = map.get_mut(&key).expect("just inserted");
-            let label = self.inner.source.label(&key);
+            let entry = map.get_mut(&key).expect("present: inserted above");
+            entry.requested = Some(now);
+            if entry.counters.is_none() {
+                let label = self.inner.source.label(&key);
+                entry.counters = Some(Box::new(LookupCounters::new(m, label)));
+            }
             if p.enabled {
                 if let Some((value, at)) = &entry.good {
                     let age = now.saturating_duration_since(*at);
                     if age < p.cache_time {
-                        m.lookup(label, "hit");
+                        entry.count(|c| &c.hit);
                         return Lookup {
                             result: Ok(value.clone()),
                             served: Served::Fresh,
@@ -357,7 +394,7 @@ impl<S: Source> Cache<S> {
                         if entry.flight.is_none() && !entry.throttled(p, now) {
                             self.start(&key, entry, Trigger::Stale);
                         }
-                        m.lookup(label, "stale");
+                        entry.count(|c| &c.stale);
                         return Lookup {
                             result: Ok(value),
                             served: Served::Stale,
@@ -368,7 +405,7 @@ impl<S: Source> Cache<S> {
                 if let Some((error, at)) = &entry.failure {
                     let age = now.saturating_duration_since(*at);
                     if age < p.cache_exception_time {
-                        m.lookup(label, "cached_failure");
+                        entry.count(|c| &c.cached_failure);
                         return Lookup {
                             result: Err(error.clone()),
                             served: Served::CachedFailure,
@@ -377,7 +414,7 @@ impl<S: Source> Cache<S> {
                     }
                 }
             }
-            m.lookup(label, "miss");
+            entry.count(|c| &c.miss);
             match &entry.flight {
                 Some(f) => f.rx.clone(),
                 None => self.start(&key, entry, Trigger::Request),
