@@ -114,12 +114,9 @@ impl Policy {
         (self.cache_time * 2).max(self.refresh_interval * 2)
     }
 
-    /// The actual period of the refresh pass: `refresh_interval`, or half of
-    /// `cache_time` when that is shorter (else results would expire between passes).
+    /// The period of the refresh pass (`refresh_interval`, at least 50 ms).
     pub fn refresh_period(&self) -> Duration {
-        self.refresh_interval
-            .min(self.cache_time / 2)
-            .max(Duration::from_millis(50))
+        self.refresh_interval.max(Duration::from_millis(50))
     }
 
     /// Entries not requested for this long are evicted by the sweep.

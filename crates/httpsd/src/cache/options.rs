@@ -280,9 +280,12 @@ impl CacheSettings {
             p.max_age = p.max_age.min(m);
             p.cache_time = p.cache_time.min(m);
         }
-        if let Some(i) = args.cache_refresh_interval {
-            p.refresh_interval = i;
-        }
+        p.refresh_interval = match args.cache_refresh_interval {
+            Some(i) => i,
+            // By default a pass runs at least every cache_time / 2, so that results do
+            // not expire between two passes.
+            None => DEFAULT_REFRESH_INTERVAL.min(p.cache_time / 2),
+        };
         if let Some(n) = args.update_threads {
             p.refresh_concurrency = n;
         }
@@ -421,6 +424,8 @@ mod tests {
         let s = parse(&["-m", "10"]).unwrap();
         assert_eq!(s.policy.cache_time, Duration::from_secs(10));
         assert_eq!(s.policy.max_age, Duration::from_secs(10));
+        // The default refresh pass keeps up with a short cache_time.
+        assert_eq!(s.policy.refresh_interval, Duration::from_secs(5));
         for bad in [
             &["-m", "0"][..],
             &["--cache-refresh-interval", "0"],
