@@ -459,3 +459,128 @@ fn read_proc_self() -> Option<ProcStats> {
         max_fds,
     })
 }
+
+/// An `operation` label (Redis mode).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    /// `hit`, `stale`, `miss`, `expired`, or a Redis operation name.
+    pub operation: String,
+}
+
+/// A `status` label (Redis mode queue gauge).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueStatusLabel {
+    /// `pending` or `processing`.
+    pub status: String,
+}
+
+/// `worker_id` and `status` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerStatusLabels {
+    /// The worker's id.
+    pub worker_id: String,
+    /// `success`, `error` or `cache_error`.
+    pub status: String,
+}
+
+/// A `worker_id` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    /// The worker's id.
+    pub worker_id: String,
+}
+
+/// Metrics of the Redis scale-out mode (`server-only` and `worker-only`), with the
+/// original's names plus re-queued jobs, Redis errors and Redis reachability.
+#[derive(Clone, Debug, Default)]
+pub struct RedisMetrics {
+    /// Server lookups by outcome (`hit`, `stale`, `miss`, `expired`).
+    pub cache_operations: Family<OperationLabel, Counter>,
+    /// Jobs queued (`pending`) and taken by a worker (`processing`).
+    pub queue_jobs: Family<QueueStatusLabel, Gauge>,
+    /// Jobs finished by each worker, by outcome.
+    pub worker_jobs: Family<WorkerStatusLabels, Counter>,
+    /// Worker loops started.
+    pub worker_started: Family<WorkerLabel, Counter>,
+    /// Jobs recovered from dead or stuck workers.
+    pub stale_jobs_cleaned: Counter,
+    /// Jobs put back on the queue (recovered, or handed back at shutdown).
+    pub jobs_requeued: Counter,
+    /// Background jobs finished successfully.
+    pub finished_jobs: Counter,
+    /// Failed Redis operations, by operation.
+    pub redis_errors: Family<OperationLabel, Counter>,
+    /// 1 while Redis answers, 0 while it does not.
+    pub redis_up: Gauge,
+}
+
+impl RedisMetrics {
+    /// Creates the Redis-mode families and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> RedisMetrics {
+        let m = RedisMetrics::default();
+        registry.register(
+            "httpsd_cache_operations",
+            "Cache operations in server-only mode, by operation (hit, stale, miss, expired)",
+            m.cache_operations.clone(),
+        );
+        registry.register(
+            "httpsd_update_queue_jobs",
+            "Current jobs pending in the queue",
+            m.queue_jobs.clone(),
+        );
+        registry.register(
+            "httpsd_redis_worker_jobs_processed",
+            "Jobs processed by Redis workers, by worker and status (success, error, cache_error)",
+            m.worker_jobs.clone(),
+        );
+        registry.register(
+            "httpsd_redis_worker_started",
+            "How many times a Redis worker loop has been started",
+            m.worker_started.clone(),
+        );
+        registry.register(
+            "httpsd_redis_stale_jobs_cleaned",
+            "Jobs recovered from the processing lists of dead or stuck workers",
+            m.stale_jobs_cleaned.clone(),
+        );
+        registry.register(
+            "httpsd_redis_jobs_requeued",
+            "Jobs put back on the queue (recovered from dead workers or handed back at shutdown)",
+            m.jobs_requeued.clone(),
+        );
+        registry.register(
+            "httpsd_finished_jobs",
+            "Background jobs finished successfully",
+            m.finished_jobs.clone(),
+        );
+        registry.register(
+            "httpsd_redis_errors",
+            "Failed Redis operations, by operation",
+            m.redis_errors.clone(),
+        );
+        registry.register(
+            "httpsd_redis_up",
+            "1 while Redis answers, 0 while it does not",
+            m.redis_up.clone(),
+        );
+        m
+    }
+
+    /// Counts one failed Redis operation.
+    pub fn redis_error(&self, operation: &str) {
+        self.redis_errors
+            .get_or_create(&OperationLabel {
+                operation: operation.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one server cache lookup outcome.
+    pub fn cache_operation(&self, operation: &str) {
+        self.cache_operations
+            .get_or_create(&OperationLabel {
+                operation: operation.to_string(),
+            })
+            .inc();
+    }
+}

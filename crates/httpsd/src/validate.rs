@@ -368,6 +368,44 @@ fn validate_group<'a>(
     }
 }
 
+/// Duplicate-target warnings across outputs that are served together (`(name, output)`
+/// pairs in path order): each target already produced by an earlier output is reported,
+/// once per output, as `(index of the later output, warning)`.
+pub fn duplicates_across(outputs: &[(&str, &Value)]) -> Vec<(usize, Problem)> {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut found = Vec::new();
+    for (k, (_, value)) in outputs.iter().enumerate() {
+        let mut own: HashSet<&str> = HashSet::new();
+        for (i, group) in value.as_array().into_iter().flatten().enumerate() {
+            let targets = group.get("targets").and_then(Value::as_array);
+            for t in targets.into_iter().flatten().filter_map(Value::as_str) {
+                if !own.insert(t) {
+                    continue; // a duplicate inside one output is reported by `validate`
+                }
+                match first.get(t) {
+                    Some(&j) if j != k => found.push((
+                        k,
+                        Problem {
+                            severity: Severity::Warning,
+                            group: Some(i),
+                            rule: Rule::DuplicateTarget,
+                            message: format!(
+                                "duplicate target {t:?}: also produced by {}, which is served in the same path",
+                                outputs[j].0
+                            ),
+                        },
+                    )),
+                    Some(_) => {}
+                    None => {
+                        first.insert(t, k);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 /// True for a Prometheus 2.x (legacy) label name.
 pub fn is_valid_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
@@ -541,6 +579,30 @@ mod tests {
         }
         assert_eq!(check_host_port("a", true), Ok(()));
         assert_eq!(check_host_port("[::1]", true), Ok(()));
+    }
+
+    #[test]
+    fn duplicates_across_outputs_warn_on_the_later_one() {
+        let a = json!([{"targets": ["x:1", "y:1"]}]);
+        let b = json!([{"targets": ["z:1"]}, {"targets": ["y:1", "y:1", "x:1"]}]);
+        let c = json!([{"targets": ["z:1"]}]);
+        let found = duplicates_across(&[("a", &a), ("b", &b), ("c", &c)]);
+        let got: Vec<(usize, Option<usize>, Severity)> = found
+            .iter()
+            .map(|(k, p)| (*k, p.group, p.severity))
+            .collect();
+        // b repeats y:1 (once, despite its own duplicate) and x:1; c repeats b's z:1.
+        assert_eq!(
+            got,
+            [
+                (1, Some(1), Severity::Warning),
+                (1, Some(1), Severity::Warning),
+                (2, Some(0), Severity::Warning)
+            ]
+        );
+        assert!(found[0].1.message.contains("\"y:1\"") && found[0].1.message.contains("a"));
+        assert!(found[2].1.message.contains("b"));
+        assert!(found.iter().all(|(_, p)| p.rule == Rule::DuplicateTarget));
     }
 
     #[test]

@@ -64,48 +64,37 @@ pub struct PythonRunner {
 }
 
 impl PythonRunner {
-    /// Starts every worker of the pool and waits for their handshakes; fails with a
-    /// clear message when the interpreter is missing or broken.
+    /// Starts the pool once one worker answered its handshake; fails with a clear
+    /// message when the interpreter is missing or broken.
     pub async fn start(settings: &RunnerSettings) -> Result<PythonRunner, GeneratorError> {
         if settings.python_workers == 0 {
             tracing::info!("Python generators disabled (--python-workers 0)");
             return Ok(PythonRunner { pool: None });
         }
-        let pool = Pool::new(settings);
-        let started = futures::future::join_all(
-            (0..settings.python_workers).map(|_| spawn_worker(&pool.config, &pool.live)),
-        )
-        .await;
-        let mut hello = None;
-        let mut first_error = None;
-        for result in started {
-            match result {
-                Ok((worker, h)) => {
-                    hello.get_or_insert(h);
-                    pool.release(Some(worker));
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    pool.release(None);
-                }
+        // One worker proves the interpreter works; the others start in the background
+        // so that a server (or `check`) is ready as soon as one handshake succeeded.
+        let pool = Arc::new(Pool::new(settings));
+        let h = match spawn_worker(&pool.config, &pool.live).await {
+            Ok((worker, h)) => {
+                pool.release(Some(worker));
+                h
             }
+            Err(e) => {
+                pool.shutdown();
+                return Err(GeneratorError::new(ErrorKind::Internal, e));
+            }
+        };
+        for _ in 1..settings.python_workers {
+            pool.refill();
         }
-        if let Some(e) = first_error {
-            pool.shutdown();
-            return Err(GeneratorError::new(ErrorKind::Internal, e));
-        }
-        if let Some(h) = hello {
-            tracing::info!(
-                python = %h.python,
-                executable = %h.executable,
-                workers = settings.python_workers,
-                max_run_time = settings.max_run_time.as_secs_f64(),
-                "Python worker pool ready"
-            );
-        }
-        Ok(PythonRunner {
-            pool: Some(Arc::new(pool)),
-        })
+        tracing::info!(
+            python = %h.python,
+            executable = %h.executable,
+            workers = settings.python_workers,
+            max_run_time = settings.max_run_time.as_secs_f64(),
+            "Python worker pool ready"
+        );
+        Ok(PythonRunner { pool: Some(pool) })
     }
 
     /// Runs one generator on a free worker and returns its raw JSON result.
@@ -216,6 +205,9 @@ struct Reply {
     traceback: Option<String>,
     #[serde(default)]
     recycle: bool,
+    /// The script's own time in the worker (import, call, JSON encoding).
+    #[serde(default)]
+    secs: f64,
 }
 
 /// The handshake line of a worker.
@@ -372,10 +364,19 @@ impl Pool {
         };
         line.push(b'\n');
         let pid = worker.pid;
+        let sent = std::time::Instant::now();
         let outcome = tokio::time::timeout(limit, worker.call(&line, rel)).await;
         worker.output.end_call(rel, pid);
         match outcome {
             Ok(Ok(reply)) if reply.id == id => {
+                let round_trip = sent.elapsed().as_secs_f64();
+                tracing::debug!(
+                    generator = %rel,
+                    pid,
+                    script_seconds = reply.secs,
+                    overhead_seconds = (round_trip - reply.secs).max(0.0),
+                    "Python call"
+                );
                 if reply.recycle {
                     tracing::info!(generator = %rel, pid, "replacing a Python worker after MemoryError");
                     self.retire(worker);
@@ -411,8 +412,7 @@ impl Pool {
                 ))
             }
             Ok(Err(Failure::Died(why))) => {
-                self.retire_and_wait(&mut worker).await;
-                let tail = worker.output.take_tail();
+                let tail = self.retire_and_wait(worker).await;
                 self.refill();
                 tracing::warn!(generator = %rel, pid, reason = %why, "a Python worker died; replacing it");
                 Err(with_tail(
@@ -438,13 +438,17 @@ impl Pool {
         }
     }
 
-    /// Kills a dead worker's group and gives its output pump a moment to drain (the
-    /// last lines often explain the death, e.g. a segfault's traceback).
-    async fn retire_and_wait(&self, worker: &mut Worker) {
+    /// Kills a dead worker with its group, gives its output pump a moment to drain
+    /// (the last lines often explain the death, e.g. a segfault's traceback), and
+    /// returns those lines.
+    async fn retire_and_wait(&self, mut worker: Worker) -> String {
         kill_group(worker.pid);
         if let Some(pump) = worker.pump.take() {
             let _ = tokio::time::timeout(Duration::from_millis(300), pump).await;
         }
+        let tail = worker.output.take_tail();
+        self.retire(worker);
+        tail
     }
 }
 

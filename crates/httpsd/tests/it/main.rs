@@ -2,7 +2,9 @@
 //! real python3, redis-server, ...) on loopback.
 
 mod cache;
+mod check;
 mod exec;
 mod helpers;
 mod python;
+mod scaleout;
 mod serve_static;

@@ -78,6 +78,15 @@ def generate_targets(**p) -> TargetList:
 "#,
     );
     tree.write("nofunc/nofunc.py", "X = 1\n");
+    // A generator named like a standard module must not shadow it for the others.
+    tree.write(
+        "colorsys.py",
+        "def generate_targets(**p):\n    return [{'targets': ['shadow:1']}]\n",
+    );
+    tree.write(
+        "stdlib/uses_colorsys.py",
+        "import colorsys\ndef generate_targets(**p):\n    return [{'targets': ['c:1'], 'labels': {'stdlib': str(hasattr(colorsys, 'rgb_to_hsv'))}}]\n",
+    );
     let server = Server::serve(tree.root(), &["--max-run-time", "5"]);
 
     // Query parameters become kwargs; a repeated key keeps its first value; `__file__`
@@ -126,10 +135,20 @@ def generate_targets(**p) -> TargetList:
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()[0]["targets"], json!(["typed:1"]));
 
+    let r = get(&server.url("/targets/stdlib")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()[0]["labels"]["stdlib"], "True");
+    assert_eq!(get(&server.url("/targets/colorsys.py")).await.status, 200);
+
     // Static files keep serving; the traceback reached the log.
     let r = get(&server.url("/targets/static.json")).await;
     assert_eq!(r.status, 200);
-    assert!(server.log_text().contains("boom in helper"));
+    wait_for(
+        Duration::from_secs(5),
+        "the traceback in the log",
+        || async { server.log_text().contains("boom in helper").then_some(()) },
+    )
+    .await;
 }
 
 /// Every hostile generator, concurrently against one server, with a healthy
@@ -150,7 +169,7 @@ async fn hostile_generators_fail_alone() {
         ("segfault", "import ctypes\ndef generate_targets(**p):\n    ctypes.string_at(0)\n".into()),
         (
             "memory",
-            "def generate_targets(**p):\n    hog = []\n    while True:\n        hog.append(bytearray(16 * 1024 * 1024))\n"
+            "def generate_targets(**p):\n    hog = []\n    while True:\n        hog.append(bytes(32 * 1024 * 1024))\n"
                 .into(),
         ),
         (
@@ -211,7 +230,7 @@ def generate_targets(**p):
             "--max-run-time",
             "2",
             "--python-workers",
-            "8",
+            "12",
             "--python-memory-limit",
             "256",
             // Every request must reach a worker here (runs, not the cache, are tested).
@@ -318,14 +337,22 @@ def generate_targets(**p):
     assert_eq!(r.status, 200);
 
     // What generators print is logged with the generator's name, capped per call.
-    let log = server.log_text();
+    wait_for(
+        Duration::from_secs(5),
+        "generator output in the log",
+        || async {
+            let log = server.log_text();
+            (log.contains("generator=megabytes_out/gen.py")
+                && log.contains("more bytes of output that were not logged")
+                && log.contains("forged:2"))
+            .then_some(())
+        },
+    )
+    .await;
     assert!(
-        log.contains("generator=megabytes_out/gen.py"),
-        "output not tagged"
+        server.log_text().len() < 2_000_000,
+        "generator output flooded the log"
     );
-    assert!(log.contains("more bytes of output that were not logged"));
-    assert!(log.len() < 2_000_000, "generator output flooded the log");
-    assert!(log.contains("forged:2"), "stderr output is logged too");
 
     // A child left running by a successful call lives on with its worker (the
     // worker that ran it above may since have been killed by a later hostile call,
@@ -510,4 +537,43 @@ async fn zero_workers_disables_python_only() {
     assert_eq!(kind, "unsupported");
     assert!(msg.contains("--python-workers 0"), "{msg}");
     assert_eq!(get(&server.url("/targets/static.json")).await.status, 200);
+}
+
+/// User code that sabotages the runner: monkeypatching what the protocol uses is
+/// harmless; closing the channel kills the worker, which fails that call only.
+#[tokio::test]
+async fn runner_survives_sabotage_or_fails_only_that_call() {
+    require_python();
+    let tree = Tree::new();
+    tree.write("ok.py", OK_PY);
+    tree.write(
+        "patches.py",
+        "import json, os\njson.loads = None\njson.dumps = None\nos.write = None\nos.stat = None\n\
+         def generate_targets(**p):\n    return [{'targets': ['patched:1']}]\n",
+    );
+    tree.write(
+        "closes.py",
+        "import os\ndef generate_targets(**p):\n    os.closerange(3, 65536)\n    return []\n",
+    );
+    // One worker, so every call below runs on the worker the previous one left.
+    let server = Server::serve(
+        tree.root(),
+        &["--max-run-time", "5", "--python-workers", "1"],
+    );
+    for _ in 0..2 {
+        let r = get(&server.url("/targets/patches.py")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json(), json!([{"targets": ["patched:1"]}]));
+    }
+    let r = get(&server.url("/targets/ok.py")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let (g, kind, msg, tb) = failure(&get(&server.url("/targets/closes.py")).await);
+    assert_eq!(g, "closes.py");
+    assert_eq!(kind, "worker_died", "{msg}");
+    assert!(tb.contains("Bad file descriptor"), "{tb}");
+    for _ in 0..3 {
+        let r = get(&server.url("/targets/ok.py")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
 }

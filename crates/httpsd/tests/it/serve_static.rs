@@ -296,7 +296,9 @@ async fn rewrites_never_serve_partial_lists() {
             std::fs::rename(&tmp, &path).unwrap();
         }
         let url2 = url.clone();
-        wait_for(Duration::from_secs(1), "new content", || {
+        // The design target is 1 s (watcher + 200 ms settle; measured in
+        // docs/BENCHMARKS.md); the test allows for a loaded CI machine.
+        wait_for(Duration::from_secs(3), "new content", || {
             let url = url2.clone();
             let tag = tag.clone();
             async move {
@@ -305,11 +307,11 @@ async fn rewrites_never_serve_partial_lists() {
             }
         })
         .await;
-        assert!(written.elapsed() < Duration::from_secs(1));
+        assert!(written.elapsed() < Duration::from_secs(3));
     }
     // Delete and re-create, new file, new directory.
     tree.write("live/new/n.json", r#"[{"targets":["n:1"]}]"#);
-    wait_for(Duration::from_secs(1), "new directory", || async {
+    wait_for(Duration::from_secs(3), "new directory", || async {
         (get(&srv.url("/targets/live/new")).await.status == 200).then_some(())
     })
     .await;
@@ -317,7 +319,7 @@ async fn rewrites_never_serve_partial_lists() {
     let seen = poller.await.unwrap();
     assert!(seen > 10, "poller made only {seen} requests");
     std::fs::remove_dir_all(tree.root().join("live/new")).unwrap();
-    wait_for(Duration::from_secs(1), "deleted directory", || async {
+    wait_for(Duration::from_secs(3), "deleted directory", || async {
         (get(&srv.url("/targets/live/new")).await.status == 404).then_some(())
     })
     .await;

@@ -19,6 +19,12 @@ import traceback
 
 TEST_ENV = "PROMETHEUS_HTTP_SD_IS_TEST"
 
+# Bound once, so user code that monkeypatches json or os cannot break the protocol.
+_dumps = json.dumps
+_loads = json.loads
+_os_write = os.write
+_os_stat = os.stat
+
 _SHIM_SOURCES = {
     "prometheus_http_sd": "",
     "prometheus_http_sd.const": 'TEST_ENV_NAME = "PROMETHEUS_HTTP_SD_IS_TEST"\n',
@@ -55,7 +61,7 @@ class _ShimFinder:
 
 
 def _stamp(path):
-    st = os.stat(path)
+    st = _os_stat(path)
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
@@ -81,6 +87,15 @@ class Worker:
         self.helpers = {}  # file of a root-local module in sys.modules -> stamp
         self.seen_modules = 0
 
+    def _is_local(self, path):
+        # Code of the tree itself: not a virtualenv or other dot directory under it.
+        if not (isinstance(path, str) and path.startswith(self.root_prefix)):
+            return False
+        parts = path[len(self.root_prefix) :].split(os.sep)[:-1]
+        return not any(
+            p.startswith(".") or p in ("site-packages", "dist-packages") for p in parts
+        )
+
     def _load(self, path):
         loader = importlib.machinery.SourceFileLoader("mymodule", path)
         spec = importlib.util.spec_from_loader("mymodule", loader)
@@ -94,7 +109,7 @@ class Worker:
             return
         for module in list(sys.modules.values()):
             f = getattr(module, "__file__", None)
-            if isinstance(f, str) and f.startswith(self.root_prefix) and f not in self.helpers:
+            if f not in self.helpers and self._is_local(f):
                 try:
                     self.helpers[f] = _stamp(f)
                 except OSError:
@@ -115,10 +130,10 @@ class Worker:
         # Forget everything imported from the root, so the next import reads it anew.
         for name, module in list(sys.modules.items()):
             f = getattr(module, "__file__", None)
-            if isinstance(f, str) and f.startswith(self.root_prefix):
+            if self._is_local(f):
                 del sys.modules[name]
             elif getattr(module, "__path__", None) is not None and any(
-                isinstance(p, str) and p.startswith(self.root_prefix) for p in module.__path__
+                isinstance(p, str) and self._is_local(os.path.join(p, "")) for p in module.__path__
             ):
                 del sys.modules[name]
         self.generators.clear()
@@ -179,7 +194,7 @@ def _encode(result, max_result):
     if result is None:
         raise _Reject("Generated result is None")
     try:
-        body = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        body = _dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as e:
         raise _Reject(
             "the result of type %s cannot be converted to JSON: %s" % (type(result).__name__, e)
@@ -198,13 +213,13 @@ def _encode(result, max_result):
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
-        n = os.write(fd, view)
+        n = _os_write(fd, view)
         view = view[n:]
 
 
 def _error(rid, kind, message, tb=None, recycle=False, secs=0.0):
     return (
-        json.dumps(
+        _dumps(
             {
                 "id": rid,
                 "ok": False,
@@ -249,7 +264,11 @@ def main(settings):
     except Exception:
         pass
     sys.dont_write_bytecode = True  # see docs/generators.md: edits within one second
-    sys.path.insert(0, root)
+    # `python -c` puts the current directory first on sys.path: drop it. The root goes
+    # last, so a generator named like a module (json.py, requests.py) shadows nothing.
+    if sys.path and sys.path[0] == "":
+        del sys.path[0]
+    sys.path.append(root)
     sys.meta_path.append(_ShimFinder)
     sys.argv = ["httpsd"]
 
@@ -273,13 +292,13 @@ def main(settings):
         "python": sys.version.split()[0],
         "executable": sys.executable,
     }
-    _write_all(proto_out, (json.dumps(hello) + "\n").encode("utf-8"))
+    _write_all(proto_out, (_dumps(hello) + "\n").encode("utf-8"))
 
     while True:
         line = proto_in.readline()
         if not line:
             return  # httpsd closed the channel: exit quietly
-        req = json.loads(line)
+        req = _loads(line)
         rid = req.get("id")
         started = time.perf_counter()
         try:

@@ -1,0 +1,269 @@
+//! The `check` command: run every generator of a tree once, in check mode, and report
+//! every problem with its file, group and rule; exit 0 (all pass), 1 (any failure) or
+//! 2 (usage error). See `docs/check.md`.
+//!
+//! It is a different wiring of the same pieces as `serve`: the tree scan, the static
+//! file parser, the runners and the validation rules are the ones `serve` uses.
+
+pub mod ignore;
+pub mod progress;
+pub mod report;
+pub mod run;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::runner::{RunnerArgs, RunnerSettings, Runners};
+use crate::settings::canonical_root;
+use crate::tree::{self, GeneratorKind, Skipped};
+use crate::validate::Profile;
+
+use ignore::{IgnoreRules, display_path};
+use report::{CheckReport, Ignored, Listed};
+use run::{Job, RunOptions};
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One PASS/FAIL line per generator, every problem, then a summary.
+    Text,
+    /// One JSON document (schema in docs/check.md).
+    Json,
+}
+
+/// Arguments of `check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// The directory of target generators.
+    #[arg(value_name = "ROOT_DIR")]
+    pub root_dir: PathBuf,
+    /// Leave out files under P: a path relative to ROOT_DIR (`fail`), or the original's
+    /// raw prefix of ROOT_DIR/path as typed (`t/fail`). Repeatable.
+    #[arg(short = 'i', long = "ignore-path", value_name = "P")]
+    pub ignore_path: Vec<String>,
+    /// Accept targets without a port (for trees relying on the scheme's default port).
+    #[arg(long)]
+    pub allow_missing_port: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    /// How many generators run at once (default: 4 per core, at least 8).
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Refuse static files larger than this many bytes (same default as serve).
+    #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
+    pub max_file_size: u64,
+    /// How dynamic generators are run (same options and timeout as serve).
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+}
+
+/// Runs `check` and returns the exit code (usage errors are reported here as code 2).
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let root = match canonical_root(&args.root_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let runner = match RunnerSettings::from_args(&root, &args.runner) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(check_tree(&args, &root, &runner))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match args.format {
+        OutputFormat::Text => report.write_text(&mut out)?,
+        OutputFormat::Json => report.write_json(&mut out)?,
+    }
+    out.flush()?;
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Scans `root` (canonical), runs and validates every generator, and builds the report.
+pub async fn check_tree(
+    args: &CheckArgs,
+    root: &Path,
+    runner: &RunnerSettings,
+) -> anyhow::Result<CheckReport> {
+    let started = Instant::now();
+    let typed = args.root_dir.to_string_lossy().into_owned();
+    let scan_root = root.to_path_buf();
+    let listing = tokio::task::spawn_blocking(move || tree::scan(&scan_root)).await?;
+
+    let Plan {
+        jobs,
+        skipped,
+        unsafe_links,
+        unreadable,
+        ignored,
+        unused_patterns,
+    } = plan(listing, &IgnoreRules::new(&args.ignore_path), &typed, root);
+
+    let options = RunOptions {
+        profile: Profile::check(args.allow_missing_port),
+        max_file_size: args.max_file_size,
+        concurrency: args.jobs.map_or_else(default_concurrency, usize::from),
+        max_run_time: runner.max_run_time,
+    };
+    let tracker = Arc::new(progress::Tracker::default());
+    let progress = progress::Progress::start(tracker.clone(), jobs.len());
+    // A check runs each generator once: more Python workers than Python generators
+    // would only add start-up time (none at all when the tree has no .py file).
+    let mut runner = runner.clone();
+    if args.runner.python_workers.is_none() {
+        let python = jobs
+            .iter()
+            .filter(|j| j.generator.kind == GeneratorKind::Python)
+            .count();
+        runner.python_workers = runner.python_workers.min(python);
+    }
+    let start_runners = async move { Runners::start(&runner).await.map(Arc::new) };
+    let checks = run::check_all(jobs, start_runners, options, tracker).await;
+    progress.finish();
+    Ok(CheckReport::new(
+        typed,
+        checks,
+        skipped,
+        unsafe_links,
+        unreadable,
+        ignored,
+        unused_patterns,
+        started.elapsed(),
+    ))
+}
+
+/// What a check will run and list, once `--ignore-path` is applied to a scan.
+struct Plan {
+    jobs: Vec<Job>,
+    skipped: Vec<Listed>,
+    unsafe_links: Vec<Listed>,
+    unreadable: Vec<Listed>,
+    ignored: Vec<Ignored>,
+    unused_patterns: Vec<String>,
+}
+
+/// Applies the ignore rules to everything a scan found (`typed`: the root as typed).
+fn plan(listing: tree::Listing, rules: &IgnoreRules, typed: &str, root: &Path) -> Plan {
+    let mut ignored = Vec::new();
+    // True when `rel` is kept; otherwise records why it is left out.
+    let mut keep = |rel: &str| -> bool {
+        let file = display_path(typed, rel);
+        match rules.matching(&file, rel, &root.join(rel)) {
+            Some(pattern) => {
+                ignored.push(Ignored {
+                    path: rel.to_string(),
+                    file,
+                    pattern: pattern.to_string(),
+                });
+                false
+            }
+            None => true,
+        }
+    };
+    let jobs: Vec<Job> = listing
+        .generators
+        .into_iter()
+        .filter(|g| keep(&g.rel))
+        .map(|g| Job {
+            file: display_path(typed, &g.rel),
+            generator: g,
+        })
+        .collect();
+    let mut listed = |items: Vec<Skipped>| -> Vec<Listed> {
+        items
+            .into_iter()
+            .filter(|s| keep(&s.rel))
+            .map(|s| Listed {
+                file: display_path(typed, &s.rel),
+                path: s.rel,
+                reason: s.reason,
+            })
+            .collect()
+    };
+    let skipped = listed(listing.skipped);
+    let unsafe_links = listed(listing.unsafe_links);
+    let unreadable = listed(listing.unreadable);
+    ignored.sort_by(|a, b| tree::cmp_components(&a.path, &b.path));
+    let unused_patterns = rules
+        .patterns()
+        .filter(|p| !ignored.iter().any(|i| i.pattern == *p))
+        .map(str::to_string)
+        .collect();
+    Plan {
+        jobs,
+        skipped,
+        unsafe_links,
+        unreadable,
+        ignored,
+        unused_patterns,
+    }
+}
+
+fn default_concurrency() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    (cores * 4).max(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(rel: &str) -> Skipped {
+        Skipped {
+            rel: rel.into(),
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_directory_fails_the_check_unless_ignored() {
+        let listing = tree::Listing {
+            unreadable: vec![skipped("secret"), skipped("wip/locked")],
+            skipped: vec![skipped("README.md")],
+            ..Default::default()
+        };
+        let p = plan(
+            listing,
+            &IgnoreRules::new(&["t/wip", "nothing"]),
+            "t",
+            Path::new("/r"),
+        );
+        assert_eq!(p.unreadable.len(), 1);
+        assert_eq!(p.unreadable[0].file, "t/secret");
+        assert_eq!(p.ignored.len(), 1);
+        assert_eq!(p.ignored[0].pattern, "t/wip");
+        assert_eq!(p.unused_patterns, ["nothing"]);
+        let report = CheckReport::new(
+            "t".into(),
+            Vec::new(),
+            p.skipped,
+            p.unsafe_links,
+            p.unreadable,
+            p.ignored,
+            p.unused_patterns,
+            std::time::Duration::ZERO,
+        );
+        assert!(!report.ok);
+        assert_eq!(report.summary.unreadable, 1);
+        assert_eq!(report.summary.skipped, 1);
+        let mut text = Vec::new();
+        report.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("UNREADABLE t/secret: test\n"), "{text}");
+        assert!(text.ends_with(": FAILED\n"), "{text}");
+    }
+}

@@ -1,0 +1,248 @@
+//! Runs every generator of a `check` once, concurrently and bounded, and validates each
+//! output with the same code as `serve` (`validate.rs`) under the stricter check profile.
+//!
+//! Static files are read directly (no settle logic: `check` looks at a tree at rest)
+//! on blocking threads; Python and executable generators go through the same runners
+//! as `serve`, in check mode, so they get the same timeout and isolation.
+
+use std::collections::HashMap;
+use std::fs;
+use std::future::Future;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::progress::Tracker;
+use super::report::{GeneratorCheck, Status};
+use crate::error::{ErrorKind, GeneratorError};
+use crate::params::Params;
+use crate::runner::{RunMode, Runners};
+use crate::static_files;
+use crate::tree::GeneratorFile;
+use crate::validate::{self, Profile};
+
+/// How a check runs its generators.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// The validation rules.
+    pub profile: Profile,
+    /// Largest static file accepted (same limit as `serve`).
+    pub max_file_size: u64,
+    /// How many generators run at once.
+    pub concurrency: usize,
+    /// The runners' own time limit (`--max-run-time`); they enforce it, this is only a
+    /// last-resort guard so that `check` always ends.
+    pub max_run_time: Duration,
+}
+
+/// Extra time given to the runners to kill a run and report its timeout themselves.
+const GUARD_GRACE: Duration = Duration::from_secs(5);
+
+/// One generator to check, with the path shown to the user.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The generator.
+    pub generator: GeneratorFile,
+    /// Its path as shown (root as typed joined with the relative path).
+    pub file: String,
+}
+
+/// The dynamic runners, or why they could not be started (then every dynamic generator
+/// fails with that reason: it would fail the same way in production).
+pub type RunnersOrError = Result<Arc<Runners>, GeneratorError>;
+
+/// Checks every job and returns the results in the jobs' order.
+///
+/// Static files are checked while `start_runners` (the Python pool's start-up, the
+/// slowest step of a small check) is still running; it is only awaited when the tree
+/// has dynamic generators, and the runners are shut down before returning.
+pub async fn check_all<F>(
+    jobs: Vec<Job>,
+    start_runners: F,
+    options: RunOptions,
+    tracker: Arc<Tracker>,
+) -> Vec<GeneratorCheck>
+where
+    F: Future<Output = RunnersOrError>,
+{
+    let (statics, dynamics): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .enumerate()
+        .partition(|(_, job)| job.generator.kind.is_static());
+    // Reading small files is CPU-bound: a couple per core keeps every core busy.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let static_runs = run_stream(statics, None, options, cores * 2, &tracker);
+    let dynamic_runs = async {
+        if dynamics.is_empty() {
+            return Vec::new();
+        }
+        let runners = start_runners.await;
+        let results = run_stream(
+            dynamics,
+            Some(&runners),
+            options,
+            options.concurrency,
+            &tracker,
+        )
+        .await;
+        if let Ok(r) = &runners {
+            r.shutdown().await;
+        }
+        results
+    };
+    let (a, b) = futures::join!(static_runs, dynamic_runs);
+    let mut results: Vec<(usize, GeneratorCheck, Option<Value>)> = a.into_iter().chain(b).collect();
+    results.sort_by_key(|(i, _, _)| *i);
+    let (mut checks, values): (Vec<GeneratorCheck>, Vec<Option<Value>>) =
+        results.into_iter().map(|(_, c, v)| (c, v)).unzip();
+    if options.profile.warnings {
+        warn_duplicates_across_generators(&mut checks, &values);
+    }
+    checks.into_iter().map(GeneratorCheck::finish).collect()
+}
+
+/// Checks `jobs` (with their indexes), at most `limit` at once.
+async fn run_stream(
+    jobs: Vec<(usize, Job)>,
+    runners: Option<&RunnersOrError>,
+    options: RunOptions,
+    limit: usize,
+    tracker: &Tracker,
+) -> Vec<(usize, GeneratorCheck, Option<Value>)> {
+    futures::stream::iter(jobs)
+        .map(|(index, job)| async move {
+            tracker.start(index, &job.generator.rel);
+            let (check, value) = check_one(job, runners, options).await;
+            tracker.finish(index);
+            (index, check, value)
+        })
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await
+}
+
+/// Reads or runs one generator and validates its output. Also returns the output when
+/// it is valid, for the checks that look across generators.
+async fn check_one(
+    job: Job,
+    runners: Option<&RunnersOrError>,
+    options: RunOptions,
+) -> (GeneratorCheck, Option<Value>) {
+    let started = Instant::now();
+    let g = job.generator;
+    let value = if g.kind.is_static() {
+        let g2 = g.clone();
+        tokio::task::spawn_blocking(move || read_static(&g2, options.max_file_size))
+            .await
+            .unwrap_or_else(|e| {
+                Err(GeneratorError::new(
+                    ErrorKind::Internal,
+                    format!("{}: reading the file panicked: {e}", g.rel),
+                ))
+            })
+    } else {
+        match runners {
+            Some(Ok(r)) => {
+                let params = Params::empty();
+                let run = r.run(&g, &params, RunMode::Check);
+                tokio::time::timeout(options.max_run_time + GUARD_GRACE, run)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(GeneratorError::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "{}: no result within {:.1}s (--max-run-time)",
+                                g.rel,
+                                options.max_run_time.as_secs_f64()
+                            ),
+                        ))
+                    })
+            }
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(GeneratorError::new(
+                ErrorKind::Internal,
+                format!("{}: no runner for dynamic generators", g.rel),
+            )),
+        }
+    };
+    let mut check = GeneratorCheck {
+        path: g.rel.clone(),
+        file: job.file,
+        kind: g.kind,
+        status: Status::Fail,
+        targets: 0,
+        groups: 0,
+        duration: Duration::ZERO,
+        error: None,
+        problems: Vec::new(),
+    };
+    let kept = match value {
+        Ok(value) => {
+            let report = validate::validate(&value, &options.profile);
+            check.targets = report.target_count;
+            check.groups = report.group_count;
+            let ok = report.is_ok();
+            check.problems = report.problems;
+            // Only valid outputs take part in cross-generator checks: a failing one
+            // already fails, and more warnings about it would be noise.
+            ok.then_some(value)
+        }
+        Err(e) => {
+            check.error = Some(e);
+            None
+        }
+    };
+    check.duration = started.elapsed();
+    (check, kept)
+}
+
+/// Reads a static generator with the same size limit and parser as `serve`.
+fn read_static(g: &GeneratorFile, max_size: u64) -> Result<Value, GeneratorError> {
+    let read_err = |e: std::io::Error| {
+        GeneratorError::new(ErrorKind::Read, format!("cannot read {}: {e}", g.rel))
+    };
+    let file = fs::File::open(&g.abs).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    // One byte past the limit tells "too large" apart from "exactly the limit".
+    file.take(max_size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > max_size {
+        return Err(GeneratorError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "{} is more than the limit of {max_size} bytes (--max-file-size)",
+                g.rel
+            ),
+        ));
+    }
+    static_files::parse_value(&g.rel, g.kind, &bytes)
+}
+
+/// Adds a warning for each target that a generator shares with an earlier generator
+/// of the same directory: both are always served together (`/targets/<dir>`).
+fn warn_duplicates_across_generators(checks: &mut [GeneratorCheck], values: &[Option<Value>]) {
+    let mut by_dir: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, c) in checks.iter().enumerate() {
+        if values[i].is_some() {
+            let dir = c.path.rsplit_once('/').map_or("", |(d, _)| d);
+            by_dir.entry(dir).or_default().push(i);
+        }
+    }
+    let mut found: Vec<(usize, validate::Problem)> = Vec::new();
+    for members in by_dir.values().filter(|m| m.len() > 1) {
+        let outputs: Vec<(&str, &Value)> = members
+            .iter()
+            .filter_map(|&i| values[i].as_ref().map(|v| (checks[i].file.as_str(), v)))
+            .collect();
+        for (k, problem) in validate::duplicates_across(&outputs) {
+            found.push((members[k], problem));
+        }
+    }
+    for (i, problem) in found {
+        checks[i].problems.push(problem);
+    }
+}
