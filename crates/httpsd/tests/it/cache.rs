@@ -703,3 +703,13 @@ fn bad_cache_options_are_startup_errors_naming_the_option() {
         }
     }
 }
+
+#[test]
+fn unusable_cache_dir_is_a_startup_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let path = file.path().display().to_string();
+    let (code, stderr) = start_error(&["--cache-dir", &path]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("cannot use --cache-dir"), "{stderr}");
+    assert!(stderr.contains(&path), "{stderr}");
+}

@@ -39,9 +39,11 @@ async fn shell_and_python_programs_get_params() {
         json!([{"targets": ["py:1"], "labels": {"my_key": "v 1", "debug": "1", "env": "v 1"}}])
     );
     // The log is read by a helper thread: give it a moment to catch up.
-    crate::helpers::wait_for(std::time::Duration::from_secs(5), "stderr in the log", || async {
-        srv.log_text().contains("debug output").then_some(())
-    })
+    crate::helpers::wait_for(
+        std::time::Duration::from_secs(5),
+        "stderr in the log",
+        || async { srv.log_text().contains("debug output").then_some(()) },
+    )
     .await;
 }
 
