@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
 use crate::static_files::{StaticResult, StaticStore};
+use crate::status::StatusBoard;
 use crate::tree::{self, Listing};
 
 /// An immutable view of the tree at one moment.
@@ -30,6 +31,7 @@ pub struct Catalog {
     store: Mutex<StaticStore>,
     warned: Mutex<HashSet<String>>,
     metrics: Arc<Metrics>,
+    status: Arc<StatusBoard>,
 }
 
 impl Catalog {
@@ -41,6 +43,7 @@ impl Catalog {
             store: Mutex::new(StaticStore::new(max_file_size)),
             warned: Mutex::new(HashSet::new()),
             metrics,
+            status: Arc::new(StatusBoard::new()),
         };
         // At startup nothing is known yet, so wait (briefly) for files being written
         // instead of serving a tree that lacks them.
@@ -57,6 +60,11 @@ impl Catalog {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The per-generator status board (last runs, errors, cache state).
+    pub fn status(&self) -> &Arc<StatusBoard> {
+        &self.status
     }
 
     /// The current snapshot.
@@ -96,6 +104,7 @@ impl Catalog {
                 let changed = old.statics.get(&g.rel) != Some(result);
                 if changed {
                     self.metrics.observe_static_load(&g.rel, result);
+                    self.status.record_static(&g.rel, result);
                 }
             }
         }

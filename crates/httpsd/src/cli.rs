@@ -46,6 +46,41 @@ pub enum Command {
     /// Start a worker-only instance (job processing over Redis).
     #[command(name = "worker-only", disable_help_flag = true)]
     WorkerOnly(Box<crate::scaleout::WorkerOnlyArgs>),
+    /// Print shell completions or the man page, generated from this CLI (for packagers).
+    #[command(hide = true, disable_help_flag = true)]
+    Generate {
+        /// What to print.
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+/// What `httpsd generate` prints.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Generate {
+    /// Shell completions on stdout.
+    #[command(disable_help_flag = true)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on stdout.
+    #[command(disable_help_flag = true)]
+    Man,
+}
+
+/// Writes completions or the man page for [`Cli`] to `out`.
+pub fn generate(what: &Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    match what {
+        Generate::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "httpsd", out);
+            Ok(())
+        }
+        Generate::Man => clap_mangen::Man::new(cmd).render(out),
+    }
 }
 
 /// `serve`: the original's options, plus ours.

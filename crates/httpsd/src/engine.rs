@@ -125,9 +125,13 @@ impl Engine {
     /// caching (each request runs; concurrent identical requests share one run). For
     /// `check` and workers; `serve` uses [`Engine::with_cache`].
     pub fn new(catalog: Arc<Catalog>, runners: Arc<Runners>, metrics: Arc<Metrics>) -> Engine {
-        let cache =
-            crate::cache::generators::build(runners.clone(), metrics, &CacheSettings::uncached())
-                .expect("an uncached cache opens no directory");
+        let cache = crate::cache::generators::build(
+            runners.clone(),
+            metrics,
+            catalog.status().clone(),
+            &CacheSettings::uncached(),
+        )
+        .expect("an uncached cache opens no directory");
         Engine {
             catalog,
             runners,
@@ -143,7 +147,12 @@ impl Engine {
         metrics: Arc<Metrics>,
         settings: &CacheSettings,
     ) -> std::io::Result<Engine> {
-        let cache = crate::cache::generators::build(runners.clone(), metrics, settings)?;
+        let cache = crate::cache::generators::build(
+            runners.clone(),
+            metrics,
+            catalog.status().clone(),
+            settings,
+        )?;
         Ok(Engine {
             catalog,
             runners,

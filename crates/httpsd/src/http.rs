@@ -28,6 +28,35 @@ pub struct AppState {
     pub prefix: String,
 }
 
+/// Adds the operator layers around `router`: authentication (inner) and request
+/// logs (outer, so that refused requests are logged too).
+pub fn with_ops_layers(router: Router, policy: Arc<crate::security::AccessPolicy>) -> Router {
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            policy,
+            crate::security::require_auth,
+        ))
+        .layer(axum::middleware::from_fn(request_log))
+}
+
+/// Logs one line per request (target `httpsd::access`): method, path, status, duration.
+/// The query string is left out: it may hold parameters operators consider private.
+async fn request_log(req: Request, next: axum::middleware::Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    tracing::info!(
+        target: "httpsd::access",
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
 /// Builds the router for `serve`.
 pub fn app(state: Arc<AppState>) -> Router {
     let p = state.prefix.clone();
@@ -106,7 +135,7 @@ async fn targets(state: &AppState, raw_rest: &str, query: Query) -> Response {
     let rel = sub.as_rel();
     let run = state.engine.run_path(&sub, &query.params).await;
     if query.debug {
-        return debug_response(&rel, &run);
+        return debug_response(&rel, &run, state.engine.catalog().status());
     }
     let result = run.and_then(|r| r.into_body());
     match result {
@@ -135,17 +164,37 @@ async fn targets(state: &AppState, raw_rest: &str, query: Query) -> Response {
             if matches!(err, PathError::Generators(_) | PathError::Unreadable { .. }) {
                 tracing::warn!(path = %rel, error = %err, "target path failed");
             }
+            if let PathError::Generators(failed) = &err {
+                crate::sentry_report::generator_failures(
+                    state.engine.catalog().status(),
+                    &rel,
+                    &query.params,
+                    failed,
+                );
+            }
             json_response(err.status(), &err.body(&rel))
         }
     }
 }
 
-/// `?debug=true`: per-generator timings and errors, answered 200 even when the path fails.
-fn debug_response(rel: &str, run: &Result<PathRun, PathError>) -> Response {
+/// `?debug=true`: per-generator timings, errors and status-board history (last runs,
+/// failing since, cache state and age), answered 200 even when the path fails; only
+/// a path that does not exist or is malformed keeps its 404/400.
+fn debug_response(
+    rel: &str,
+    run: &Result<PathRun, PathError>,
+    board: &crate::status::StatusBoard,
+) -> Response {
     let run = match run {
         Ok(r) => r,
+        Err(e @ PathError::Unreadable { .. }) => {
+            let mut body = e.body(rel);
+            body["status"] = json!("fail");
+            return json_response(StatusCode::OK, &body);
+        }
         Err(e) => return json_response(e.status(), &e.body(rel)),
     };
+    let now = std::time::SystemTime::now();
     let mut seconds = serde_json::Map::new();
     let mut generators = Vec::new();
     for o in &run.outcomes {
@@ -166,6 +215,9 @@ fn debug_response(rel: &str, run: &Result<PathRun, PathError>) -> Response {
                 g["status"] = json!("fail");
                 g["error"] = json!(e);
             }
+        }
+        if let Some(st) = board.get(&o.generator.rel) {
+            g["board"] = st.to_json(now);
         }
         generators.push(g);
     }

@@ -1,9 +1,13 @@
 //! Log setup: the original's `--log-level` (Python numeric levels or names), text or
-//! JSON lines, and `RUST_LOG` when set.
+//! JSON lines, and `RUST_LOG` when set. Error events also go to Sentry when a
+//! Sentry client is configured (the layer does nothing otherwise).
 
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// A log level given the Python way (`10`, `20`, `warning`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,14 +63,18 @@ pub fn init(level: LogLevel, format: LogFormat) {
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(level.0.to_string().to_lowercase()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(sentry::integrations::tracing::layer())
+        .try_init();
 }
 
 #[cfg(test)]

@@ -28,6 +28,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            let security = match httpsd::security::SecuritySettings::from_args(&args.security) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let _sentry = match httpsd::sentry_report::init(args.sentry_url.as_deref()) {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             httpsd::serve::warn_ignored_options(&args);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
@@ -35,12 +49,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-                httpsd::serve::run(settings, listener, httpsd::server::shutdown_signal()).await
+                httpsd::serve::run_with(
+                    settings,
+                    security,
+                    listener,
+                    httpsd::server::shutdown_signal(),
+                )
+                .await
             })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => httpsd::check::run(args),
         Command::ServerOnly(args) => httpsd::scaleout::run_server(*args),
         Command::WorkerOnly(args) => httpsd::scaleout::run_worker(*args),
+        Command::Generate { what } => {
+            httpsd::cli::generate(&what, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

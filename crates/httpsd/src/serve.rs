@@ -9,9 +9,10 @@ use tokio::net::TcpListener;
 use crate::catalog::Catalog;
 use crate::cli::ServeArgs;
 use crate::engine::Engine;
-use crate::http::{AppState, app};
+use crate::http::{AppState, app, with_ops_layers};
 use crate::metrics::Metrics;
 use crate::runner::Runners;
+use crate::security::SecuritySettings;
 use crate::settings::ServeSettings;
 
 /// Logs, once, each original option that this version accepts but does not use.
@@ -23,9 +24,6 @@ pub fn warn_ignored_options(args: &ServeArgs) {
     if args.enable_tracer {
         ignored.push("-v/--enable-tracer (no tracemalloc in Rust; see /metrics for memory)");
     }
-    if args.sentry_url.is_some() {
-        ignored.push("-s/--sentry-url");
-    }
     ignored.extend(args.cache.ignored_options());
     for opt in ignored {
         tracing::warn!(
@@ -35,12 +33,24 @@ pub fn warn_ignored_options(args: &ServeArgs) {
     }
 }
 
-/// Runs `serve` on an already bound listener until `shutdown` resolves.
+/// Runs `serve` on an already bound listener until `shutdown` resolves, without TLS
+/// or authentication.
 pub async fn run(
     settings: ServeSettings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    run_with(settings, SecuritySettings::default(), listener, shutdown).await
+}
+
+/// Runs `serve` with TLS and authentication as set in `security`.
+pub async fn run_with(
+    settings: ServeSettings,
+    security: SecuritySettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let security = security.with_prefix(&settings.prefix);
     let metrics = Arc::new(Metrics::new());
     let root = settings.root.clone();
     let max = settings.max_file_size;
@@ -79,13 +89,27 @@ pub async fn run(
     });
     let addr = listener.local_addr()?;
     let snapshot = catalog.snapshot();
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         root = %settings.root.display(),
         generators = snapshot.listing.generators.len(),
-        "Serving on http://{addr}{}/targets",
+        auth = security.policy.enabled(),
+        "Serving on {scheme}://{addr}{}/targets",
         settings.prefix
     );
-    crate::server::run(listener, app(state), settings.connection_limit, shutdown).await?;
+    let router = with_ops_layers(app(state), security.policy.clone());
+    crate::server::run_with_tls(
+        listener,
+        router,
+        settings.connection_limit,
+        security.tls.clone(),
+        shutdown,
+    )
+    .await?;
     watcher.abort();
     cache_tasks.abort();
     runners.shutdown().await;

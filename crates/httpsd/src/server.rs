@@ -1,5 +1,6 @@
-//! The accept loop: one task per connection, a connection limit, and a graceful
-//! shutdown that stops accepting and lets in-flight requests finish.
+//! The accept loop: one task per connection, a connection limit, optional TLS
+//! (rustls; the handshake runs in the connection's task, bounded in time), and a
+//! graceful shutdown that stops accepting and lets in-flight requests finish.
 //!
 //! `axum::serve` has no connection limit, which the original's `-c/--connection-limit`
 //! promises, so the loop is ours (as in tokio's mini-redis).
@@ -19,13 +20,28 @@ use tokio::sync::Semaphore;
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains connections.
+/// How long a client may take to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` over plain HTTP on `listener` until `shutdown` resolves, then drains.
 pub async fn run(
     listener: TcpListener,
     app: Router,
     connection_limit: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run_with_tls(listener, app, connection_limit, None, shutdown).await
+}
+
+/// Serves `app` on `listener` (HTTPS when `tls` is set) until `shutdown` resolves.
+pub async fn run_with_tls(
+    listener: TcpListener,
+    app: Router,
+    connection_limit: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let limit = Arc::new(Semaphore::new(connection_limit.max(1)));
     let graceful = GracefulShutdown::new();
     let builder = Builder::new(TokioExecutor::new());
@@ -52,10 +68,35 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let Some(acceptor) = acceptor.clone() else {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let handshake =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

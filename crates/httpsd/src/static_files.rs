@@ -4,7 +4,8 @@
 //! A file caught half-written must never yield a partial list, so a changed file is
 //! only (re)loaded once it has been quiet for [`SETTLE`] and did not change while we
 //! read it. Until then the previous version keeps being served (or, for a new file,
-//! the file is not part of the tree yet).
+//! the file is not part of the tree yet). A file that was valid and turns invalid
+//! keeps its last good version for [`INVALID_GRACE`] more, then fails its paths.
 
 use std::collections::HashMap;
 use std::fs;
@@ -20,6 +21,11 @@ use crate::validate::{self, GeneratorOutput};
 
 /// How long a changed file must stay unchanged before we trust its content.
 pub const SETTLE: Duration = Duration::from_millis(200);
+
+/// How long a file that was valid and now is not keeps serving its last good
+/// version: a writer that stalls between truncating and writing (a loaded machine)
+/// must not turn a rewrite into a failed path. A real mistake shows after this.
+pub const INVALID_GRACE: Duration = Duration::from_secs(2);
 
 /// The outcome of loading one static file.
 pub type StaticResult = Result<Arc<GeneratorOutput>, GeneratorError>;
@@ -68,6 +74,13 @@ impl StaticStore {
                 continue;
             }
             match load(f, self.max_size) {
+                Some((_, Err(_)))
+                    if age < INVALID_GRACE
+                        && self.loaded.get(&f.rel).is_some_and(|l| l.result.is_ok()) =>
+                {
+                    let wait = INVALID_GRACE - age + Duration::from_millis(10);
+                    recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
+                }
                 Some((stamp, result)) => {
                     if let Err(e) = &result {
                         tracing::warn!(generator = %f.rel, error = %e, "static generator is invalid");

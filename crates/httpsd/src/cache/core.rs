@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use crate::status::CacheState;
 use prometheus_client::metrics::counter::Counter;
 
 /// What the cache runs, and the hooks it calls.
@@ -47,6 +48,15 @@ pub trait Source: Send + Sync + 'static {
     fn describe(&self, error: &Self::Error) -> String;
     /// Called (under the cache lock: spawn, do not block) when a fresh result is stored.
     fn stored(&self, _key: &Self::Key, _value: &Self::Value, _at: SystemTime) {}
+    /// Called (under the cache lock: do not block) when an entry changes state, with the
+    /// wall-clock time its served result was produced (for the admin page and debug).
+    fn state_changed(
+        &self,
+        _key: &Self::Key,
+        _state: CacheState,
+        _produced_at: Option<SystemTime>,
+    ) {
+    }
     /// Called (under the cache lock: spawn, do not block) when an entry is evicted.
     fn evicted(&self, _key: &Self::Key) {}
 }
@@ -290,6 +300,14 @@ impl<S: Source> Entry<S> {
     }
 }
 
+/// The wall-clock time of `at` (an instant in the past).
+fn wall(at: Instant) -> SystemTime {
+    let ago = Instant::now().saturating_duration_since(at);
+    SystemTime::now()
+        .checked_sub(ago)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 struct Inner<S: Source> {
     source: S,
     policy: Policy,
@@ -459,6 +477,12 @@ impl<S: Source> Cache<S> {
     ) -> watch::Receiver<Option<Outcome<S>>> {
         let (tx, rx) = watch::channel(None);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        if trigger != Trigger::Request && self.inner.policy.enabled {
+            let produced = entry.good.as_ref().map(|(_, at)| wall(*at));
+            self.inner
+                .source
+                .state_changed(key, CacheState::Refreshing, produced);
+        }
         entry.flight = Some(Flight {
             id,
             started: Instant::now(),
@@ -535,7 +559,9 @@ impl<S: Source> Cache<S> {
                 }
                 entry.good = Some((value.clone(), now));
                 entry.failure = None;
-                source.stored(key, value, SystemTime::now());
+                let wall_now = SystemTime::now();
+                source.stored(key, value, wall_now);
+                source.state_changed(key, CacheState::Fresh, Some(wall_now));
             }
             Err(e) => {
                 let since = *entry.failing_since.get_or_insert(now);
@@ -557,6 +583,8 @@ impl<S: Source> Cache<S> {
                     None => {}
                 }
                 entry.failure = Some((e.clone(), now));
+                let produced = entry.good.as_ref().map(|(_, at)| wall(*at));
+                source.state_changed(key, CacheState::Failing, produced);
             }
         }
     }

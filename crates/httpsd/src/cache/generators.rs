@@ -17,6 +17,7 @@ use crate::error::{ErrorKind, GeneratorError};
 use crate::metrics::Metrics;
 use crate::params::Params;
 use crate::runner::{RunMode, Runners};
+use crate::status::{CacheState, StatusBoard};
 use crate::tree::GeneratorFile;
 use crate::validate::{self, GeneratorOutput};
 
@@ -62,6 +63,7 @@ impl Hash for RunKey {
 pub struct GeneratorSource {
     runners: Arc<Runners>,
     metrics: Arc<Metrics>,
+    status: Arc<StatusBoard>,
     store: Option<Arc<DiskStore>>,
 }
 
@@ -72,6 +74,7 @@ pub type GeneratorCache = Cache<GeneratorSource>;
 pub fn build(
     runners: Arc<Runners>,
     metrics: Arc<Metrics>,
+    status: Arc<StatusBoard>,
     settings: &CacheSettings,
 ) -> std::io::Result<GeneratorCache> {
     let store = match &settings.cache_dir {
@@ -82,6 +85,7 @@ pub fn build(
         GeneratorSource {
             runners,
             metrics: metrics.clone(),
+            status,
             store,
         },
         settings.policy.clone(),
@@ -142,10 +146,11 @@ impl Source for GeneratorSource {
     fn run(&self, key: &RunKey) -> BoxFuture<'static, Result<Self::Value, Self::Error>> {
         let runners = self.runners.clone();
         let metrics = self.metrics.clone();
+        let status = self.status.clone();
         let key = key.clone();
-        Box::pin(
-            async move { run_and_validate(&runners, &metrics, &key.generator, &key.params).await },
-        )
+        Box::pin(async move {
+            run_and_validate(&runners, &metrics, &status, &key.generator, &key.params).await
+        })
     }
 
     fn label<'k>(&self, key: &'k RunKey) -> &'k str {
@@ -197,6 +202,11 @@ impl Source for GeneratorSource {
         });
     }
 
+    fn state_changed(&self, key: &RunKey, state: CacheState, produced_at: Option<SystemTime>) {
+        self.status
+            .set_cache_state(&key.generator.rel, state, produced_at);
+    }
+
     fn evicted(&self, key: &RunKey) {
         let Some(store) = self.store.clone() else {
             return;
@@ -210,6 +220,7 @@ impl Source for GeneratorSource {
 pub async fn run_and_validate(
     runners: &Runners,
     metrics: &Metrics,
+    status: &StatusBoard,
     generator: &GeneratorFile,
     params: &Params,
 ) -> Result<Arc<GeneratorOutput>, GeneratorError> {
@@ -226,6 +237,7 @@ pub async fn run_and_validate(
             })
         });
     metrics.observe_generator_run(&generator.rel, &result, started.elapsed());
+    status.record_run(&generator.rel, params, &result, started.elapsed());
     if let Err(e) = &result {
         tracing::warn!(generator = %generator.rel, kind = ?e.kind, error = %e.message, "generator failed");
     }

@@ -1,10 +1,12 @@
 //! Integration tests of the `httpsd` binary: each module starts the real binary (and
 //! real python3, redis-server, ...) on loopback.
 
+mod browser;
 mod cache;
 mod check;
 mod exec;
 mod helpers;
+mod ops;
 mod python;
 mod scaleout;
 mod serve_static;

@@ -226,9 +226,11 @@ def generate_targets(**p):
     }
     let mut server = Server::serve(
         tree.root(),
+        // 4 s rather than less: on a loaded 2-core CI machine, starting 12 workers
+        // and answering the healthy path must fit well inside the limit.
         &[
             "--max-run-time",
-            "2",
+            "4",
             "--python-workers",
             "12",
             "--python-memory-limit",
@@ -280,7 +282,7 @@ def generate_targets(**p):
             }
             "child_outlives" => {
                 assert_eq!(r.status, 200, "{name}: {}", r.body);
-                assert!(*took < Duration::from_secs(2), "{name} took {took:?}");
+                assert!(*took < Duration::from_secs(4), "{name} took {took:?}");
             }
             _ => {
                 let (g, kind, msg, tb) = failure(r);
@@ -293,7 +295,7 @@ def generate_targets(**p):
                 };
                 assert_eq!(kind, expect_kind, "{name}: {msg}");
                 // Timeouts are answered at once, not after the generator gives up.
-                assert!(*took < Duration::from_secs(6), "{name} took {took:?}");
+                assert!(*took < Duration::from_secs(10), "{name} took {took:?}");
                 match *name {
                     "os_exit" => assert!(msg.contains("exited with status 1"), "{msg}"),
                     "sigkill" => assert!(msg.contains("SIGKILL"), "{msg}"),
