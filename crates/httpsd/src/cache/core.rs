@@ -259,6 +259,20 @@ impl LookupCounters {
                 })
                 .clone()
         };
+        // Create this generator's other series at zero too, so that rates and alerts
+        // work from the first sample on (and the families are listed on /metrics).
+        let _ = m.timeouts.get_or_create(&crate::metrics::GeneratorLabel {
+            generator: generator.to_string(),
+        });
+        for trigger in ["stale", "proactive"] {
+            for status in ["success", "fail"] {
+                let _ = m.refreshes.get_or_create(&crate::metrics::RefreshLabels {
+                    generator: generator.to_string(),
+                    trigger: trigger.to_string(),
+                    status: status.to_string(),
+                });
+            }
+        }
         LookupCounters {
             hit: c("hit"),
             stale: c("stale"),
@@ -335,6 +349,19 @@ impl<S: Source> Cache<S> {
     /// A new, empty cache. `gc_name` is the `name` label of the 1.x GC metrics.
     pub fn new(source: S, policy: Policy, metrics: Arc<Metrics>, gc_name: &str) -> Cache<S> {
         let slots = policy.refresh_concurrency.max(1);
+        for reason in ["idle", "capacity"] {
+            let _ = metrics
+                .cache
+                .evictions
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: reason.to_string(),
+                });
+        }
+        let name = crate::metrics::NameLabel {
+            name: gc_name.to_string(),
+        };
+        let _ = metrics.cache.gc_collected.get_or_create(&name);
+        let _ = metrics.cache.gc_cache_count.get_or_create(&name);
         Cache {
             inner: Arc::new(Inner {
                 source,
