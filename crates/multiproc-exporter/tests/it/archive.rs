@@ -1,0 +1,1 @@
+//! Archiver tests (todo).
