@@ -98,7 +98,7 @@ fn writer_is_byte_identical_to_mmaped_dict() {
     let script = format!(
         "import sys\nfrom prometheus_client.mmap_dict import MmapedDict, mmap_key\n\
          d = MmapedDict({:?})\n\
-         for i in range(1500):\n    d.write_value(mmap_key('m', 'm_total', ['l'], [str(i) + 'x' * (i % 13)], 'help ü\\n'), i * 0.5, float(i % 3))\n\
+         for i in range(4000):\n    d.write_value(mmap_key('m', 'm_total', ['l'], [str(i) + 'x' * (i % 13)], 'help ü\\n'), i * 0.5, float(i % 3))\n\
          d.close()\n",
         py_file.to_str().expect("utf-8")
     );
@@ -112,7 +112,7 @@ fn writer_is_byte_identical_to_mmaped_dict() {
         String::from_utf8_lossy(&out.stderr)
     );
     let entries = format::read_file(&py_file).expect("read python file");
-    assert_eq!(entries.len(), 1500);
+    assert_eq!(entries.len(), 4000);
     let ours = dir.path().join("ours.db");
     format::write_file(
         &ours,
