@@ -46,8 +46,17 @@ pub fn maps_own_db_file(pid: i32) -> Option<bool> {
 /// least one owner pid is alive here and is not provably an unrelated process (its maps,
 /// when readable, show it mapping its own `.db` file). Coincidental pids (our pid 1 is
 /// not the app's pid 1) are thereby not taken as proof.
+///
+/// When the maps cannot be read (the writers run as another user), an alive pid counts,
+/// except pid 1 and our own pid: every container has a pid 1, so it is the classic
+/// coincidence, and we write no `.db` files ourselves.
 pub fn namespace_visible(owner_pids: &BTreeSet<i32>) -> bool {
-    owner_pids
-        .iter()
-        .any(|&pid| pid_state(pid) == PidState::Alive && maps_own_db_file(pid).unwrap_or(true))
+    let me = std::process::id() as i32;
+    owner_pids.iter().any(|&pid| {
+        pid_state(pid) == PidState::Alive
+            && match maps_own_db_file(pid) {
+                Some(owns) => owns,
+                None => pid != 1 && pid != me,
+            }
+    })
 }

@@ -30,6 +30,9 @@ struct Cli {
     /// With --archive: delete all/liveall gauge files of dead processes instead of keeping them.
     #[arg(long, requires = "archive")]
     drop_dead_all_gauges: bool,
+    /// With --archive: at most this many dead pids per pass (scrapes wait for a pass).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    archive_max_pids: usize,
     /// Reader threads (0 = one per core, at most 4).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -68,6 +71,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         threads: cli.threads,
         archive: cli.archive.then(|| ArchiveOptions {
             drop_dead_all_gauges: cli.drop_dead_all_gauges,
+            max_pids_per_pass: cli.archive_max_pids.max(1),
         }),
         archive_interval: Duration::from_secs_f64(cli.archive_interval),
     })

@@ -132,7 +132,8 @@ impl AppState {
 
     /// One archive pass, under the collector lock so that no scrape sees a half-done pass.
     pub fn archive_pass(&self, archiver: &mut Archiver) {
-        let mut c = self.collector.lock().unwrap_or_else(|p| p.into_inner());
+        // Held for the whole pass: the scanner then never sees staged-but-unpublished data.
+        let _guard = self.collector.lock().unwrap_or_else(|p| p.into_inner());
         let m = &self.metrics;
         m.archive_runs.fetch_add(1, Ordering::Relaxed);
         match archiver.pass() {
@@ -150,15 +151,14 @@ impl AppState {
                         pids = r.pids,
                         archived = r.archived_files,
                         deleted = r.deleted_files,
+                        recovered = r.recovered,
                         "archive pass"
                     );
-                    c.reset();
                 }
             }
             Err(e) => {
                 m.archive_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("archive pass failed: {e}");
-                c.reset();
             }
         }
     }
@@ -382,13 +382,28 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = AppState::new(settings.clone());
+    // Finish an interrupted archive pass before the first scrape can see its leftovers.
+    let archiver = match settings.archive.clone() {
+        Some(opts) => {
+            let mut a = Archiver::new(settings.dir.clone(), opts);
+            let a = tokio::task::spawn_blocking(move || {
+                if let Err(e) = a.recover() {
+                    tracing::error!("archive recovery failed: {e}");
+                }
+                a
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+            Some(a)
+        }
+        None => None,
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let archiver_thread = settings.archive.clone().map(|opts| {
+    let archiver_thread = archiver.map(|mut archiver| {
         let state = state.clone();
         let stop = stop.clone();
         let interval = settings.archive_interval;
         std::thread::spawn(move || {
-            let mut archiver = Archiver::new(settings.dir.clone(), opts);
             while !stop.load(Ordering::Relaxed) {
                 state.archive_pass(&mut archiver);
                 let until = Instant::now() + interval;

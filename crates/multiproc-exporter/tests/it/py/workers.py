@@ -111,7 +111,7 @@ elif scenario == 'hold':
         Counter('held', 'held workers', registry=None).inc(idx + 1)
         Gauge('held_live', 'live gauge', registry=None, multiprocess_mode='livesum').set(1)
         Gauge('held_all', 'all gauge', registry=None).set(idx)
-        print(os.getpid(), flush=True)
+        os.write(1, f"{os.getpid()}\n".encode())
         os.read(r, 1)
     pids = []
     for i in range(n):
@@ -127,5 +127,13 @@ elif scenario == 'hold':
     os.close(w)
     for p in pids:
         os.waitpid(p, 0)
+elif scenario == 'reuse':
+    # A process whose identifier is a (dead) pid that was already archived: the pid-reuse case.
+    ident = int(sys.argv[3])
+    from prometheus_client import values
+    values.ValueClass = values.MultiProcessValue(lambda: ident)
+    from prometheus_client import Counter
+    Counter('req', 'Requests "quoted"\nnewline \\ backslash ü', ['path', 'code'], registry=None).labels('/ü"x', '200').inc(1000)
+    Counter('reused', 'written under a reused pid', registry=None).inc(7)
 else:
     sys.exit('unknown scenario ' + scenario)
