@@ -30,6 +30,9 @@ use std::path::{Path, PathBuf};
 use crate::format::{self, DbName, FormatError};
 use crate::liveness::{PidState, maps_own_db_file, namespace_visible, pid_state};
 
+/// Owned entries of one file: `(key, value, timestamp)`.
+type Entries = Vec<(String, f64, f64)>;
+
 /// Hidden staging directory inside the multiprocess directory.
 pub const STAGING_DIR: &str = ".mpe-staging";
 /// Journal file name (hidden).
@@ -394,7 +397,7 @@ impl Archiver {
         let staging = self.staging();
         let mut accs: BTreeMap<Target, Acc> = BTreeMap::new();
         let (mut merged, mut deleted) = (0, 0);
-        let mut sources: Vec<(Target, String, Vec<(String, f64, f64)>)> = Vec::new();
+        let mut sources: Vec<(Target, String, Entries)> = Vec::new();
         let mut journaled: Vec<&String> = Vec::new();
         for name in staged {
             let path = staging.join(name);

@@ -92,10 +92,10 @@ pub const CONTENT_TYPE_OPENMETRICS: &str =
 
 fn get_param<'a>(toks: &[&'a str], name: &str) -> Option<&'a str> {
     for tok in toks {
-        if let Some((k, v)) = tok.trim().split_once('=') {
-            if k == name {
-                return Some(v);
-            }
+        if let Some((k, v)) = tok.trim().split_once('=')
+            && k == name
+        {
+            return Some(v);
         }
     }
     None

@@ -121,7 +121,7 @@ enum Job {
 }
 
 enum Outcome {
-    Ok(FileState, u64, bool),
+    Ok(Box<FileState>, u64, bool),
     Empty,
     Corrupt(String),
     Vanished,
@@ -257,7 +257,7 @@ impl Scanner {
                         stats.refreshed += 1;
                     }
                     stats.entries += fs.key_ids.len();
-                    self.files.push(fs);
+                    self.files.push(*fs);
                 }
                 Outcome::Empty => stats.empty += 1,
                 Outcome::Corrupt(msg) => {
@@ -316,7 +316,7 @@ impl Scanner {
 
     fn run_job(&self, job: Job, buf: &mut Vec<u8>) -> Outcome {
         match job {
-            Job::Keep(fs) => Outcome::Ok(fs, 0, false),
+            Job::Keep(fs) => Outcome::Ok(Box::new(fs), 0, false),
             Job::Refresh(fs) => {
                 let name = fs.name.clone();
                 let db = fs.db.clone();
@@ -390,7 +390,7 @@ impl Scanner {
         }
         fs.used = used;
         fs.ident = ident;
-        Ok(Some(Outcome::Ok(fs, used as u64, false)))
+        Ok(Some(Outcome::Ok(Box::new(fs), used as u64, false)))
     }
 
     fn full(&self, name: String, db: DbName, buf: &mut Vec<u8>) -> Outcome {
@@ -419,7 +419,7 @@ impl Scanner {
             return Outcome::Corrupt(format!("{}: {e}", fs.name));
         }
         fs.used = used;
-        Outcome::Ok(fs, used as u64, true)
+        Outcome::Ok(Box::new(fs), used as u64, true)
     }
 
     /// Parses entries of `buf[start..used]` and appends them to `fs`, interning new keys.

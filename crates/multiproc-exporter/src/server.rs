@@ -22,6 +22,9 @@ use crate::expose::{self, Format};
 use crate::merge::{MergedFamily, MergedSample};
 use crate::scan::ScanStats;
 
+/// One own-metric sample: name suffix, labels, value.
+type OwnSample<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+
 /// Validated settings of the sidecar.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -168,32 +171,31 @@ impl AppState {
         let last = m.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let c = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
         let mut out = Vec::new();
-        let mut fam =
-            |name: &str, typ: &str, help: &str, samples: Vec<(&str, Vec<(&str, &str)>, f64)>| {
-                let sample_name = |s: &str| -> Arc<str> {
-                    if typ == "counter" {
-                        format!("multiproc_exporter_{name}{s}_total").into()
-                    } else {
-                        format!("multiproc_exporter_{name}{s}").into()
-                    }
-                };
-                out.push(MergedFamily {
-                    name: format!("multiproc_exporter_{name}").into(),
-                    help: help.into(),
-                    typ: typ.into(),
-                    samples: samples
-                        .into_iter()
-                        .map(|(suffix, labels, value)| MergedSample {
-                            name: sample_name(suffix),
-                            labels: labels
-                                .into_iter()
-                                .map(|(k, v)| (Arc::from(k), Arc::from(v)))
-                                .collect(),
-                            value,
-                        })
-                        .collect(),
-                });
+        let mut fam = |name: &str, typ: &str, help: &str, samples: Vec<OwnSample>| {
+            let sample_name = |s: &str| -> Arc<str> {
+                if typ == "counter" {
+                    format!("multiproc_exporter_{name}{s}_total").into()
+                } else {
+                    format!("multiproc_exporter_{name}{s}").into()
+                }
             };
+            out.push(MergedFamily {
+                name: format!("multiproc_exporter_{name}").into(),
+                help: help.into(),
+                typ: typ.into(),
+                samples: samples
+                    .into_iter()
+                    .map(|(suffix, labels, value)| MergedSample {
+                        name: sample_name(suffix),
+                        labels: labels
+                            .into_iter()
+                            .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+                            .collect(),
+                        value,
+                    })
+                    .collect(),
+            });
+        };
         fam(
             "scrapes",
             "counter",

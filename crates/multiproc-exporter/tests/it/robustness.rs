@@ -117,7 +117,7 @@ fn vanishing_and_appearing_files_never_fail_a_scrape() {
             let mut i = 0u32;
             while !stop.load(Ordering::Relaxed) && i < 20_000 {
                 let p = d.join(format!("counter_{}.db", 4_100_000 + i % 50));
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     let _ = format::write_file(&p, [(key.as_slice(), 1.0, 0.0)]);
                 } else {
                     let _ = fs::remove_file(&p);
