@@ -498,6 +498,10 @@ impl Scanner {
                 fs.timestamps.push(ts);
             }
         }
+        // Per-file vectors live as long as the file: no doubling slack (memory is a goal).
+        fs.key_ids.shrink_to_fit();
+        fs.values.shrink_to_fit();
+        fs.timestamps.shrink_to_fit();
         Ok(())
     }
 }
