@@ -30,9 +30,6 @@ use std::path::{Path, PathBuf};
 use crate::format::{self, DbName, FormatError};
 use crate::liveness::{PidState, maps_own_db_file, namespace_visible, pid_state};
 
-/// Owned entries of one file: `(key, value, timestamp)`.
-type Entries = Vec<(String, f64, f64)>;
-
 /// Hidden staging directory inside the multiprocess directory.
 pub const STAGING_DIR: &str = ".mpe-staging";
 /// Journal file name (hidden).
@@ -225,6 +222,22 @@ impl Acc {
             },
         }
     }
+
+    /// Adds every entry of a file (one buffer at a time: memory stays at one file).
+    fn add_file(
+        &mut self,
+        target: Target,
+        path: &Path,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        let mut f = fs::File::open(path)?;
+        let used = format::read_used(&mut f, buf)?;
+        // Validate first so that a corrupt file adds nothing.
+        format::for_each_entry(buf, format::HEADER_LEN, used, |_| {})?;
+        format::for_each_entry(buf, format::HEADER_LEN, used, |e| {
+            self.add(target, e.key, e.value, e.timestamp)
+        })
+    }
 }
 
 /// The archiver of one directory; remembers which pids it has seen dead.
@@ -397,27 +410,45 @@ impl Archiver {
         let staging = self.staging();
         let mut accs: BTreeMap<Target, Acc> = BTreeMap::new();
         let (mut merged, mut deleted) = (0, 0);
-        let mut sources: Vec<(Target, String, Entries)> = Vec::new();
         let mut journaled: Vec<&String> = Vec::new();
+        let mut buf = Vec::new();
         for name in staged {
             let path = staging.join(name);
             match DbName::parse(name).map(|db| disposition(&db, &self.opts)) {
-                Some(Disposition::Merge(t)) => match format::read_file(&path) {
-                    Ok(entries) => {
-                        sources.push((t, name.clone(), entries));
-                        journaled.push(name);
+                Some(Disposition::Merge(t)) => {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = accs.entry(t) {
+                        // Start from the current archive of this target.
+                        let mut acc = Acc::default();
+                        let existing = self.dir.join(t.file_name());
+                        if existing.exists() {
+                            acc.add_file(t, &existing, &mut buf).map_err(|source| {
+                                ArchiveError::Format {
+                                    path: existing.clone(),
+                                    source,
+                                }
+                            })?;
+                        }
+                        slot.insert(acc);
                     }
-                    Err(e) => {
-                        // Unmergeable: park it where nobody reads it, and say so.
-                        let dest = self.dir.join(CORRUPT_DIR);
-                        fs::create_dir_all(&dest).map_err(io_err("create corrupt directory"))?;
-                        fs::rename(&path, dest.join(name))
-                            .map_err(io_err(format!("park corrupt {name}")))?;
-                        tracing::error!(
-                            "{name}: corrupt file of a dead process moved to {CORRUPT_DIR}/: {e}"
-                        );
+                    let acc = accs.entry(t).or_default();
+                    match acc.add_file(t, &path, &mut buf) {
+                        Ok(()) => {
+                            merged += 1;
+                            journaled.push(name);
+                        }
+                        Err(e) => {
+                            // Unmergeable: park it where nobody reads it, and say so.
+                            let dest = self.dir.join(CORRUPT_DIR);
+                            fs::create_dir_all(&dest)
+                                .map_err(io_err("create corrupt directory"))?;
+                            fs::rename(&path, dest.join(name))
+                                .map_err(io_err(format!("park corrupt {name}")))?;
+                            tracing::error!(
+                                "{name}: corrupt file of a dead process moved to {CORRUPT_DIR}/: {e}"
+                            );
+                        }
                     }
-                },
+                }
                 Some(Disposition::Delete) => {
                     deleted += 1;
                     journaled.push(name);
@@ -430,28 +461,6 @@ impl Archiver {
                     }
                 }
             }
-        }
-        let targets: BTreeSet<Target> = sources.iter().map(|s| s.0).collect();
-        for &t in &targets {
-            let acc = accs.entry(t).or_default();
-            let existing = self.dir.join(t.file_name());
-            if existing.exists() {
-                for (k, v, ts) in
-                    format::read_file(&existing).map_err(|source| ArchiveError::Format {
-                        path: existing.clone(),
-                        source,
-                    })?
-                {
-                    acc.add(t, k.as_bytes(), v, ts);
-                }
-            }
-        }
-        for (t, _, entries) in &sources {
-            let acc = accs.entry(*t).or_default();
-            for (k, v, ts) in entries {
-                acc.add(*t, k.as_bytes(), *v, *ts);
-            }
-            merged += 1;
         }
         // 1. New archives as hidden temp files, fsynced.
         let mut journal = format!("{JOURNAL_HEADER}\n");

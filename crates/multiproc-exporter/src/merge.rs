@@ -270,14 +270,14 @@ impl Merger {
             } else {
                 None
             };
-            for (i, &key) in f.key_ids.iter().enumerate() {
+            f.for_each(|i, key, x| {
                 let mut fi = key_fam[key as usize];
                 if fi == NONE {
                     fi = fam_idx.get(&it.key(key).metric).copied().unwrap_or(NONE);
                     key_fam[key as usize] = fi;
                 }
                 if fi == NONE {
-                    continue;
+                    return;
                 }
                 let fam = &fams[fi as usize];
                 let (op, hist, filter) = (fam.op, fam.hist, fam.filter);
@@ -307,9 +307,8 @@ impl Merger {
                 };
                 if slot == DROP {
                     stats.bad_le += 1;
-                    continue;
+                    return;
                 }
-                let x = f.values[i];
                 let a = &mut self.acc[slot as usize];
                 if op == Op::MostRecent {
                     if a.init != generation {
@@ -347,7 +346,7 @@ impl Merger {
                         Op::MostRecent => {}
                     }
                 }
-            }
+            });
         }
 
         // Group touched slots per family, in Python's insertion order.

@@ -9,7 +9,7 @@
 //! so dynamic claiming of files (their sizes differ 50x) is all the scheduling we need;
 //! a work-stealing pool (rayon) would add a dependency without a measurable gain.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -55,10 +55,17 @@ pub struct FileState {
     pub db: DbName,
     ident: Ident,
     used: usize,
-    /// Interned key of each entry, in file order.
-    pub key_ids: Vec<KeyId>,
-    /// Value of each entry.
-    pub values: Vec<f64>,
+    /// Interned keys of the entries, in file order, as runs `(first id, length)` of
+    /// consecutive ids: keys are interned in file order, so a histogram child's 17 keys
+    /// are one run in every file that has it (a large directory needs ~5x less memory).
+    key_runs: Vec<(KeyId, u32)>,
+    entries: usize,
+    /// Indexes of the entries whose value is not `+0.0`, ascending. Values are stored
+    /// sparsely because most entries are never-observed histogram buckets: this halves
+    /// the memory of a large directory.
+    pub nz_index: Vec<u32>,
+    /// The values of those entries.
+    pub nz_value: Vec<f64>,
     /// Timestamp of each entry (gauge files only; empty otherwise).
     pub timestamps: Vec<f64>,
     /// Distinct family names in order of first appearance, with the first key of each.
@@ -66,6 +73,49 @@ pub struct FileState {
 }
 
 impl FileState {
+    /// Calls `f(index, key, value)` for every entry, in file order.
+    pub fn for_each(&self, mut f: impl FnMut(usize, KeyId, f64)) {
+        let mut nz = 0;
+        let keys = self
+            .key_runs
+            .iter()
+            .flat_map(|&(start, len)| start..start + len);
+        for (i, key) in keys.enumerate() {
+            let v = if self.nz_index.get(nz) == Some(&(i as u32)) {
+                nz += 1;
+                self.nz_value[nz - 1]
+            } else {
+                0.0
+            };
+            f(i, key, v);
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    /// Whether the file has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    fn push_key(&mut self, id: KeyId) {
+        match self.key_runs.last_mut() {
+            Some((start, len)) if *start + *len == id => *len += 1,
+            _ => self.key_runs.push((id, 1)),
+        }
+        self.entries += 1;
+    }
+
+    fn push_value(&mut self, i: usize, v: f64) {
+        if v.to_bits() != 0 {
+            self.nz_index.push(i as u32);
+            self.nz_value.push(v);
+        }
+    }
+
     /// Whether this is a gauge file (samples get a `pid` label, modes apply).
     pub fn is_gauge(&self) -> bool {
         self.db.typ == "gauge"
@@ -202,8 +252,15 @@ impl Scanner {
                 ));
                 continue;
             };
-            // Follows symlinks, like Python's open().
-            match fs::metadata(ent.path()) {
+            // Follows symlinks, like Python's open(); `DirEntry::metadata` is an fstatat
+            // relative to the directory (no path walk) but does not follow them.
+            let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+            let meta = if is_link {
+                fs::metadata(ent.path())
+            } else {
+                ent.metadata()
+            };
+            match meta {
                 Ok(m) if m.is_file() => names.push((name, db, m)),
                 Ok(_) => {
                     stats.foreign += 1;
@@ -219,14 +276,15 @@ impl Scanner {
         let owners: BTreeSet<i32> = names.iter().filter_map(|n| n.1.owner_pid).collect();
         let visible = namespace_visible(&owners);
         stats.namespace_visible = visible;
-        let mut dead_cache: HashMap<i32, bool> = HashMap::new();
-        let mut old: HashMap<String, FileState> =
-            self.files.drain(..).map(|f| (f.name.clone(), f)).collect();
+        let mut dead_cache: FxHashMap<i32, bool> = FxHashMap::default();
+        // Both lists are sorted by name: a merge-join pairs old state with current files.
+        let mut old = std::mem::take(&mut self.files).into_iter().peekable();
 
         let mut jobs = Vec::with_capacity(names.len());
         for (name, db, meta) in names {
             let ident = Ident::of(&meta);
-            match old.remove(&name) {
+            while old.next_if(|o| o.name < name).is_some() {}
+            match old.next_if(|o| o.name == name) {
                 Some(prev) if prev.ident == ident => {
                     let dead = visible
                         && prev.db.owner_pid.is_some_and(|pid| {
@@ -256,7 +314,7 @@ impl Scanner {
                     } else {
                         stats.refreshed += 1;
                     }
-                    stats.entries += fs.key_ids.len();
+                    stats.entries += fs.len();
                     self.files.push(*fs);
                 }
                 Outcome::Empty => stats.empty += 1,
@@ -358,7 +416,9 @@ impl Scanner {
         // Walk the known entries by their length fields and take the values.
         let mut pos = HEADER_LEN;
         let gauge = fs.is_gauge();
-        for i in 0..fs.key_ids.len() {
+        fs.nz_index.clear();
+        fs.nz_value.clear();
+        for i in 0..fs.len() {
             let Some(len) = buf.get(pos..pos + 4) else {
                 return Ok(None);
             };
@@ -373,7 +433,7 @@ impl Scanner {
             let v = &buf[end - 16..end];
             let mut a = [0u8; 8];
             a.copy_from_slice(&v[..8]);
-            fs.values[i] = f64::from_le_bytes(a);
+            fs.push_value(i, f64::from_le_bytes(a));
             if gauge {
                 a.copy_from_slice(&v[8..]);
                 fs.timestamps[i] = f64::from_le_bytes(a);
@@ -410,8 +470,10 @@ impl Scanner {
             db,
             ident,
             used: HEADER_LEN,
-            key_ids: Vec::new(),
-            values: Vec::new(),
+            key_runs: Vec::new(),
+            entries: 0,
+            nz_index: Vec::new(),
+            nz_value: Vec::new(),
             timestamps: Vec::new(),
             families: Vec::new(),
         };
@@ -464,8 +526,10 @@ impl Scanner {
             }
             let mut interner = self.interner.write().unwrap_or_else(|p| p.into_inner());
             let mut new_ids: FxHashMap<&[u8], KeyId> = FxHashMap::default();
-            for (k, parsed) in missing {
-                if let Some(p) = parsed {
+            // Intern in file order, so that a file's keys get consecutive ids (key runs).
+            for r in &raw {
+                let k = key_of(r);
+                if let Some(p) = missing.get_mut(k).and_then(|p| p.take()) {
                     new_ids.insert(k, interner.insert(k, p));
                 }
             }
@@ -492,15 +556,17 @@ impl Scanner {
                 fs.families.push((metric, id));
             }
             last = metric;
-            fs.key_ids.push(id);
-            fs.values.push(v);
+            let i = fs.len();
+            fs.push_key(id);
+            fs.push_value(i, v);
             if gauge {
                 fs.timestamps.push(ts);
             }
         }
         // Per-file vectors live as long as the file: no doubling slack (memory is a goal).
-        fs.key_ids.shrink_to_fit();
-        fs.values.shrink_to_fit();
+        fs.key_runs.shrink_to_fit();
+        fs.nz_index.shrink_to_fit();
+        fs.nz_value.shrink_to_fit();
         fs.timestamps.shrink_to_fit();
         Ok(())
     }
