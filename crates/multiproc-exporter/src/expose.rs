@@ -284,34 +284,98 @@ fn escape_label_name(s: &str, esc: Escaping) -> String {
     }
 }
 
-fn label_str(labels: &[(std::sync::Arc<str>, std::sync::Arc<str>)], esc: Escaping) -> String {
-    let mut sorted: Vec<&(std::sync::Arc<str>, std::sync::Arc<str>)> = labels.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    let mut o = String::new();
-    for (i, (k, v)) in sorted.into_iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        let _ = write!(o, "{}=\"{}\"", escape_label_name(k, esc), escape_value(v));
+/// Writes `s` with backslash, newline and double quote escaped, without allocating when
+/// there is nothing to escape (the common case).
+fn push_escaped_value(out: &mut String, s: &str) {
+    if !s.contains(['\\', '\n', '"']) {
+        out.push_str(s);
+        return;
     }
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '\n' => out.push_str(r"\n"),
+            '"' => out.push_str(r#"\""#),
+            c => out.push(c),
+        }
+    }
+}
+
+fn push_metric_name(out: &mut String, s: &str, esc: Escaping) {
+    if matches!(esc, Escaping::Underscores | Escaping::Values) && is_valid_legacy_metric_name(s) {
+        out.push_str(s);
+    } else {
+        out.push_str(&escape_metric_name(s, esc));
+    }
+}
+
+fn push_label_name(out: &mut String, s: &str, esc: Escaping) {
+    if matches!(esc, Escaping::Underscores | Escaping::Values) && is_valid_legacy_label_name(s) {
+        out.push_str(s);
+    } else {
+        out.push_str(&escape_label_name(s, esc));
+    }
+}
+
+type Label = (std::sync::Arc<str>, std::sync::Arc<str>);
+
+/// Writes `k="v",...` sorted by name (then value, as Python sorts the items).
+fn push_labels(out: &mut String, labels: &[Label], esc: Escaping) {
+    let mut small: [usize; 16] = [0; 16];
+    let mut big: Vec<usize> = Vec::new();
+    let idx: &mut [usize] = if labels.len() <= small.len() {
+        &mut small[..labels.len()]
+    } else {
+        big.resize(labels.len(), 0);
+        &mut big
+    };
+    for (i, o) in idx.iter_mut().enumerate() {
+        *o = i;
+    }
+    idx.sort_by(|&a, &b| {
+        labels[a]
+            .0
+            .cmp(&labels[b].0)
+            .then_with(|| labels[a].1.cmp(&labels[b].1))
+    });
+    for (n, &i) in idx.iter().enumerate() {
+        let (k, v) = &labels[i];
+        if n > 0 {
+            out.push(',');
+        }
+        push_label_name(out, k, esc);
+        out.push_str("=\"");
+        push_escaped_value(out, v);
+        out.push('"');
+    }
+}
+
+fn label_str(labels: &[Label], esc: Escaping) -> String {
+    let mut o = String::new();
+    push_labels(&mut o, labels, esc);
     o
 }
 
 fn text_sample(out: &mut String, s: &crate::merge::MergedSample, esc: Escaping) {
-    let labels = label_str(&s.labels, esc);
-    let name = escape_metric_name(&s.name, esc);
-    let value = float_to_go_string(s.value);
     if esc != Escaping::AllowUtf8 || is_valid_legacy_metric_name(&s.name) {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        push_metric_name(out, &s.name, esc);
+        if !s.labels.is_empty() {
+            out.push('{');
+            push_labels(out, &s.labels, esc);
+            out.push('}');
         }
-    } else if labels.is_empty() {
-        let _ = writeln!(out, "{{{name}}} {value}");
     } else {
-        let _ = writeln!(out, "{{{name},{labels}}} {value}");
+        out.push('{');
+        out.push_str(&escape_metric_name(&s.name, esc));
+        if !s.labels.is_empty() {
+            out.push(',');
+            push_labels(out, &s.labels, esc);
+        }
+        out.push('}');
     }
+    out.push(' ');
+    out.push_str(&float_to_go_string(s.value));
+    out.push('\n');
 }
 
 fn help_004(s: &str) -> String {

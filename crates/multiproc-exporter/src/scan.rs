@@ -164,9 +164,25 @@ pub enum ScanError {
     },
 }
 
+/// Per-thread scratch vectors reused across files (fewer transient allocations, which
+/// otherwise fragment the heap that holds the long-lived per-file state).
+#[derive(Default)]
+struct Scratch {
+    buf: Vec<u8>,
+    p: ParseScratch,
+}
+
+#[derive(Default)]
+struct ParseScratch {
+    raw: Vec<(usize, usize)>,
+    values: Vec<f64>,
+    tss: Vec<f64>,
+    ids: Vec<Option<KeyId>>,
+}
+
 enum Job {
-    Keep(FileState),
-    Refresh(FileState),
+    Keep(Box<FileState>),
+    Refresh(Box<FileState>),
     Full { name: String, db: DbName },
 }
 
@@ -236,7 +252,7 @@ impl Scanner {
             path: self.dir.clone(),
             source,
         })?;
-        let mut names: Vec<(String, DbName, fs::Metadata)> = Vec::new();
+        let mut names: Vec<(String, DbName, Ident)> = Vec::new();
         for ent in rd {
             let Ok(ent) = ent else { continue };
             let Ok(name) = ent.file_name().into_string() else {
@@ -261,7 +277,7 @@ impl Scanner {
                 ent.metadata()
             };
             match meta {
-                Ok(m) if m.is_file() => names.push((name, db, m)),
+                Ok(m) if m.is_file() => names.push((name, db, Ident::of(&m))),
                 Ok(_) => {
                     stats.foreign += 1;
                     stats
@@ -281,8 +297,7 @@ impl Scanner {
         let mut old = std::mem::take(&mut self.files).into_iter().peekable();
 
         let mut jobs = Vec::with_capacity(names.len());
-        for (name, db, meta) in names {
-            let ident = Ident::of(&meta);
+        for (name, db, ident) in names {
             while old.next_if(|o| o.name < name).is_some() {}
             match old.next_if(|o| o.name == name) {
                 Some(prev) if prev.ident == ident => {
@@ -292,6 +307,7 @@ impl Scanner {
                                 .entry(pid)
                                 .or_insert_with(|| pid_state(pid) == PidState::Dead)
                         });
+                    let prev = Box::new(prev);
                     jobs.push(if dead {
                         Job::Keep(prev)
                     } else {
@@ -335,7 +351,7 @@ impl Scanner {
         let results: Vec<Mutex<Option<Outcome>>> = (0..n).map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let worker = || {
-            let mut buf = Vec::new();
+            let mut scratch = Scratch::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
@@ -343,7 +359,7 @@ impl Scanner {
                 }
                 let job = work[i].lock().ok().and_then(|mut g| g.take());
                 if let Some(job) = job {
-                    let out = self.run_job(job, &mut buf);
+                    let out = self.run_job(job, &mut scratch);
                     if let Ok(mut g) = results[i].lock() {
                         *g = Some(out);
                     }
@@ -372,20 +388,20 @@ impl Scanner {
             .collect()
     }
 
-    fn run_job(&self, job: Job, buf: &mut Vec<u8>) -> Outcome {
+    fn run_job(&self, job: Job, sc: &mut Scratch) -> Outcome {
         match job {
-            Job::Keep(fs) => Outcome::Ok(Box::new(fs), 0, false),
+            Job::Keep(fs) => Outcome::Ok(fs, 0, false),
             Job::Refresh(fs) => {
                 let name = fs.name.clone();
                 let db = fs.db.clone();
-                match self.refresh(fs, buf) {
+                match self.refresh(fs, sc) {
                     Ok(Some(o)) => o,
                     // Layout changed under us: parse from scratch.
-                    Ok(None) => self.full(name, db, buf),
+                    Ok(None) => self.full(name, db, sc),
                     Err(o) => o,
                 }
             }
-            Job::Full { name, db } => self.full(name, db, buf),
+            Job::Full { name, db } => self.full(name, db, sc),
         }
     }
 
@@ -403,11 +419,16 @@ impl Scanner {
     }
 
     /// Re-reads values of a known file; `Ok(None)` when its layout changed.
-    fn refresh(&self, mut fs: FileState, buf: &mut Vec<u8>) -> Result<Option<Outcome>, Outcome> {
+    fn refresh(
+        &self,
+        mut fs: Box<FileState>,
+        scratch: &mut Scratch,
+    ) -> Result<Option<Outcome>, Outcome> {
         let (mut f, ident) = self.open(&fs.name)?;
         if ident.ino != fs.ident.ino || ident.dev != fs.ident.dev {
             return Ok(None);
         }
+        let buf = &mut scratch.buf;
         let used = format::read_used(&mut f, buf)
             .map_err(|e| Outcome::Corrupt(format!("{}: {e}", fs.name)))?;
         if used < fs.used {
@@ -445,19 +466,20 @@ impl Scanner {
         }
         if used > fs.used {
             let start = fs.used;
-            self.parse_into(&mut fs, buf, start, used)
+            self.parse_into(&mut fs, buf, start, used, &mut scratch.p)
                 .map_err(|e| Outcome::Corrupt(format!("{}: {e}", fs.name)))?;
         }
         fs.used = used;
         fs.ident = ident;
-        Ok(Some(Outcome::Ok(Box::new(fs), used as u64, false)))
+        Ok(Some(Outcome::Ok(fs, used as u64, false)))
     }
 
-    fn full(&self, name: String, db: DbName, buf: &mut Vec<u8>) -> Outcome {
+    fn full(&self, name: String, db: DbName, scratch: &mut Scratch) -> Outcome {
         let (mut f, ident) = match self.open(&name) {
             Ok(x) => x,
             Err(o) => return o,
         };
+        let buf = &mut scratch.buf;
         let used = match format::read_used(&mut f, buf) {
             Ok(u) => u,
             Err(e) => return Outcome::Corrupt(format!("{name}: {e}")),
@@ -477,7 +499,7 @@ impl Scanner {
             timestamps: Vec::new(),
             families: Vec::new(),
         };
-        if let Err(e) = self.parse_into(&mut fs, buf, HEADER_LEN, used) {
+        if let Err(e) = self.parse_into(&mut fs, buf, HEADER_LEN, used, &mut scratch.p) {
             return Outcome::Corrupt(format!("{}: {e}", fs.name));
         }
         fs.used = used;
@@ -491,11 +513,19 @@ impl Scanner {
         buf: &[u8],
         start: usize,
         used: usize,
+        sc: &mut ParseScratch,
     ) -> Result<(), FormatError> {
         let gauge = fs.is_gauge();
-        let mut raw: Vec<(usize, usize)> = Vec::new();
-        let mut values = Vec::new();
-        let mut tss = Vec::new();
+        let ParseScratch {
+            raw,
+            values,
+            tss,
+            ids,
+        } = sc;
+        raw.clear();
+        values.clear();
+        tss.clear();
+        ids.clear();
         format::for_each_entry(buf, start, used, |e| {
             let off = e.key.as_ptr() as usize - buf.as_ptr() as usize;
             raw.push((off, e.key.len()));
@@ -503,11 +533,10 @@ impl Scanner {
             tss.push(e.timestamp);
         })?;
         let key_of = |r: &(usize, usize)| &buf[r.0..r.0 + r.1];
-        let mut ids: Vec<Option<KeyId>> = Vec::with_capacity(raw.len());
         let mut missing: FxHashMap<&[u8], Option<ParsedKey>> = FxHashMap::default();
         {
             let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
-            for r in &raw {
+            for r in raw.iter() {
                 let k = key_of(r);
                 let id = interner.lookup(k);
                 if id.is_none() {
@@ -527,22 +556,44 @@ impl Scanner {
             let mut interner = self.interner.write().unwrap_or_else(|p| p.into_inner());
             let mut new_ids: FxHashMap<&[u8], KeyId> = FxHashMap::default();
             // Intern in file order, so that a file's keys get consecutive ids (key runs).
-            for r in &raw {
+            for r in raw.iter() {
                 let k = key_of(r);
                 if let Some(p) = missing.get_mut(k).and_then(|p| p.take()) {
                     new_ids.insert(k, interner.insert(k, p));
                 }
             }
-            for (id, r) in ids.iter_mut().zip(&raw) {
+            for (id, r) in ids.iter_mut().zip(raw.iter()) {
                 if id.is_none() {
                     *id = new_ids.get(key_of(r)).copied();
                 }
             }
         }
+        // Exact reservations: these vectors live as long as the file, and growing them by
+        // doubling (then shrinking) leaves the allocator fragmented.
+        let n_nz = values.iter().filter(|v| v.to_bits() != 0).count();
+        let mut next = fs.key_runs.last().map(|&(s, l)| s + l);
+        let mut n_runs = 0;
+        for id in ids.iter().flatten() {
+            if next != Some(*id) {
+                n_runs += 1;
+            }
+            next = Some(id + 1);
+        }
+        fs.key_runs.reserve_exact(n_runs);
+        fs.nz_index.reserve_exact(n_nz);
+        fs.nz_value.reserve_exact(n_nz);
+        if gauge {
+            fs.timestamps.reserve_exact(ids.len());
+        }
         let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
         let mut seen: Vec<Sid> = fs.families.iter().map(|f| f.0).collect();
         let mut last = Sid::MAX;
-        for ((id, v), ts) in ids.into_iter().zip(values).zip(tss) {
+        for ((id, v), ts) in ids
+            .iter()
+            .copied()
+            .zip(values.iter().copied())
+            .zip(tss.iter().copied())
+        {
             let Some(id) = id else {
                 return Err(FormatError::BadKey {
                     offset: 0,
