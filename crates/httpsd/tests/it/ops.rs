@@ -781,7 +781,7 @@ async fn sentry_receives_generator_failures_once_with_path_and_params() {
             let v = seen.lock().unwrap().clone();
             let events: Vec<String> = v
                 .into_iter()
-                .filter(|e| e.contains("broken/bad.json"))
+                .filter(|e| e.contains(r#""fingerprint":["generator-failure","broken/bad.json""#))
                 .collect();
             (!events.is_empty()).then_some(events)
         }
@@ -798,7 +798,10 @@ async fn sentry_receives_generator_failures_once_with_path_and_params() {
         let seen = seen.clone();
         async move {
             let v = seen.lock().unwrap().clone();
-            v.into_iter().find(|e| e.contains("broken/fail.sh"))
+            // Match the event's own fingerprint: other events mention the script
+            // in their breadcrumbs.
+            v.into_iter()
+                .find(|e| e.contains(r#""fingerprint":["generator-failure","broken/fail.sh""#))
         }
     })
     .await;
@@ -816,7 +819,7 @@ async fn sentry_receives_generator_failures_once_with_path_and_params() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|e| e.contains("broken/bad.json"))
+        .filter(|e| e.contains(r#""fingerprint":["generator-failure","broken/bad.json""#))
         .count();
     assert_eq!(n, 1, "{:?}", seen.lock().unwrap());
     assert!(s.log_text().contains("sentry sdk initialized"));
