@@ -660,6 +660,14 @@ async fn every_cache_opt_key_is_accepted_and_takes_effect() {
     let r = get(&srv.url("/targets/slow?debug=true")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["generators"][0]["source"], json!("cache"));
+    // The debug view says how the cache answered and how old the result is.
+    let cache = &r.json()["generators"][0]["cache"];
+    assert_eq!(cache["served"], json!("fresh"), "{}", r.body);
+    assert!(
+        cache["age_seconds"].as_f64().is_some_and(|a| a >= 0.0),
+        "{}",
+        r.body
+    );
 }
 
 #[test]
