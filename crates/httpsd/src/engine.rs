@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::cache::{CacheSettings, GeneratorCache, Lookup, RunKey, Served};
 use crate::catalog::{Catalog, Snapshot};
 use crate::error::{ErrorKind, FailedGenerator, GeneratorError, PathError};
 use crate::metrics::Metrics;
 use crate::params::Params;
-use crate::runner::{RunMode, Runners};
+use crate::runner::Runners;
 use crate::tree::{GeneratorFile, Selection, SubPath};
-use crate::validate::{self, GeneratorOutput};
+use crate::validate::GeneratorOutput;
 
 /// Where a generator's output came from in this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -21,8 +22,19 @@ use crate::validate::{self, GeneratorOutput};
 pub enum Source {
     /// A static file held in memory.
     Memory,
-    /// A run made for this request.
+    /// A run made for (or joined by) this request.
     Run,
+    /// A result of an earlier run, from the cache.
+    Cache,
+}
+
+/// How the cache answered for a dynamic generator (the debug view shows it).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CacheInfo {
+    /// Fresh, stale, ran, cached_failure or timeout.
+    pub served: Served,
+    /// Age in seconds of the cached result or failure, when one was served.
+    pub age_seconds: Option<f64>,
 }
 
 /// The outcome of one generator within a path request.
@@ -36,6 +48,8 @@ pub struct GeneratorOutcome {
     pub duration: Duration,
     /// Where it came from.
     pub source: Source,
+    /// How the cache answered (dynamic generators only).
+    pub cache: Option<CacheInfo>,
 }
 
 /// Every generator outcome of one path request, in path order.
@@ -103,17 +117,60 @@ impl PathRun {
 pub struct Engine {
     catalog: Arc<Catalog>,
     runners: Arc<Runners>,
-    metrics: Arc<Metrics>,
+    cache: GeneratorCache,
 }
 
 impl Engine {
-    /// A new engine over `catalog`, running dynamic generators with `runners`.
+    /// A new engine over `catalog`, running dynamic generators with `runners`, without
+    /// caching (each request runs; concurrent identical requests share one run). For
+    /// `check` and workers; `serve` uses [`Engine::with_cache`].
     pub fn new(catalog: Arc<Catalog>, runners: Arc<Runners>, metrics: Arc<Metrics>) -> Engine {
+        let cache = crate::cache::generators::build(
+            runners.clone(),
+            metrics,
+            catalog.status().clone(),
+            &CacheSettings::uncached(),
+        )
+        .expect("an uncached cache opens no directory");
         Engine {
             catalog,
             runners,
-            metrics,
+            cache,
         }
+    }
+
+    /// A new engine whose dynamic generator results are cached per `settings` (this
+    /// opens `--cache-dir`; call [`Engine::start_cache`] once the runtime runs).
+    pub fn with_cache(
+        catalog: Arc<Catalog>,
+        runners: Arc<Runners>,
+        metrics: Arc<Metrics>,
+        settings: &CacheSettings,
+    ) -> std::io::Result<Engine> {
+        let cache = crate::cache::generators::build(
+            runners.clone(),
+            metrics,
+            catalog.status().clone(),
+            settings,
+        )?;
+        Ok(Engine {
+            catalog,
+            runners,
+            cache,
+        })
+    }
+
+    /// Loads persisted results (blocking) and starts the refresh and sweep passes.
+    pub async fn start_cache(&self) -> tokio::task::JoinHandle<()> {
+        let cache = self.cache.clone();
+        let snapshot = self.catalog.snapshot();
+        let _ = tokio::task::spawn_blocking(move || cache.load_persisted(&snapshot)).await;
+        self.cache.spawn_maintenance()
+    }
+
+    /// The cache of dynamic generator results (its entries feed the admin page).
+    pub fn cache(&self) -> &GeneratorCache {
+        &self.cache
     }
 
     /// The catalog.
@@ -174,44 +231,41 @@ impl Engine {
                 result,
                 duration: started.elapsed(),
                 source: Source::Memory,
+                cache: None,
             };
         }
-        let result = self.run_dynamic(&generator, params).await;
+        let lookup = self.lookup_dynamic(&generator, params).await;
+        let source = match lookup.served {
+            Served::Fresh | Served::Stale | Served::CachedFailure => Source::Cache,
+            Served::Ran | Served::Timeout => Source::Run,
+        };
         GeneratorOutcome {
             generator,
-            result,
+            result: lookup.result,
             duration: started.elapsed(),
-            source: Source::Run,
+            source,
+            cache: Some(CacheInfo {
+                served: lookup.served,
+                age_seconds: lookup.age.map(|a| a.as_secs_f64()),
+            }),
         }
     }
 
-    /// Runs a dynamic generator and validates its output.
+    /// A dynamic generator's validated output, through the cache.
     pub async fn run_dynamic(
         &self,
         generator: &GeneratorFile,
         params: &Params,
     ) -> Result<Arc<GeneratorOutput>, GeneratorError> {
-        let started = Instant::now();
-        let result = self
-            .runners
-            .run(generator, params, RunMode::Serve)
-            .await
-            .and_then(|value| {
-                validate::into_output(&value, &validate::Profile::SERVE).map_err(|e| {
-                    GeneratorError::new(
-                        ErrorKind::Invalid,
-                        format!("{}: {}", generator.rel, e.summary),
-                    )
-                })
-            });
-        self.metrics
-            .observe_generator_run(&generator.rel, &result, started.elapsed());
-        self.catalog
-            .status()
-            .record_run(&generator.rel, params, &result, started.elapsed());
-        if let Err(e) = &result {
-            tracing::warn!(generator = %generator.rel, kind = ?e.kind, error = %e.message, "generator failed");
-        }
-        result
+        self.lookup_dynamic(generator, params).await.result
+    }
+
+    /// Like [`Engine::run_dynamic`], also saying how the cache answered.
+    pub async fn lookup_dynamic(
+        &self,
+        generator: &GeneratorFile,
+        params: &Params,
+    ) -> Lookup<Arc<GeneratorOutput>, GeneratorError> {
+        self.cache.get(RunKey::new(generator.clone(), params)).await
     }
 }

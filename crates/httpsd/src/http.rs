@@ -216,6 +216,9 @@ fn debug_response(
                 g["error"] = json!(e);
             }
         }
+        if let Some(cache) = &o.cache {
+            g["cache"] = json!(cache);
+        }
         if let Some(st) = board.get(&o.generator.rel) {
             g["board"] = st.to_json(now);
         }

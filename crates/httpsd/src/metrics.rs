@@ -59,6 +59,127 @@ pub struct GeneratorStatusLabels {
     pub status: String,
 }
 
+/// `generator` and `result` labels (cache lookups).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GeneratorResultLabels {
+    /// Generator path relative to the root.
+    pub generator: String,
+    /// `hit`, `stale`, `miss` or `cached_failure`.
+    pub result: String,
+}
+
+/// Labels of `httpsd_cache_refreshes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabels {
+    /// Generator path relative to the root.
+    pub generator: String,
+    /// `stale` (a request found the result stale) or `proactive` (refresh pass).
+    pub trigger: String,
+    /// `success` or `fail`.
+    pub status: String,
+}
+
+/// A `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why (`idle`, `capacity`).
+    pub reason: String,
+}
+
+/// A `name` label (the 1.x garbage-collection metrics).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabel {
+    /// The `name` cache option.
+    pub name: String,
+}
+
+/// The cache's metrics (see `docs/cache.md`).
+#[derive(Debug, Clone, Default)]
+pub struct CacheMetrics {
+    /// Lookups by generator and result.
+    pub lookups: Family<GeneratorResultLabels, Counter>,
+    /// Background refreshes by generator, trigger and status.
+    pub refreshes: Family<RefreshLabels, Counter>,
+    /// Evicted entries by reason.
+    pub evictions: Family<ReasonLabel, Counter>,
+    /// Current number of entries.
+    pub entries: Gauge,
+    /// Callers that stopped waiting at the timeout, by generator.
+    pub timeouts: Family<GeneratorLabel, Counter>,
+    /// Runs under way, by generator.
+    pub in_flight: Family<GeneratorLabel, Gauge>,
+    /// 1.x: entries removed by garbage collection.
+    pub gc_collected: Family<NameLabel, Counter>,
+    /// 1.x: entries in the cache.
+    pub gc_cache_count: Family<NameLabel, Gauge>,
+}
+
+impl CacheMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "httpsd_cache_lookups",
+            "Cache lookups of dynamic generator results, by result (hit, stale, miss, cached_failure)",
+            self.lookups.clone(),
+        );
+        registry.register(
+            "httpsd_cache_refreshes",
+            "Background refreshes of cached results, by trigger (stale, proactive) and status (success, fail)",
+            self.refreshes.clone(),
+        );
+        registry.register(
+            "httpsd_cache_evictions",
+            "Cache entries evicted, by reason (idle, capacity)",
+            self.evictions.clone(),
+        );
+        registry.register(
+            "httpsd_cache_entries",
+            "Current number of cache entries (generator, parameters)",
+            self.entries.clone(),
+        );
+        registry.register(
+            "httpsd_generator_timeouts",
+            "Requests that stopped waiting for a generator run at the timeout (the run goes on)",
+            self.timeouts.clone(),
+        );
+        registry.register(
+            "httpsd_generator_runs_in_flight",
+            "Generator runs under way",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "httpsd_garbage_collection_collected_items",
+            "Cache entries removed by garbage collection (1.x name; see httpsd_cache_evictions_total)",
+            self.gc_collected.clone(),
+        );
+        registry.register(
+            "httpsd_garbage_collection_cache_count",
+            "Cache entries (1.x name; see httpsd_cache_entries)",
+            self.gc_cache_count.clone(),
+        );
+    }
+
+    /// Counts a lookup.
+    pub fn lookup(&self, generator: &str, result: &str) {
+        self.lookups
+            .get_or_create(&GeneratorResultLabels {
+                generator: generator.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a finished background refresh.
+    pub fn refresh(&self, generator: &str, trigger: &str, status: &str) {
+        self.refreshes
+            .get_or_create(&RefreshLabels {
+                generator: generator.to_string(),
+                trigger: trigger.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+}
+
 /// Every metric httpsd exposes, plus the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
@@ -74,6 +195,8 @@ pub struct Metrics {
     pub generator_last_targets: Family<GeneratorLabel, Gauge>,
     /// Duration of generator runs.
     pub generator_duration: Family<GeneratorLabel, Histogram>,
+    /// The cache's metrics.
+    pub cache: CacheMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -142,6 +265,8 @@ impl Metrics {
             "The time a generator run took",
             generator_duration.clone(),
         );
+        let cache = CacheMetrics::default();
+        cache.register(&mut registry);
         registry.register_collector(Box::new(ProcessCollector));
         Metrics {
             registry,
@@ -151,6 +276,7 @@ impl Metrics {
             generator_requests,
             generator_last_targets,
             generator_duration,
+            cache,
         }
     }
 

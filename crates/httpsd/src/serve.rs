@@ -62,11 +62,26 @@ pub async fn run_with(
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
     );
-    let engine = Arc::new(Engine::new(
-        catalog.clone(),
-        runners.clone(),
-        metrics.clone(),
-    ));
+    let engine = Arc::new(
+        Engine::with_cache(
+            catalog.clone(),
+            runners.clone(),
+            metrics.clone(),
+            &settings.cache,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot use --cache-dir {}: {e}",
+                settings
+                    .cache
+                    .cache_dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            )
+        })?,
+    );
+    let cache_tasks = engine.start_cache().await;
     let state = Arc::new(AppState {
         engine,
         metrics,
@@ -96,6 +111,7 @@ pub async fn run_with(
     )
     .await?;
     watcher.abort();
+    cache_tasks.abort();
     runners.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -40,6 +40,8 @@ pub struct ServeSettings {
     pub rescan_interval: Duration,
     /// Settings of the dynamic generator runners.
     pub runner: crate::runner::RunnerSettings,
+    /// Caching of dynamic generator results.
+    pub cache: crate::cache::CacheSettings,
 }
 
 impl ServeSettings {
@@ -61,6 +63,9 @@ impl ServeSettings {
                 reason: "must be at least 1".into(),
             });
         }
+        let runner = crate::runner::RunnerSettings::from_args(&root, &args.runner)?;
+        let cache = crate::cache::CacheSettings::from_args(&args.cache)
+            .with_max_run_time(runner.max_run_time);
         Ok(ServeSettings {
             root: root.clone(),
             host: args.host.clone(),
@@ -72,7 +77,8 @@ impl ServeSettings {
             connection_limit: args.connection_limit,
             max_file_size: args.max_file_size,
             rescan_interval: Duration::from_secs_f64(args.rescan_interval),
-            runner: crate::runner::RunnerSettings::from_args(&root, &args.runner)?,
+            runner,
+            cache,
         })
     }
 }

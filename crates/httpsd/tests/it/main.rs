@@ -2,6 +2,7 @@
 //! real python3, redis-server, ...) on loopback.
 
 mod browser;
+mod cache;
 mod check;
 mod e2e_prometheus;
 mod exec;

@@ -235,6 +235,9 @@ def generate_targets(**p):
             "12",
             "--python-memory-limit",
             "256",
+            // Every request must reach a worker here (runs, not the cache, are tested).
+            "--cache-type",
+            "None",
         ],
     );
 
@@ -398,7 +401,15 @@ async fn edits_are_picked_up_on_the_next_request() {
     tree.write("gen.py", gen_v1);
     let server = Server::serve(
         tree.root(),
-        &["--max-run-time", "5", "--python-workers", "1"],
+        // Every request must reach the worker here (runs, not the cache, are tested).
+        &[
+            "--max-run-time",
+            "5",
+            "--python-workers",
+            "1",
+            "--cache-type",
+            "None",
+        ],
     );
     let url = server.url("/targets/gen.py");
     let labels = |r: &Resp| -> (String, String) {

@@ -1,0 +1,1145 @@
+//! The cache: single-flight runs per key, freshness, stale-while-revalidate, failure
+//! memory, caller timeouts, proactive refresh and bounded size. Generic over what it
+//! runs ([`Source`]), so it knows time and concurrency only and is tested with tokio's
+//! paused clock.
+//!
+//! Why not `moka`: its loader coalescing ends when the loading future is dropped or
+//! completes for its callers, but we need a run that outlives a caller's timeout and
+//! fills the cache for the next caller, serving the old value while a refresh runs,
+//! remembering failures separately from the last good value, and a proactive refresh
+//! pass driven by "recently requested". Those are the whole job; a map behind one
+//! mutex (held for microseconds, never across an await) with a batch LRU eviction at
+//! the cap is simpler than bending moka's semantics.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::status::CacheState;
+use prometheus_client::metrics::counter::Counter;
+
+/// What the cache runs, and the hooks it calls.
+pub trait Source: Send + Sync + 'static {
+    /// Identity of a run (generator version and canonical parameters).
+    type Key: Hash + Eq + Clone + Send + Sync + 'static;
+    /// A successful result (cheap to clone: an `Arc`).
+    type Value: Clone + Send + Sync + 'static;
+    /// A failure (cloned to every caller that shares it).
+    type Error: Clone + Send + Sync + 'static;
+
+    /// Starts a run. The future is spawned, so it outlives the callers that wait for it.
+    fn run(&self, key: &Self::Key) -> BoxFuture<'static, Result<Self::Value, Self::Error>>;
+    /// The `generator` label of the key, for metrics and logs.
+    fn label<'k>(&self, key: &'k Self::Key) -> &'k str;
+    /// The error a caller gets when it stops waiting after `waited`.
+    fn timeout_error(&self, key: &Self::Key, waited: Duration) -> Self::Error;
+    /// The error recorded when a run is abandoned after `limit`.
+    fn abandoned_error(&self, key: &Self::Key, limit: Duration) -> Self::Error;
+    /// The error a caller gets when a run vanished without a result (a panic).
+    fn lost_error(&self, key: &Self::Key) -> Self::Error;
+    /// A one-line description of an error, for logs.
+    fn describe(&self, error: &Self::Error) -> String;
+    /// Called (under the cache lock: spawn, do not block) when a fresh result is stored.
+    fn stored(&self, _key: &Self::Key, _value: &Self::Value, _at: SystemTime) {}
+    /// Called (under the cache lock: do not block) when an entry changes state, with the
+    /// wall-clock time its served result was produced (for the admin page and debug).
+    fn state_changed(
+        &self,
+        _key: &Self::Key,
+        _state: CacheState,
+        _produced_at: Option<SystemTime>,
+    ) {
+    }
+    /// Called (under the cache lock: spawn, do not block) when an entry is evicted.
+    fn evicted(&self, _key: &Self::Key) {}
+}
+
+/// The time and concurrency rules of a cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Keep results at all (`--cache-type None` sets false: single-flight only).
+    pub enabled: bool,
+    /// A successful result is fresh for this long (`cache_time`).
+    pub cache_time: Duration,
+    /// A failure is remembered for this long when there is no servable result.
+    pub cache_exception_time: Duration,
+    /// How long a caller waits for a run (`None`: until it ends).
+    pub timeout: Option<Duration>,
+    /// Nothing older than this is served (`cache_time` + `--max-stale`, or `-m`).
+    pub max_age: Duration,
+    /// Period of the proactive refresh pass.
+    pub refresh_interval: Duration,
+    /// Background refreshes running at once.
+    pub refresh_concurrency: usize,
+    /// Hard cap on entries.
+    pub max_entries: usize,
+    /// Period of the idle-entry sweep.
+    pub gc_interval: Duration,
+    /// Idle entries are swept only when there are more entries than this.
+    pub gc_count: usize,
+    /// A run still going after this long is abandoned (recorded as a timeout failure).
+    pub hard_limit: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        use super::options as o;
+        let cache_time = o::DEFAULT_CACHE_TIME;
+        Policy {
+            enabled: true,
+            cache_time,
+            cache_exception_time: Duration::ZERO,
+            timeout: Some(o::DEFAULT_TIMEOUT),
+            max_age: cache_time + Duration::from_secs_f64(o::DEFAULT_MAX_STALE_SECS),
+            refresh_interval: o::DEFAULT_REFRESH_INTERVAL,
+            refresh_concurrency: o::DEFAULT_UPDATE_THREADS,
+            max_entries: o::DEFAULT_MAX_ENTRIES,
+            gc_interval: o::DEFAULT_GC_INTERVAL,
+            gc_count: o::DEFAULT_GC_COUNT,
+            hard_limit: o::MIN_HARD_LIMIT,
+        }
+    }
+}
+
+impl Policy {
+    /// Single-flight only, callers wait until the run ends.
+    pub fn uncached() -> Policy {
+        Policy {
+            enabled: false,
+            timeout: None,
+            hard_limit: Duration::from_secs(86400),
+            ..Policy::default()
+        }
+    }
+
+    /// Entries requested within this window are refreshed proactively.
+    fn recent_window(&self) -> Duration {
+        (self.cache_time * 2).max(self.refresh_interval * 2)
+    }
+
+    /// The period of the refresh pass (`refresh_interval`, at least 50 ms).
+    pub fn refresh_period(&self) -> Duration {
+        self.refresh_interval.max(Duration::from_millis(50))
+    }
+
+    /// Entries not requested for this long are evicted by the sweep.
+    fn idle_for(&self) -> Duration {
+        self.max_age
+            .max(self.cache_time)
+            .max(self.cache_exception_time)
+    }
+
+    /// A failed background refresh is retried no sooner than this.
+    fn retry_after(&self) -> Duration {
+        self.cache_exception_time
+            .max(self.cache_time.min(Duration::from_secs(5)))
+    }
+}
+
+/// How a lookup was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Served {
+    /// A result younger than `cache_time`.
+    Fresh,
+    /// A result past `cache_time` but within the stale bound; a refresh is under way or due.
+    Stale,
+    /// The caller waited for a run (first request, or nothing servable).
+    Ran,
+    /// A failure remembered for `cache_exception_time`.
+    CachedFailure,
+    /// The caller stopped waiting at the timeout; the run goes on.
+    Timeout,
+}
+
+/// The answer to a lookup.
+#[derive(Debug, Clone)]
+pub struct Lookup<V, E> {
+    /// The result.
+    pub result: Result<V, E>,
+    /// How it was obtained.
+    pub served: Served,
+    /// Age of the result (or of the remembered failure), when it came from the cache.
+    pub age: Option<Duration>,
+}
+
+/// State of an entry, for the admin page and the debug view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryState {
+    /// No result yet.
+    Empty,
+    /// The result is younger than `cache_time`.
+    Fresh,
+    /// The result is past `cache_time` but still served.
+    Stale,
+    /// The result is too old to be served.
+    Expired,
+}
+
+/// A read-only view of one entry.
+#[derive(Debug, Clone)]
+pub struct EntryView<K, E> {
+    /// The key.
+    pub key: K,
+    /// Freshness of the last good result.
+    pub state: EntryState,
+    /// Age of the last good result.
+    pub age: Option<Duration>,
+    /// A run is under way.
+    pub refreshing: bool,
+    /// How long runs have been failing (since the first failure after the last success).
+    pub failing_for: Option<Duration>,
+    /// The last failure, while failing.
+    pub last_error: Option<E>,
+    /// Time since the last request (None: loaded from disk, never requested).
+    pub since_request: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Request,
+    Stale,
+    Proactive,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::Request => "request",
+            Trigger::Stale => "stale",
+            Trigger::Proactive => "proactive",
+        }
+    }
+}
+
+type Outcome<S> = Result<<S as Source>::Value, <S as Source>::Error>;
+
+struct Flight<S: Source> {
+    id: u64,
+    started: Instant,
+    rx: watch::Receiver<Option<Outcome<S>>>,
+}
+
+struct Entry<S: Source> {
+    good: Option<(S::Value, Instant)>,
+    failure: Option<(S::Error, Instant)>,
+    failing_since: Option<Instant>,
+    flight: Option<Flight<S>>,
+    requested: Option<Instant>,
+    created: Instant,
+    /// Duration of the last completed run, so a proactive refresh can start early enough.
+    last_run: Duration,
+    /// This entry's lookup counters, resolved once so a hit allocates nothing.
+    counters: Option<Box<LookupCounters>>,
+}
+
+/// `httpsd_cache_lookups_total` children of one generator.
+struct LookupCounters {
+    hit: Counter,
+    stale: Counter,
+    miss: Counter,
+    cached_failure: Counter,
+}
+
+impl LookupCounters {
+    fn new(m: &crate::metrics::CacheMetrics, generator: &str) -> LookupCounters {
+        let c = |result: &str| {
+            m.lookups
+                .get_or_create(&crate::metrics::GeneratorResultLabels {
+                    generator: generator.to_string(),
+                    result: result.to_string(),
+                })
+                .clone()
+        };
+        // Create this generator's other series at zero too, so that rates and alerts
+        // work from the first sample on (and the families are listed on /metrics).
+        let _ = m.timeouts.get_or_create(&crate::metrics::GeneratorLabel {
+            generator: generator.to_string(),
+        });
+        for trigger in ["stale", "proactive"] {
+            for status in ["success", "fail"] {
+                let _ = m.refreshes.get_or_create(&crate::metrics::RefreshLabels {
+                    generator: generator.to_string(),
+                    trigger: trigger.to_string(),
+                    status: status.to_string(),
+                });
+            }
+        }
+        LookupCounters {
+            hit: c("hit"),
+            stale: c("stale"),
+            miss: c("miss"),
+            cached_failure: c("cached_failure"),
+        }
+    }
+}
+
+impl<S: Source> Entry<S> {
+    fn new(now: Instant) -> Entry<S> {
+        Entry {
+            good: None,
+            failure: None,
+            failing_since: None,
+            flight: None,
+            requested: None,
+            created: now,
+            last_run: Duration::ZERO,
+            counters: None,
+        }
+    }
+
+    fn count(&self, which: impl Fn(&LookupCounters) -> &Counter) {
+        if let Some(c) = &self.counters {
+            which(c).inc();
+        }
+    }
+
+    fn touched(&self) -> Instant {
+        self.requested.unwrap_or(self.created)
+    }
+
+    /// True when a failure happened too recently to start another background refresh.
+    fn throttled(&self, policy: &Policy, now: Instant) -> bool {
+        self.failure
+            .as_ref()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) < policy.retry_after())
+    }
+}
+
+/// The wall-clock time of `at` (an instant in the past).
+fn wall(at: Instant) -> SystemTime {
+    let ago = Instant::now().saturating_duration_since(at);
+    SystemTime::now()
+        .checked_sub(ago)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+struct Inner<S: Source> {
+    source: S,
+    policy: Policy,
+    metrics: Arc<Metrics>,
+    gc_name: String,
+    map: Mutex<HashMap<S::Key, Entry<S>>>,
+    refresh_slots: Arc<Semaphore>,
+    next_id: AtomicU64,
+}
+
+/// A cache of `S`'s runs. Cloning shares it.
+pub struct Cache<S: Source> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Source> Clone for Cache<S> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: Source> Cache<S> {
+    /// A new, empty cache. `gc_name` is the `name` label of the 1.x GC metrics.
+    pub fn new(source: S, policy: Policy, metrics: Arc<Metrics>, gc_name: &str) -> Cache<S> {
+        let slots = policy.refresh_concurrency.max(1);
+        for reason in ["idle", "capacity"] {
+            let _ = metrics
+                .cache
+                .evictions
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: reason.to_string(),
+                });
+        }
+        let name = crate::metrics::NameLabel {
+            name: gc_name.to_string(),
+        };
+        let _ = metrics.cache.gc_collected.get_or_create(&name);
+        let _ = metrics.cache.gc_cache_count.get_or_create(&name);
+        Cache {
+            inner: Arc::new(Inner {
+                source,
+                policy,
+                metrics,
+                gc_name: gc_name.to_string(),
+                map: Mutex::new(HashMap::new()),
+                refresh_slots: Arc::new(Semaphore::new(slots)),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// The source.
+    pub fn source(&self) -> &S {
+        &self.inner.source
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<S::Key, Entry<S>>> {
+        // A panic while holding the lock leaves the map consistent (every update is a
+        // single assignment), so keep serving.
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The result for `key`: cached when fresh or stale-but-servable, otherwise from a
+    /// run (shared with every concurrent caller) awaited up to the policy's timeout.
+    pub async fn get(&self, key: S::Key) -> Lookup<S::Value, S::Error> {
+        let p = &self.inner.policy;
+        let m = &self.inner.metrics.cache;
+        let now = Instant::now();
+        let mut rx = {
+            let mut map = self.lock();
+            if !map.contains_key(&key) {
+                self.make_room(&mut map);
+                map.insert(key.clone(), Entry::new(now));
+                self.set_size(map.len());
+            }
+            let entry = map.get_mut(&key).expect("present: inserted above");
+            entry.requested = Some(now);
+            if entry.counters.is_none() {
+                let label = self.inner.source.label(&key);
+                entry.counters = Some(Box::new(LookupCounters::new(m, label)));
+            }
+            if p.enabled {
+                if let Some((value, at)) = &entry.good {
+                    let age = now.saturating_duration_since(*at);
+                    if age < p.cache_time {
+                        entry.count(|c| &c.hit);
+                        return Lookup {
+                            result: Ok(value.clone()),
+                            served: Served::Fresh,
+                            age: Some(age),
+                        };
+                    }
+                    if age < p.max_age {
+                        let value = value.clone();
+                        if entry.flight.is_none() && !entry.throttled(p, now) {
+                            self.start(&key, entry, Trigger::Stale);
+                        }
+                        entry.count(|c| &c.stale);
+                        return Lookup {
+                            result: Ok(value),
+                            served: Served::Stale,
+                            age: Some(age),
+                        };
+                    }
+                }
+                if let Some((error, at)) = &entry.failure {
+                    let age = now.saturating_duration_since(*at);
+                    if age < p.cache_exception_time {
+                        entry.count(|c| &c.cached_failure);
+                        return Lookup {
+                            result: Err(error.clone()),
+                            served: Served::CachedFailure,
+                            age: Some(age),
+                        };
+                    }
+                }
+            }
+            entry.count(|c| &c.miss);
+            match &entry.flight {
+                Some(f) => f.rx.clone(),
+                None => self.start(&key, entry, Trigger::Request),
+            }
+        };
+        let wait = async {
+            match rx.wait_for(Option::is_some).await {
+                Ok(r) => r.clone(),
+                Err(_) => None,
+            }
+        };
+        let outcome = match p.timeout {
+            Some(t) => match tokio::time::timeout(t, wait).await {
+                Ok(o) => o,
+                Err(_) => {
+                    let label = self.inner.source.label(&key);
+                    m.timeouts
+                        .get_or_create(&crate::metrics::GeneratorLabel {
+                            generator: label.to_string(),
+                        })
+                        .inc();
+                    tracing::warn!(generator = %label, waited_seconds = t.as_secs_f64(), "generator run exceeded the caller timeout; it goes on and its result will serve later requests");
+                    return Lookup {
+                        result: Err(self.inner.source.timeout_error(&key, t)),
+                        served: Served::Timeout,
+                        age: None,
+                    };
+                }
+            },
+            None => wait.await,
+        };
+        Lookup {
+            result: outcome.unwrap_or_else(|| Err(self.inner.source.lost_error(&key))),
+            served: Served::Ran,
+            age: None,
+        }
+    }
+
+    /// Starts a run for `key` and records it as the entry's flight.
+    fn start(
+        &self,
+        key: &S::Key,
+        entry: &mut Entry<S>,
+        trigger: Trigger,
+    ) -> watch::Receiver<Option<Outcome<S>>> {
+        let (tx, rx) = watch::channel(None);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        if trigger != Trigger::Request && self.inner.policy.enabled {
+            let produced = entry.good.as_ref().map(|(_, at)| wall(*at));
+            self.inner
+                .source
+                .state_changed(key, CacheState::Refreshing, produced);
+        }
+        entry.flight = Some(Flight {
+            id,
+            started: Instant::now(),
+            rx: rx.clone(),
+        });
+        let inner = self.inner.clone();
+        let key = key.clone();
+        let cache = self.clone();
+        tokio::spawn(async move {
+            // Background refreshes share `--update-threads` slots; a caller's run does not
+            // queue behind them.
+            let _permit = match trigger {
+                Trigger::Request => None,
+                _ => inner.refresh_slots.clone().acquire_owned().await.ok(),
+            };
+            let label = inner.source.label(&key).to_string();
+            let gauge = inner
+                .metrics
+                .cache
+                .in_flight
+                .get_or_create(&crate::metrics::GeneratorLabel {
+                    generator: label.clone(),
+                })
+                .clone();
+            gauge.inc();
+            let run = inner.source.run(&key);
+            let limit = inner.policy.hard_limit;
+            let outcome = match tokio::time::timeout(limit, run).await {
+                Ok(o) => o,
+                Err(_) => {
+                    tracing::error!(generator = %label, limit_seconds = limit.as_secs_f64(), "generator run abandoned after the hard limit");
+                    Err(inner.source.abandoned_error(&key, limit))
+                }
+            };
+            gauge.dec();
+            cache.complete(&key, id, trigger, &outcome);
+            let _ = tx.send(Some(outcome));
+        });
+        rx
+    }
+
+    /// Records the outcome of flight `id` of `key`.
+    fn complete(&self, key: &S::Key, id: u64, trigger: Trigger, outcome: &Outcome<S>) {
+        let p = &self.inner.policy;
+        let source = &self.inner.source;
+        let label = source.label(key);
+        let now = Instant::now();
+        if trigger != Trigger::Request {
+            let status = if outcome.is_ok() { "success" } else { "fail" };
+            self.inner
+                .metrics
+                .cache
+                .refresh(label, trigger.label(), status);
+        }
+        let mut map = self.lock();
+        let Some(entry) = map.get_mut(key) else {
+            return;
+        };
+        if let Some(f) = entry.flight.take_if(|f| f.id == id) {
+            entry.last_run = now.saturating_duration_since(f.started);
+        }
+        if !p.enabled {
+            // Single-flight only: nothing is kept once the run is shared.
+            if entry.flight.is_none() {
+                map.remove(key);
+                self.set_size(map.len());
+            }
+            return;
+        }
+        match outcome {
+            Ok(value) => {
+                if let Some(since) = entry.failing_since.take() {
+                    tracing::info!(generator = %label, failed_for_seconds = now.saturating_duration_since(since).as_secs_f64(), "generator recovered");
+                }
+                entry.good = Some((value.clone(), now));
+                entry.failure = None;
+                let wall_now = SystemTime::now();
+                source.stored(key, value, wall_now);
+                source.state_changed(key, CacheState::Fresh, Some(wall_now));
+            }
+            Err(e) => {
+                let since = *entry.failing_since.get_or_insert(now);
+                match &entry.good {
+                    Some((_, at)) if now.saturating_duration_since(*at) < p.max_age => {
+                        let age = now.saturating_duration_since(*at);
+                        tracing::warn!(
+                            generator = %label,
+                            error = %source.describe(e),
+                            serving_age_seconds = age.as_secs_f64(),
+                            served_until_age_seconds = p.max_age.as_secs_f64(),
+                            failing_for_seconds = now.saturating_duration_since(since).as_secs_f64(),
+                            "refresh failed; serving the last good result"
+                        );
+                    }
+                    Some(_) => {
+                        tracing::error!(generator = %label, error = %source.describe(e), "refresh failed and the last good result is older than the stale bound; requests fail");
+                    }
+                    None => {}
+                }
+                entry.failure = Some((e.clone(), now));
+                let produced = entry.good.as_ref().map(|(_, at)| wall(*at));
+                source.state_changed(key, CacheState::Failing, produced);
+            }
+        }
+    }
+
+    /// Evicts the least recently requested idle entries when the cap is reached.
+    fn make_room(&self, map: &mut HashMap<S::Key, Entry<S>>) {
+        let cap = self.inner.policy.max_entries.max(1);
+        if map.len() < cap {
+            return;
+        }
+        // Evict a tenth at once so that a flood of new keys sorts only once per batch.
+        let want = (map.len() + 1 - cap).max(cap / 10).max(1);
+        let mut idle: Vec<(Instant, S::Key)> = map
+            .iter()
+            .filter(|(_, e)| e.flight.is_none())
+            .map(|(k, e)| (e.touched(), k.clone()))
+            .collect();
+        idle.sort_unstable_by_key(|(t, _)| *t);
+        let mut evicted = 0u64;
+        for (_, k) in idle.into_iter().take(want) {
+            map.remove(&k);
+            self.inner.source.evicted(&k);
+            evicted += 1;
+        }
+        self.count_evictions("capacity", evicted);
+        self.set_size(map.len());
+    }
+
+    fn count_evictions(&self, reason: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let m = &self.inner.metrics.cache;
+        m.evictions
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+        m.gc_collected
+            .get_or_create(&crate::metrics::NameLabel {
+                name: self.inner.gc_name.clone(),
+            })
+            .inc_by(n);
+    }
+
+    fn set_size(&self, n: usize) {
+        let m = &self.inner.metrics.cache;
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        m.entries.set(n);
+        m.gc_cache_count
+            .get_or_create(&crate::metrics::NameLabel {
+                name: self.inner.gc_name.clone(),
+            })
+            .set(n);
+    }
+
+    /// Removes entries nobody requested for longer than the stale bound (when there
+    /// are more than `garbage_collection_count`). Returns how many were removed.
+    pub fn sweep(&self) -> usize {
+        let p = &self.inner.policy;
+        let now = Instant::now();
+        let mut map = self.lock();
+        if map.len() <= p.gc_count {
+            return 0;
+        }
+        let idle_for = p.idle_for();
+        let before = map.len();
+        let source = &self.inner.source;
+        map.retain(|k, e| {
+            let keep = e.flight.is_some() || now.saturating_duration_since(e.touched()) < idle_for;
+            if !keep {
+                source.evicted(k);
+            }
+            keep
+        });
+        let removed = before - map.len();
+        self.count_evictions("idle", removed as u64);
+        self.set_size(map.len());
+        removed
+    }
+
+    /// Starts background refreshes of recently requested entries that would expire
+    /// before the next pass. Returns how many were started.
+    pub fn refresh_due(&self) -> usize {
+        let p = &self.inner.policy;
+        // cache_time 0: every request already starts a refresh; a pass would spin.
+        if !p.enabled || p.cache_time.is_zero() {
+            return 0;
+        }
+        let now = Instant::now();
+        let recent = p.recent_window();
+        let mut map = self.lock();
+        let due: Vec<S::Key> = map
+            .iter()
+            .filter(|(_, e)| {
+                e.flight.is_none()
+                    && !e.throttled(p, now)
+                    && e.requested
+                        .is_some_and(|r| now.saturating_duration_since(r) < recent)
+                    && e.good.as_ref().is_some_and(|(_, at)| {
+                        // Refresh in the pass before expiry, early enough for a run as long
+                        // as the last one (twice, for margin) to finish before it, but never
+                        // in the first half of cache_time (that would waste a run).
+                        *at + p.cache_time <= now + p.refresh_period() + e.last_run * 2
+                            && now.saturating_duration_since(*at) >= p.cache_time / 2
+                    })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &due {
+            if let Some(e) = map.get_mut(k) {
+                self.start(k, e, Trigger::Proactive);
+            }
+        }
+        due.len()
+    }
+
+    /// Runs the proactive refresh and idle sweep passes until the task is aborted.
+    pub fn spawn_maintenance(&self) -> tokio::task::JoinHandle<()> {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let p = cache.policy().clone();
+            let mut refresh = tokio::time::interval(p.refresh_period());
+            let mut sweep = tokio::time::interval(p.gc_interval);
+            refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = refresh.tick() => { cache.refresh_due(); }
+                    _ = sweep.tick() => { cache.sweep(); }
+                }
+            }
+        })
+    }
+
+    /// Inserts a result obtained `age` ago (from disk), unless it is too old or the key
+    /// already has one. It is served like any other result; it is not refreshed
+    /// proactively until someone requests it.
+    pub fn preload(&self, key: S::Key, value: S::Value, age: Duration) -> bool {
+        let p = &self.inner.policy;
+        if !p.enabled || age >= p.max_age {
+            return false;
+        }
+        let now = Instant::now();
+        let Some(at) = now.checked_sub(age) else {
+            return false;
+        };
+        let mut map = self.lock();
+        if map.contains_key(&key) {
+            return false;
+        }
+        self.make_room(&mut map);
+        let mut e = Entry::new(now);
+        e.good = Some((value, at));
+        map.insert(key, e);
+        self.set_size(map.len());
+        true
+    }
+
+    /// A view of every entry (for the admin page and debug output).
+    pub fn entries(&self) -> Vec<EntryView<S::Key, S::Error>> {
+        let p = &self.inner.policy;
+        let now = Instant::now();
+        let map = self.lock();
+        map.iter()
+            .map(|(k, e)| {
+                let age = e
+                    .good
+                    .as_ref()
+                    .map(|(_, at)| now.saturating_duration_since(*at));
+                let state = match age {
+                    None => EntryState::Empty,
+                    Some(a) if a < p.cache_time => EntryState::Fresh,
+                    Some(a) if a < p.max_age => EntryState::Stale,
+                    Some(_) => EntryState::Expired,
+                };
+                EntryView {
+                    key: k.clone(),
+                    state,
+                    age,
+                    refreshing: e.flight.is_some(),
+                    failing_for: e.failing_since.map(|s| now.saturating_duration_since(s)),
+                    last_error: e
+                        .failing_since
+                        .and(e.failure.as_ref().map(|(f, _)| f.clone())),
+                    since_request: e.requested.map(|r| now.saturating_duration_since(r)),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A scripted source: each run sleeps `delay` and then returns the next scripted
+    /// outcome (or the run number when the script is empty).
+    struct Script {
+        runs: Arc<AtomicUsize>,
+        delay: Duration,
+        outcomes: Arc<Mutex<VecDeque<Result<usize, String>>>>,
+        stored: Arc<AtomicUsize>,
+        evicted: Arc<AtomicUsize>,
+    }
+
+    impl Script {
+        fn new(delay_ms: u64) -> Script {
+            Script {
+                runs: Arc::default(),
+                delay: Duration::from_millis(delay_ms),
+                outcomes: Arc::default(),
+                stored: Arc::default(),
+                evicted: Arc::default(),
+            }
+        }
+    }
+
+    impl Source for Script {
+        type Key = String;
+        type Value = usize;
+        type Error = String;
+
+        fn run(&self, _key: &String) -> BoxFuture<'static, Result<usize, String>> {
+            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+            let next = self.outcomes.lock().unwrap().pop_front();
+            let delay = self.delay;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                next.unwrap_or(Ok(n))
+            })
+        }
+        fn label<'k>(&self, key: &'k String) -> &'k str {
+            key
+        }
+        fn timeout_error(&self, _: &String, waited: Duration) -> String {
+            format!("timeout after {waited:?}")
+        }
+        fn abandoned_error(&self, _: &String, _: Duration) -> String {
+            "abandoned".into()
+        }
+        fn lost_error(&self, _: &String) -> String {
+            "lost".into()
+        }
+        fn describe(&self, e: &String) -> String {
+            e.clone()
+        }
+        fn stored(&self, _: &String, _: &usize, _: SystemTime) {
+            self.stored.fetch_add(1, Ordering::SeqCst);
+        }
+        fn evicted(&self, _: &String) {
+            self.evicted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            cache_time: Duration::from_secs(10),
+            max_age: Duration::from_secs(100),
+            timeout: Some(Duration::from_secs(5)),
+            hard_limit: Duration::from_secs(60),
+            refresh_interval: Duration::from_secs(2),
+            ..Policy::default()
+        }
+    }
+
+    fn cache(script: Script, policy: Policy) -> (Cache<Script>, Arc<AtomicUsize>) {
+        let runs = script.runs.clone();
+        (
+            Cache::new(script, policy, Arc::new(Metrics::new()), "t"),
+            runs,
+        )
+    }
+
+    fn runs(r: &AtomicUsize) -> usize {
+        r.load(Ordering::SeqCst)
+    }
+
+    async fn settle() {
+        // Let spawned runs that are due finish (the paused clock auto-advances).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_run() {
+        let (c, r) = cache(Script::new(500), policy());
+        let all = futures::future::join_all((0..50).map(|_| c.get("k".into()))).await;
+        assert_eq!(runs(&r), 1);
+        for l in &all {
+            assert_eq!(l.result, Ok(1));
+            assert_eq!(l.served, Served::Ran);
+        }
+        // A second round within cache_time runs nothing.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let all = futures::future::join_all((0..50).map(|_| c.get("k".into()))).await;
+        assert_eq!(runs(&r), 1);
+        assert!(
+            all.iter()
+                .all(|l| l.served == Served::Fresh && l.result == Ok(1))
+        );
+        // After cache_time: the stale value at once, and exactly one refresh.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let all = futures::future::join_all((0..50).map(|_| c.get("k".into()))).await;
+        assert!(
+            all.iter()
+                .all(|l| l.served == Served::Stale && l.result == Ok(1))
+        );
+        settle().await;
+        assert_eq!(runs(&r), 2);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Ok(2), Served::Fresh));
+        assert_eq!(runs(&r), 2);
+        // Different keys are independent.
+        assert_eq!(c.get("other".into()).await.result, Ok(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_then_the_run_serves_the_next_caller() {
+        let (c, r) = cache(Script::new(8_000), policy());
+        let start = Instant::now();
+        let l = c.get("k".into()).await;
+        assert_eq!(l.served, Served::Timeout);
+        assert_eq!(
+            l.result,
+            Err(format!("timeout after {:?}", Duration::from_secs(5)))
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        // A caller during the run joins it (no second run) and gets it at 8 s.
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Ok(1), Served::Ran));
+        assert_eq!(start.elapsed(), Duration::from_secs(8));
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Ok(1), Served::Fresh));
+        assert_eq!(runs(&r), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exception_time_holds_a_failure_then_retries() {
+        let s = Script::new(100);
+        s.outcomes.lock().unwrap().push_back(Err("boom".into()));
+        let p = Policy {
+            cache_exception_time: Duration::from_secs(3),
+            ..policy()
+        };
+        let (c, r) = cache(s, p);
+        assert_eq!(c.get("k".into()).await.result, Err("boom".into()));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let l = c.get("k".into()).await;
+        assert_eq!(
+            (l.result, l.served),
+            (Err("boom".into()), Served::CachedFailure)
+        );
+        assert_eq!(runs(&r), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Ok(2), Served::Ran));
+        assert_eq!(runs(&r), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_not_remembered_by_default() {
+        let s = Script::new(100);
+        s.outcomes.lock().unwrap().push_back(Err("boom".into()));
+        let (c, r) = cache(s, policy());
+        assert_eq!(c.get("k".into()).await.result, Err("boom".into()));
+        assert_eq!(c.get("k".into()).await.result, Ok(2));
+        assert_eq!(runs(&r), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_is_served_while_refreshes_fail_until_the_bound() {
+        let s = Script::new(100);
+        let outcomes = s.outcomes.clone();
+        let (c, r) = cache(s, policy());
+        assert_eq!(c.get("k".into()).await.result, Ok(1));
+        for _ in 0..100 {
+            outcomes.lock().unwrap().push_back(Err("down".into()));
+        }
+        // Past cache_time: stale served, refresh fails, still served.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Ok(1), Served::Stale));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let view = c.entries();
+        assert_eq!(view[0].state, EntryState::Stale);
+        assert!(view[0].failing_for.is_some());
+        assert_eq!(view[0].last_error.as_deref(), Some("down"));
+        // Retries are throttled (retry_after = min(cache_time, 5 s)).
+        let l = c.get("k".into()).await;
+        assert_eq!(l.served, Served::Stale);
+        assert_eq!(runs(&r), 2);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        c.get("k".into()).await;
+        settle().await;
+        assert_eq!(runs(&r), 3);
+        // Beyond max_age (100 s): the stale value is no longer served.
+        tokio::time::advance(Duration::from_secs(90)).await;
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Err("down".into()), Served::Ran));
+        // Recovery.
+        outcomes.lock().unwrap().clear();
+        let l = c.get("k".into()).await;
+        assert_eq!(l.served, Served::Ran);
+        assert!(l.result.is_ok());
+        assert!(c.entries()[0].failing_for.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn uncached_runs_every_time_but_shares_concurrent_runs() {
+        let (c, r) = cache(Script::new(500), Policy::uncached());
+        let all = futures::future::join_all((0..20).map(|_| c.get("k".into()))).await;
+        assert!(all.iter().all(|l| l.result == Ok(1)));
+        assert_eq!(c.get("k".into()).await.result, Ok(2));
+        assert_eq!(c.get("k".into()).await.result, Ok(3));
+        assert_eq!(runs(&r), 3);
+        assert_eq!(c.len(), 0, "nothing is kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cap_bounds_entries_under_random_keys() {
+        let p = Policy {
+            max_entries: 1000,
+            ..policy()
+        };
+        let s = Script::new(0);
+        let evicted = s.evicted.clone();
+        let (c, r) = cache(s, p);
+        for i in 0..10_000 {
+            c.get(format!("q={i}")).await;
+            assert!(c.len() <= 1000);
+        }
+        assert_eq!(runs(&r), 10_000);
+        assert!(evicted.load(Ordering::SeqCst) >= 9_000);
+        // The most recent keys survive.
+        let l = c.get("q=9999".into()).await;
+        assert_eq!(l.served, Served::Fresh);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_entries_are_swept() {
+        let p = Policy {
+            gc_count: 0,
+            ..policy()
+        };
+        let (c, _) = cache(Script::new(0), p);
+        c.get("a".into()).await;
+        c.get("b".into()).await;
+        tokio::time::advance(Duration::from_secs(60)).await;
+        c.get("b".into()).await;
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert_eq!(c.sweep(), 1);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.entries()[0].key, "b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn proactive_refresh_keeps_pollers_fresh() {
+        let (c, r) = cache(Script::new(300), policy());
+        let _m = c.spawn_maintenance();
+        c.get("k".into()).await;
+        // A poller every 3 s for 60 s never sees a stale value or waits for a run.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let l = c.get("k".into()).await;
+            assert_eq!(l.served, Served::Fresh, "{l:?}");
+        }
+        // About one run per cache_time (10 s), never more than one per 5 s.
+        let n = runs(&r);
+        assert!((6..=12).contains(&n), "{n} runs");
+        // Nobody asks any more: proactive refreshes stop.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let after = runs(&r);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(runs(&r), after);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hard_limit_abandons_a_hung_run() {
+        let p = Policy {
+            hard_limit: Duration::from_secs(20),
+            ..policy()
+        };
+        let (c, r) = cache(Script::new(1_000_000), p);
+        assert_eq!(c.get("k".into()).await.served, Served::Timeout);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        // This caller joins the hung run at 16 s and sees it abandoned at 20 s.
+        let l = c.get("k".into()).await;
+        assert_eq!(l.result, Err("abandoned".into()));
+        assert_eq!(runs(&r), 1);
+        // The key is not blocked for ever: the next request starts a new run.
+        assert_eq!(c.get("k".into()).await.served, Served::Timeout);
+        assert_eq!(runs(&r), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_cache_time_refreshes_on_every_request_and_never_spins() {
+        let p = Policy {
+            cache_time: Duration::ZERO,
+            ..policy()
+        };
+        let (c, r) = cache(Script::new(100), p);
+        assert_eq!(c.get("k".into()).await.result, Ok(1));
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Ok(1), Served::Stale));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(runs(&r), 2);
+        assert_eq!(c.refresh_due(), 0);
+        assert_eq!(c.get("k".into()).await.result, Ok(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preloaded_results_are_served_at_once() {
+        let (c, r) = cache(Script::new(100), policy());
+        assert!(c.preload("k".into(), 42, Duration::from_secs(3)));
+        assert!(!c.preload("old".into(), 1, Duration::from_secs(1000)));
+        let l = c.get("k".into()).await;
+        assert_eq!((l.result, l.served), (Ok(42), Served::Fresh));
+        assert_eq!(l.age, Some(Duration::from_secs(3)));
+        assert!(c.preload("s".into(), 7, Duration::from_secs(50)));
+        let l = c.get("s".into()).await;
+        assert_eq!((l.result, l.served), (Ok(7), Served::Stale));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(runs(&r), 1);
+        assert_eq!(c.get("s".into()).await.result, Ok(1));
+    }
+}

@@ -1,0 +1,245 @@
+//! The cache instantiated for dynamic generators: the key is the generator's version
+//! (path and file stamp, so an edited script is never answered from the old one's
+//! results) plus the canonical parameters; a run goes through the runners and is
+//! validated once; successful results are persisted when `--cache-dir` is set.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::BoxFuture;
+
+use super::core::{Cache, Source};
+use super::options::CacheSettings;
+use super::persist::DiskStore;
+use crate::catalog::Snapshot;
+use crate::error::{ErrorKind, GeneratorError};
+use crate::metrics::Metrics;
+use crate::params::Params;
+use crate::runner::{RunMode, Runners};
+use crate::status::{CacheState, StatusBoard};
+use crate::tree::GeneratorFile;
+use crate::validate::{self, GeneratorOutput};
+
+/// The identity of a dynamic run: which generator (path and content version) and
+/// which parameters (canonical: `?a=1&b=2` equals `?b=2&a=1`).
+#[derive(Debug, Clone)]
+pub struct RunKey {
+    /// The generator as scanned.
+    pub generator: GeneratorFile,
+    /// Canonical parameters.
+    pub params: Params,
+}
+
+impl RunKey {
+    /// The key of `generator` run with `params` (canonicalised here).
+    pub fn new(generator: GeneratorFile, params: &Params) -> RunKey {
+        RunKey {
+            generator,
+            params: params.canonical(),
+        }
+    }
+}
+
+impl PartialEq for RunKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.generator.rel == other.generator.rel
+            && self.generator.stamp == other.generator.stamp
+            && self.params == other.params
+    }
+}
+
+impl Eq for RunKey {}
+
+impl Hash for RunKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.generator.rel.hash(state);
+        self.generator.stamp.hash(state);
+        self.params.hash(state);
+    }
+}
+
+/// Runs generators for the cache.
+pub struct GeneratorSource {
+    runners: Arc<Runners>,
+    metrics: Arc<Metrics>,
+    status: Arc<StatusBoard>,
+    store: Option<Arc<DiskStore>>,
+}
+
+/// The generator cache.
+pub type GeneratorCache = Cache<GeneratorSource>;
+
+/// Builds the generator cache (and opens its disk store when `--cache-dir` is set).
+pub fn build(
+    runners: Arc<Runners>,
+    metrics: Arc<Metrics>,
+    status: Arc<StatusBoard>,
+    settings: &CacheSettings,
+) -> std::io::Result<GeneratorCache> {
+    let store = match &settings.cache_dir {
+        Some(dir) if settings.policy.enabled => Some(Arc::new(DiskStore::open(dir)?)),
+        _ => None,
+    };
+    Ok(Cache::new(
+        GeneratorSource {
+            runners,
+            metrics: metrics.clone(),
+            status,
+            store,
+        },
+        settings.policy.clone(),
+        metrics,
+        &settings.name,
+    ))
+}
+
+impl GeneratorCache {
+    /// Loads the persisted results whose generator is unchanged in `snapshot`
+    /// (blocking file reads: call from a blocking context). Returns how many.
+    pub fn load_persisted(&self, snapshot: &Snapshot) -> usize {
+        let Some(store) = self.source().store.clone() else {
+            return 0;
+        };
+        let max = self.policy().max_entries;
+        let now = SystemTime::now();
+        let mut loaded = 0;
+        for p in store.load_all(max) {
+            let current = snapshot
+                .listing
+                .generators
+                .iter()
+                .find(|g| g.rel == p.generator && !g.kind.is_static());
+            let Some(generator) = current else {
+                store.remove_file(&p.file);
+                continue;
+            };
+            if generator.stamp != p.stamp {
+                // The script changed since: its old results must not be served.
+                store.remove_file(&p.file);
+                continue;
+            }
+            let age = now.duration_since(p.updated).unwrap_or(Duration::ZERO);
+            let key = RunKey::new(generator.clone(), &p.params);
+            if self.preload(key, p.output, age) {
+                loaded += 1;
+            } else {
+                store.remove_file(&p.file);
+            }
+        }
+        if loaded > 0 {
+            tracing::info!(
+                entries = loaded,
+                dir = %store.dir().display(),
+                "loaded persisted generator results"
+            );
+        }
+        loaded
+    }
+}
+
+impl Source for GeneratorSource {
+    type Key = RunKey;
+    type Value = Arc<GeneratorOutput>;
+    type Error = GeneratorError;
+
+    fn run(&self, key: &RunKey) -> BoxFuture<'static, Result<Self::Value, Self::Error>> {
+        let runners = self.runners.clone();
+        let metrics = self.metrics.clone();
+        let status = self.status.clone();
+        let key = key.clone();
+        Box::pin(async move {
+            run_and_validate(&runners, &metrics, &status, &key.generator, &key.params).await
+        })
+    }
+
+    fn label<'k>(&self, key: &'k RunKey) -> &'k str {
+        &key.generator.rel
+    }
+
+    fn timeout_error(&self, key: &RunKey, waited: Duration) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{}: no result within the {}s timeout; the run goes on and its result will answer later requests",
+                key.generator.rel,
+                waited.as_secs_f64()
+            ),
+        )
+    }
+
+    fn abandoned_error(&self, key: &RunKey, limit: Duration) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{}: the run was abandoned after {}s",
+                key.generator.rel,
+                limit.as_secs_f64()
+            ),
+        )
+    }
+
+    fn lost_error(&self, key: &RunKey) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Internal,
+            format!("{}: the run ended without a result", key.generator.rel),
+        )
+    }
+
+    fn describe(&self, error: &GeneratorError) -> String {
+        error.message.clone()
+    }
+
+    fn stored(&self, key: &RunKey, value: &Arc<GeneratorOutput>, at: SystemTime) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let (key, value) = (key.clone(), value.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.save(&key, &value, at) {
+                tracing::warn!(generator = %key.generator.rel, dir = %store.dir().display(), error = %e, "cannot persist a generator result");
+            }
+        });
+    }
+
+    fn state_changed(&self, key: &RunKey, state: CacheState, produced_at: Option<SystemTime>) {
+        self.status
+            .set_cache_state(&key.generator.rel, state, produced_at);
+    }
+
+    fn evicted(&self, key: &RunKey) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || store.remove(&key));
+    }
+}
+
+/// Runs a dynamic generator and validates its output (no caching).
+pub async fn run_and_validate(
+    runners: &Runners,
+    metrics: &Metrics,
+    status: &StatusBoard,
+    generator: &GeneratorFile,
+    params: &Params,
+) -> Result<Arc<GeneratorOutput>, GeneratorError> {
+    let started = Instant::now();
+    let result = runners
+        .run(generator, params, RunMode::Serve)
+        .await
+        .and_then(|value| {
+            validate::into_output(&value, &validate::Profile::SERVE).map_err(|e| {
+                GeneratorError::new(
+                    ErrorKind::Invalid,
+                    format!("{}: {}", generator.rel, e.summary),
+                )
+            })
+        });
+    metrics.observe_generator_run(&generator.rel, &result, started.elapsed());
+    status.record_run(&generator.rel, params, &result, started.elapsed());
+    if let Err(e) = &result {
+        tracing::warn!(generator = %generator.rel, kind = ?e.kind, error = %e.message, "generator failed");
+    }
+    result
+}

@@ -1,0 +1,52 @@
+//! One object that turns a directory into merged families: an incremental [`Scanner`]
+//! plus a [`Merger`], the library's equivalent of `MultiProcessCollector.collect()`.
+
+use std::path::PathBuf;
+
+use crate::merge::{MergeStats, MergedFamily, Merger};
+use crate::scan::{ScanError, ScanStats, Scanner};
+
+/// Result of one collection.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// Merged families in output order.
+    pub families: Vec<MergedFamily>,
+    /// What the scan did.
+    pub scan: ScanStats,
+    /// What the merge noticed.
+    pub merge: MergeStats,
+}
+
+/// Reads and merges a directory, keeping state between calls.
+#[derive(Debug)]
+pub struct Collector {
+    scanner: Scanner,
+    merger: Merger,
+}
+
+impl Collector {
+    /// A collector for `dir` (`threads` = 0: one per core, at most 4).
+    pub fn new(dir: impl Into<PathBuf>, threads: usize) -> Collector {
+        Collector {
+            scanner: Scanner::new(dir, threads),
+            merger: Merger::new(),
+        }
+    }
+
+    /// Scans the directory and merges it.
+    pub fn collect(&mut self) -> Result<Collected, ScanError> {
+        let scan = self.scanner.scan()?;
+        let (files, interner) = self.scanner.parts_mut();
+        let (families, merge) = self.merger.merge(files, interner);
+        Ok(Collected {
+            families,
+            scan,
+            merge,
+        })
+    }
+
+    /// Forgets per-file state (after the archiver changed the directory, for instance).
+    pub fn reset(&mut self) {
+        self.scanner.reset();
+    }
+}

@@ -1,0 +1,624 @@
+//! Incremental reading of a multiprocess directory. Per-file state is kept between scans:
+//! a file whose writer is proven dead and whose inode, size and ctime did not change is not
+//! read at all; a file seen before is re-read only for its values (keys are immutable and
+//! append-only, so only the tail after the old `used` is parsed); only new files are
+//! parsed and their keys interned. Files are read on several threads.
+//!
+//! Threads: plain `std::thread::scope` workers pulling file indexes from an atomic counter.
+//! The machines this runs on have 2-4 cores and the work is one read and a parse per file,
+//! so dynamic claiming of files (their sizes differ 50x) is all the scheduling we need;
+//! a work-stealing pool (rayon) would add a dependency without a measurable gain.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use rustc_hash::FxHashMap;
+
+use crate::format::{self, DbName, FormatError, HEADER_LEN};
+use crate::keys::{Interner, KeyId, ParsedKey, Sid, parse_key};
+use crate::liveness::{PidState, namespace_visible, pid_state};
+
+/// Identity of a file's content generation: a changed inode or ctime (growth truncates,
+/// re-creation makes a new inode) means "parse from scratch".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ident {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: i64,
+    ctime_ns: i64,
+}
+
+impl Ident {
+    fn of(m: &fs::Metadata) -> Ident {
+        Ident {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            ctime: m.ctime(),
+            ctime_ns: m.ctime_nsec(),
+        }
+    }
+}
+
+/// The parsed content of one `.db` file, kept between scans.
+#[derive(Debug)]
+pub struct FileState {
+    /// Base name.
+    pub name: String,
+    /// What the name says (type, gauge mode, pid label, owner pid).
+    pub db: DbName,
+    ident: Ident,
+    used: usize,
+    /// Interned keys of the entries, in file order, as runs `(first id, length)` of
+    /// consecutive ids: keys are interned in file order, so a histogram child's 17 keys
+    /// are one run in every file that has it (a large directory needs ~5x less memory).
+    key_runs: Vec<(KeyId, u32)>,
+    entries: usize,
+    /// Indexes of the entries whose value is not `+0.0`, ascending. Values are stored
+    /// sparsely because most entries are never-observed histogram buckets: this halves
+    /// the memory of a large directory.
+    pub nz_index: Vec<u32>,
+    /// The values of those entries.
+    pub nz_value: Vec<f64>,
+    /// Timestamp of each entry (gauge files only; empty otherwise).
+    pub timestamps: Vec<f64>,
+    /// Distinct family names in order of first appearance, with the first key of each.
+    pub families: Vec<(Sid, KeyId)>,
+}
+
+impl FileState {
+    /// Calls `f(index, key, value)` for every entry, in file order.
+    pub fn for_each(&self, mut f: impl FnMut(usize, KeyId, f64)) {
+        let mut nz = 0;
+        let keys = self
+            .key_runs
+            .iter()
+            .flat_map(|&(start, len)| start..start + len);
+        for (i, key) in keys.enumerate() {
+            let v = if self.nz_index.get(nz) == Some(&(i as u32)) {
+                nz += 1;
+                self.nz_value[nz - 1]
+            } else {
+                0.0
+            };
+            f(i, key, v);
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    /// Whether the file has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    fn push_key(&mut self, id: KeyId) {
+        match self.key_runs.last_mut() {
+            Some((start, len)) if *start + *len == id => *len += 1,
+            _ => self.key_runs.push((id, 1)),
+        }
+        self.entries += 1;
+    }
+
+    fn push_value(&mut self, i: usize, v: f64) {
+        if v.to_bits() != 0 {
+            self.nz_index.push(i as u32);
+            self.nz_value.push(v);
+        }
+    }
+
+    /// Whether this is a gauge file (samples get a `pid` label, modes apply).
+    pub fn is_gauge(&self) -> bool {
+        self.db.typ == "gauge"
+    }
+}
+
+/// Counters of one scan (also exported as the exporter's own metrics).
+#[derive(Debug, Default, Clone)]
+pub struct ScanStats {
+    /// `.db` files in use after the scan.
+    pub files: usize,
+    /// Files parsed from scratch.
+    pub parsed: usize,
+    /// Files re-read for their values (known layout).
+    pub refreshed: usize,
+    /// Files not read because their writer is proven dead and they did not change.
+    pub skipped: usize,
+    /// Bytes read from disk.
+    pub bytes_read: u64,
+    /// Entries held after the scan.
+    pub entries: usize,
+    /// Files skipped because they are corrupt or truncated.
+    pub corrupt: usize,
+    /// Files with no entries yet (zero length, or created but not initialised).
+    pub empty: usize,
+    /// `*.db` names upstream cannot use (unknown type, bad gauge name, not a file).
+    pub foreign: usize,
+    /// Files that vanished between listing and reading.
+    pub vanished: usize,
+    /// Whether the writers' PID namespace is visible (dead-file skipping is on).
+    pub namespace_visible: bool,
+    /// One message per skipped corrupt or foreign file, for the log.
+    pub problems: Vec<String>,
+}
+
+/// Errors that fail a whole scan (only the directory itself).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The directory cannot be listed.
+    #[error("cannot read directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// Per-thread scratch vectors reused across files (fewer transient allocations, which
+/// otherwise fragment the heap that holds the long-lived per-file state).
+#[derive(Default)]
+struct Scratch {
+    buf: Vec<u8>,
+    p: ParseScratch,
+}
+
+#[derive(Default)]
+struct ParseScratch {
+    raw: Vec<(usize, usize)>,
+    values: Vec<f64>,
+    tss: Vec<f64>,
+    ids: Vec<Option<KeyId>>,
+}
+
+enum Job {
+    Keep(Box<FileState>),
+    Refresh(Box<FileState>),
+    Full { name: String, db: DbName },
+}
+
+enum Outcome {
+    Ok(Box<FileState>, u64, bool),
+    Empty,
+    Corrupt(String),
+    Vanished,
+}
+
+/// Reads a directory incrementally; owns the interner and the per-file state.
+#[derive(Debug)]
+pub struct Scanner {
+    dir: PathBuf,
+    files: Vec<FileState>,
+    interner: RwLock<Interner>,
+    threads: usize,
+}
+
+impl Scanner {
+    /// A scanner for `dir` using up to `threads` threads (0 = one per core, at most 4).
+    pub fn new(dir: impl Into<PathBuf>, threads: usize) -> Scanner {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(4)
+        } else {
+            threads
+        };
+        Scanner {
+            dir: dir.into(),
+            files: Vec::new(),
+            interner: RwLock::new(Interner::default()),
+            threads,
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The files of the last scan, sorted by name (the merge order).
+    pub fn files(&self) -> &[FileState] {
+        &self.files
+    }
+
+    /// The files and the interner, for merging.
+    pub fn parts_mut(&mut self) -> (&[FileState], &mut Interner) {
+        let interner = self
+            .interner
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner());
+        (&self.files, interner)
+    }
+
+    /// Forgets all per-file state (the next scan parses everything).
+    pub fn reset(&mut self) {
+        self.files.clear();
+    }
+
+    /// Brings the per-file state up to date with the directory.
+    pub fn scan(&mut self) -> Result<ScanStats, ScanError> {
+        let mut stats = ScanStats::default();
+        let rd = fs::read_dir(&self.dir).map_err(|source| ScanError::Dir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut names: Vec<(String, DbName, Ident)> = Vec::new();
+        for ent in rd {
+            let Ok(ent) = ent else { continue };
+            let Ok(name) = ent.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') || !name.ends_with(".db") {
+                continue;
+            }
+            let Some(db) = DbName::parse(&name) else {
+                stats.foreign += 1;
+                stats.problems.push(format!(
+                    "{name}: not a prometheus_client file name, ignored"
+                ));
+                continue;
+            };
+            // Follows symlinks, like Python's open(); `DirEntry::metadata` is an fstatat
+            // relative to the directory (no path walk) but does not follow them.
+            let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+            let meta = if is_link {
+                fs::metadata(ent.path())
+            } else {
+                ent.metadata()
+            };
+            match meta {
+                Ok(m) if m.is_file() => names.push((name, db, Ident::of(&m))),
+                Ok(_) => {
+                    stats.foreign += 1;
+                    stats
+                        .problems
+                        .push(format!("{name}: not a regular file, ignored"));
+                }
+                Err(_) => stats.vanished += 1,
+            }
+        }
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let owners: BTreeSet<i32> = names.iter().filter_map(|n| n.1.owner_pid).collect();
+        let visible = namespace_visible(&owners);
+        stats.namespace_visible = visible;
+        let mut dead_cache: FxHashMap<i32, bool> = FxHashMap::default();
+        // Both lists are sorted by name: a merge-join pairs old state with current files.
+        let mut old = std::mem::take(&mut self.files).into_iter().peekable();
+
+        let mut jobs = Vec::with_capacity(names.len());
+        for (name, db, ident) in names {
+            while old.next_if(|o| o.name < name).is_some() {}
+            match old.next_if(|o| o.name == name) {
+                Some(prev) if prev.ident == ident => {
+                    let dead = visible
+                        && prev.db.owner_pid.is_some_and(|pid| {
+                            *dead_cache
+                                .entry(pid)
+                                .or_insert_with(|| pid_state(pid) == PidState::Dead)
+                        });
+                    let prev = Box::new(prev);
+                    jobs.push(if dead {
+                        Job::Keep(prev)
+                    } else {
+                        Job::Refresh(prev)
+                    });
+                }
+                _ => jobs.push(Job::Full { name, db }),
+            }
+        }
+
+        let outcomes = self.run_jobs(jobs);
+        for o in outcomes {
+            match o {
+                Outcome::Ok(fs, bytes, kind) => {
+                    stats.bytes_read += bytes;
+                    if bytes == 0 {
+                        stats.skipped += 1;
+                    } else if kind {
+                        stats.parsed += 1;
+                    } else {
+                        stats.refreshed += 1;
+                    }
+                    stats.entries += fs.len();
+                    self.files.push(*fs);
+                }
+                Outcome::Empty => stats.empty += 1,
+                Outcome::Corrupt(msg) => {
+                    stats.corrupt += 1;
+                    stats.problems.push(msg);
+                }
+                Outcome::Vanished => stats.vanished += 1,
+            }
+        }
+        stats.files = self.files.len();
+        Ok(stats)
+    }
+
+    fn run_jobs(&self, jobs: Vec<Job>) -> Vec<Outcome> {
+        let n = jobs.len();
+        let work: Vec<Mutex<Option<Job>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
+        let results: Vec<Mutex<Option<Outcome>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let worker = || {
+            let mut scratch = Scratch::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let job = work[i].lock().ok().and_then(|mut g| g.take());
+                if let Some(job) = job {
+                    let out = self.run_job(job, &mut scratch);
+                    if let Ok(mut g) = results[i].lock() {
+                        *g = Some(out);
+                    }
+                }
+            }
+        };
+        let threads = if n < 64 { 1 } else { self.threads.min(n) };
+        if threads <= 1 {
+            worker();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 1..threads {
+                    s.spawn(worker);
+                }
+                worker();
+            });
+        }
+        results
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Outcome::Corrupt("internal: job lost".into()))
+            })
+            .collect()
+    }
+
+    fn run_job(&self, job: Job, sc: &mut Scratch) -> Outcome {
+        match job {
+            Job::Keep(fs) => Outcome::Ok(fs, 0, false),
+            Job::Refresh(fs) => {
+                let name = fs.name.clone();
+                let db = fs.db.clone();
+                match self.refresh(fs, sc) {
+                    Ok(Some(o)) => o,
+                    // Layout changed under us: parse from scratch.
+                    Ok(None) => self.full(name, db, sc),
+                    Err(o) => o,
+                }
+            }
+            Job::Full { name, db } => self.full(name, db, sc),
+        }
+    }
+
+    fn open(&self, name: &str) -> Result<(File, Ident), Outcome> {
+        let path = self.dir.join(name);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Outcome::Vanished),
+            Err(e) => return Err(Outcome::Corrupt(format!("{name}: {e}"))),
+        };
+        let m = f
+            .metadata()
+            .map_err(|e| Outcome::Corrupt(format!("{name}: {e}")))?;
+        Ok((f, Ident::of(&m)))
+    }
+
+    /// Re-reads values of a known file; `Ok(None)` when its layout changed.
+    fn refresh(
+        &self,
+        mut fs: Box<FileState>,
+        scratch: &mut Scratch,
+    ) -> Result<Option<Outcome>, Outcome> {
+        let (mut f, ident) = self.open(&fs.name)?;
+        if ident.ino != fs.ident.ino || ident.dev != fs.ident.dev {
+            return Ok(None);
+        }
+        let buf = &mut scratch.buf;
+        let used = format::read_used(&mut f, buf)
+            .map_err(|e| Outcome::Corrupt(format!("{}: {e}", fs.name)))?;
+        if used < fs.used {
+            return Ok(None);
+        }
+        // Walk the known entries by their length fields and take the values.
+        let mut pos = HEADER_LEN;
+        let gauge = fs.is_gauge();
+        fs.nz_index.clear();
+        fs.nz_value.clear();
+        for i in 0..fs.len() {
+            let Some(len) = buf.get(pos..pos + 4) else {
+                return Ok(None);
+            };
+            let len = i32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+            if len < 0 {
+                return Ok(None);
+            }
+            let end = pos + format::entry_len(len as usize);
+            if end > fs.used {
+                return Ok(None);
+            }
+            let v = &buf[end - 16..end];
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&v[..8]);
+            fs.push_value(i, f64::from_le_bytes(a));
+            if gauge {
+                a.copy_from_slice(&v[8..]);
+                fs.timestamps[i] = f64::from_le_bytes(a);
+            }
+            pos = end;
+        }
+        if pos != fs.used {
+            return Ok(None);
+        }
+        if used > fs.used {
+            let start = fs.used;
+            self.parse_into(&mut fs, buf, start, used, &mut scratch.p)
+                .map_err(|e| Outcome::Corrupt(format!("{}: {e}", fs.name)))?;
+        }
+        fs.used = used;
+        fs.ident = ident;
+        Ok(Some(Outcome::Ok(fs, used as u64, false)))
+    }
+
+    fn full(&self, name: String, db: DbName, scratch: &mut Scratch) -> Outcome {
+        let (mut f, ident) = match self.open(&name) {
+            Ok(x) => x,
+            Err(o) => return o,
+        };
+        let buf = &mut scratch.buf;
+        let used = match format::read_used(&mut f, buf) {
+            Ok(u) => u,
+            Err(e) => return Outcome::Corrupt(format!("{name}: {e}")),
+        };
+        if used <= HEADER_LEN {
+            return Outcome::Empty;
+        }
+        let mut fs = FileState {
+            name,
+            db,
+            ident,
+            used: HEADER_LEN,
+            key_runs: Vec::new(),
+            entries: 0,
+            nz_index: Vec::new(),
+            nz_value: Vec::new(),
+            timestamps: Vec::new(),
+            families: Vec::new(),
+        };
+        if let Err(e) = self.parse_into(&mut fs, buf, HEADER_LEN, used, &mut scratch.p) {
+            return Outcome::Corrupt(format!("{}: {e}", fs.name));
+        }
+        fs.used = used;
+        Outcome::Ok(Box::new(fs), used as u64, true)
+    }
+
+    /// Parses entries of `buf[start..used]` and appends them to `fs`, interning new keys.
+    fn parse_into(
+        &self,
+        fs: &mut FileState,
+        buf: &[u8],
+        start: usize,
+        used: usize,
+        sc: &mut ParseScratch,
+    ) -> Result<(), FormatError> {
+        let gauge = fs.is_gauge();
+        let ParseScratch {
+            raw,
+            values,
+            tss,
+            ids,
+        } = sc;
+        raw.clear();
+        values.clear();
+        tss.clear();
+        ids.clear();
+        format::for_each_entry(buf, start, used, |e| {
+            let off = e.key.as_ptr() as usize - buf.as_ptr() as usize;
+            raw.push((off, e.key.len()));
+            values.push(e.value);
+            tss.push(e.timestamp);
+        })?;
+        let key_of = |r: &(usize, usize)| &buf[r.0..r.0 + r.1];
+        let mut missing: FxHashMap<&[u8], Option<ParsedKey>> = FxHashMap::default();
+        {
+            let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
+            for r in raw.iter() {
+                let k = key_of(r);
+                let id = interner.lookup(k);
+                if id.is_none() {
+                    missing.entry(k).or_insert(None);
+                }
+                ids.push(id);
+            }
+        }
+        if !missing.is_empty() {
+            for (k, slot) in missing.iter_mut() {
+                let parsed = parse_key(k).map_err(|reason| FormatError::BadKey {
+                    offset: 0,
+                    reason: format!("{reason} in {}", String::from_utf8_lossy(k)),
+                })?;
+                *slot = Some(parsed);
+            }
+            let mut interner = self.interner.write().unwrap_or_else(|p| p.into_inner());
+            let mut new_ids: FxHashMap<&[u8], KeyId> = FxHashMap::default();
+            // Intern in file order, so that a file's keys get consecutive ids (key runs).
+            for r in raw.iter() {
+                let k = key_of(r);
+                if let Some(p) = missing.get_mut(k).and_then(|p| p.take()) {
+                    new_ids.insert(k, interner.insert(k, p));
+                }
+            }
+            for (id, r) in ids.iter_mut().zip(raw.iter()) {
+                if id.is_none() {
+                    *id = new_ids.get(key_of(r)).copied();
+                }
+            }
+        }
+        // Exact reservations: these vectors live as long as the file, and growing them by
+        // doubling (then shrinking) leaves the allocator fragmented.
+        let n_nz = values.iter().filter(|v| v.to_bits() != 0).count();
+        let mut next = fs.key_runs.last().map(|&(s, l)| s + l);
+        let mut n_runs = 0;
+        for id in ids.iter().flatten() {
+            if next != Some(*id) {
+                n_runs += 1;
+            }
+            next = Some(id + 1);
+        }
+        fs.key_runs.reserve_exact(n_runs);
+        fs.nz_index.reserve_exact(n_nz);
+        fs.nz_value.reserve_exact(n_nz);
+        if gauge {
+            fs.timestamps.reserve_exact(ids.len());
+        }
+        let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen: Vec<Sid> = fs.families.iter().map(|f| f.0).collect();
+        let mut last = Sid::MAX;
+        for ((id, v), ts) in ids
+            .iter()
+            .copied()
+            .zip(values.iter().copied())
+            .zip(tss.iter().copied())
+        {
+            let Some(id) = id else {
+                return Err(FormatError::BadKey {
+                    offset: 0,
+                    reason: "key not interned".into(),
+                });
+            };
+            let metric = interner.key(id).metric;
+            // Entries of one family are usually adjacent: test the last one first.
+            if metric != last && !seen.contains(&metric) {
+                seen.push(metric);
+                fs.families.push((metric, id));
+            }
+            last = metric;
+            let i = fs.len();
+            fs.push_key(id);
+            fs.push_value(i, v);
+            if gauge {
+                fs.timestamps.push(ts);
+            }
+        }
+        // Per-file vectors live as long as the file: no doubling slack (memory is a goal).
+        fs.key_runs.shrink_to_fit();
+        fs.nz_index.shrink_to_fit();
+        fs.nz_value.shrink_to_fit();
+        fs.timestamps.shrink_to_fit();
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of multiproc-exporter against the real Python prometheus_client.
+//! Requires `python3` with `prometheus-client==0.26.0` (`pip install prometheus-client==0.26.0`).
+
+mod archive;
+mod cli;
+mod concurrent;
+mod helpers;
+mod oracle;
+mod robustness;
