@@ -3,7 +3,8 @@
 //! prefix with basic auth (static files, a Python and an executable generator with a
 //! query parameter),
 //! sees a generator change after its refresh, and scrapes httpsd's own `/metrics` with
-//! `up == 1`.
+//! `up == 1`; and Prometheus scrapes a `multiproc-exporter` with `up == 1` and reads
+//! the counter that Python workers wrote, merged.
 //!
 //! Prometheus's discovery manager batches updates every 5 s, so every wait here polls
 //! with a deadline of about 25 s; the whole test takes 15-25 s.
@@ -359,4 +360,94 @@ async fn prometheus_discovers_targets_follows_changes_and_scrapes_metrics() {
         "httpsd counted requests for path node:\n{}",
         metrics.body
     );
+}
+
+/// The `multiproc-exporter` binary: cargo builds it next to `httpsd` when the workspace
+/// is tested (`cargo test --workspace`, as `scripts/test.sh` does).
+fn multiproc_exporter_bin() -> std::path::PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_httpsd")).with_file_name("multiproc-exporter");
+    assert!(
+        p.is_file(),
+        "multiproc-exporter not found at {}: build it with `cargo build -p multiproc-exporter` \
+         (`cargo test --workspace` builds it)",
+        p.display()
+    );
+    p
+}
+
+/// Fails loudly unless python3 can import prometheus_client.
+fn require_prometheus_client() {
+    let ok = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python3 with prometheus_client is required: pip install prometheus-client==0.26.0"
+    );
+}
+
+/// A running multiproc-exporter, killed on drop.
+struct Exporter(Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_multiproc_exporter_merged_counter() {
+    require_prometheus();
+    require_prometheus_client();
+    let bin = multiproc_exporter_bin();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Three Python worker processes (three pids, three .db files) add 1, 2 and 4.
+    for n in ["1", "2", "4"] {
+        let status = Command::new("python3")
+            .env("PROMETHEUS_MULTIPROC_DIR", dir.path())
+            .args([
+                "-c",
+                "import sys\nfrom prometheus_client import Counter\n\
+                 Counter('e2e_jobs', 'Jobs done', ['queue']).labels('default').inc(float(sys.argv[1]))",
+                n,
+            ])
+            .status()
+            .expect("run python3");
+        assert!(status.success(), "python worker failed");
+    }
+    let port = free_port();
+    let _exporter = Exporter(
+        Command::new(&bin)
+            .arg(dir.path())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn multiproc-exporter"),
+    );
+    crate::helpers::wait_for(
+        Duration::from_secs(20),
+        "multiproc-exporter /healthz",
+        || async {
+            let r = client()
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    let prom = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n  \
+         - job_name: mpe\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    ))
+    .await;
+    prom.wait_query(r#"up{job="mpe"}"#, 1.0).await;
+    prom.wait_query(r#"e2e_jobs_total{job="mpe",queue="default"}"#, 7.0)
+        .await;
 }
