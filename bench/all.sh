@@ -5,17 +5,18 @@
 # A comparison whose feature has not landed prints "NOT MEASURED ... feature not
 # landed" and the others still run.
 set -u
-cd "$(dirname "$0")"
-mkdir -p out/results
-: > out/results/all.md
+cd "$(dirname "$0")/.."
+R=bench/out/results
+mkdir -p $R
+: > $R/all.md
 for s in static python_gen check reload redis_path slow_gen; do
   echo "=== $s" >&2
-  if python3 "$s.py" --markdown "out/results/$s.md" > "out/results/$s.txt"; then
-    cat "out/results/$s.md" >> out/results/all.md
+  if python3 "bench/$s.py" --markdown "$R/$s.md" > "$R/$s.txt"; then
+    cat "$R/$s.md" >> $R/all.md
   else
     rc=$?
-    { echo "### bench/$s.py"; echo; grep -h "NOT MEASURED" "out/results/$s.txt" || echo "FAILED with exit code $rc (see bench/out/results/$s.txt)"; echo; } >> out/results/all.md
+    { echo "### bench/$s.py"; echo; grep -h "NOT MEASURED" "$R/$s.txt" || echo "FAILED with exit code $rc (see $R/$s.txt)"; echo; } >> $R/all.md
   fi
-  cat "out/results/$s.txt"
+  cat "$R/$s.txt"
 done
 echo "results: bench/out/results/all.md" >&2
