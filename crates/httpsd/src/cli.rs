@@ -83,9 +83,10 @@ pub fn generate(what: &Generate, out: &mut dyn std::io::Write) -> std::io::Resul
     }
 }
 
-/// `serve`: the original's options, plus ours.
+/// The original's listener options and the root directory, shared by `serve` and
+/// `server-only`.
 #[derive(Debug, Args, Clone)]
-pub struct ServeArgs {
+pub struct ListenArgs {
     /// The directory of target generators.
     #[arg(value_name = "ROOT_DIR")]
     pub root_dir: PathBuf,
@@ -109,6 +110,14 @@ pub struct ServeArgs {
         default_value = ""
     )]
     pub url_prefix: String,
+}
+
+/// `serve`: the original's options, plus ours.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Root directory and listener options, shared with `server-only`.
+    #[command(flatten)]
+    pub listen: ListenArgs,
     /// Accepted for compatibility and ignored (tracemalloc logging of the original).
     #[arg(short = 'v', long)]
     pub enable_tracer: bool,

@@ -87,15 +87,27 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
 
 /// Everything that is not a fixed route: `P/targets[/...]`, or 404.
 async fn fallback_handler(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let raw_path = req.uri().path();
-    let targets_base = format!("{}/targets", state.prefix);
-    let Some(rest) = raw_path.strip_prefix(&targets_base) else {
-        return not_found(raw_path);
+    let rest = match targets_subpath(&state.prefix, &req) {
+        Ok(rest) => rest,
+        Err(resp) => return *resp,
     };
+    let query = Query::parse(req.uri().query());
+    targets(&state, rest, query).await
+}
+
+/// Splits a request for `P/targets[/...]` into its raw (still percent-encoded)
+/// sub-path; anything else is answered here: 404 for other paths, 405 for methods
+/// other than GET and HEAD. Shared by `serve` and `server-only`.
+pub fn targets_subpath<'a>(prefix: &str, req: &'a Request) -> Result<&'a str, Box<Response>> {
+    let raw_path = req.uri().path();
+    let rest = raw_path
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix("/targets"))
+        .ok_or_else(|| Box::new(not_found(raw_path)))?;
     let rest = match rest.strip_prefix('/') {
         Some(r) => r,
         None if rest.is_empty() => "",
-        None => return not_found(raw_path),
+        None => return Err(Box::new(not_found(raw_path))),
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = json_response(
@@ -104,13 +116,13 @@ async fn fallback_handler(State(state): State<Arc<AppState>>, req: Request) -> R
         );
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return resp;
+        return Err(Box::new(resp));
     }
-    let query = Query::parse(req.uri().query());
-    targets(&state, rest, query).await
+    Ok(rest)
 }
 
-fn not_found(path: &str) -> Response {
+/// A 404 with a JSON body naming the path.
+pub fn not_found(path: &str) -> Response {
     json_response(
         StatusCode::NOT_FOUND,
         &json!({"error": "not found", "path": path}),

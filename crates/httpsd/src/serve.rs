@@ -18,7 +18,7 @@ use crate::settings::ServeSettings;
 /// Logs, once, each original option that this version accepts but does not use.
 pub fn warn_ignored_options(args: &ServeArgs) {
     let mut ignored: Vec<&str> = Vec::new();
-    if args.threads.is_some() {
+    if args.listen.threads.is_some() {
         ignored.push("-t/--threads (httpsd runs one async worker per core)");
     }
     if args.enable_tracer {

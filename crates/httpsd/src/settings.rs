@@ -47,7 +47,7 @@ pub struct ServeSettings {
 impl ServeSettings {
     /// Validates `args`.
     pub fn from_args(args: &ServeArgs) -> Result<ServeSettings, SettingsError> {
-        let root = canonical_root(&args.root_dir)?;
+        let root = canonical_root(&args.listen.root_dir)?;
         if !(0.05..=3600.0).contains(&args.rescan_interval) {
             return Err(SettingsError::Option {
                 option: "--rescan-interval",
@@ -57,7 +57,7 @@ impl ServeSettings {
                 ),
             });
         }
-        if args.connection_limit == 0 {
+        if args.listen.connection_limit == 0 {
             return Err(SettingsError::Option {
                 option: "--connection-limit",
                 reason: "must be at least 1".into(),
@@ -68,13 +68,15 @@ impl ServeSettings {
             .with_max_run_time(runner.max_run_time);
         Ok(ServeSettings {
             root: root.clone(),
-            host: args.host.clone(),
-            port: args.port,
-            prefix: normalize_prefix(&args.url_prefix).map_err(|reason| SettingsError::Option {
-                option: "--url_prefix",
-                reason,
+            host: args.listen.host.clone(),
+            port: args.listen.port,
+            prefix: normalize_prefix(&args.listen.url_prefix).map_err(|reason| {
+                SettingsError::Option {
+                    option: "--url_prefix",
+                    reason,
+                }
             })?,
-            connection_limit: args.connection_limit,
+            connection_limit: args.listen.connection_limit,
             max_file_size: args.max_file_size,
             rescan_interval: Duration::from_secs_f64(args.rescan_interval),
             runner,

@@ -47,29 +47,9 @@ pub struct RedisArgs {
 /// Arguments of `server-only`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerOnlyArgs {
-    /// The directory of target generators (the same tree the workers see).
-    #[arg(value_name = "ROOT_DIR")]
-    pub root_dir: PathBuf,
-    /// Interface to bind.
-    #[arg(short = 'h', long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to listen on.
-    #[arg(short = 'p', long, default_value_t = 8080)]
-    pub port: u16,
-    /// Maximum number of concurrent client connections.
-    #[arg(short = 'c', long, default_value_t = 1000)]
-    pub connection_limit: usize,
-    /// Accepted for compatibility and ignored: httpsd runs one async worker per core.
-    #[arg(short = 't', long)]
-    pub threads: Option<usize>,
-    /// Serve every route under this prefix (e.g. /http_sd).
-    #[arg(
-        short = 'r',
-        long = "url_prefix",
-        visible_alias = "url-prefix",
-        default_value = ""
-    )]
-    pub url_prefix: String,
+    /// Root directory (the same tree the workers see) and listener options, as in `serve`.
+    #[command(flatten)]
+    pub listen: crate::cli::ListenArgs,
     /// Redis connection, key prefix and freshness.
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -171,7 +151,7 @@ pub fn run_server(args: ServerOnlyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if args.threads.is_some() {
+    if args.listen.threads.is_some() {
         tracing::warn!(
             option = "-t/--threads (httpsd runs one async worker per core)",
             "option accepted for compatibility but ignored by this version"
@@ -179,7 +159,7 @@ pub fn run_server(args: ServerOnlyArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let addr = format!("{}:{}", args.host, args.port);
+        let addr = format!("{}:{}", args.listen.host, args.listen.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -69,9 +69,9 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// Validates `args`.
     pub fn from_args(args: &ServerOnlyArgs) -> Result<ServerSettings, SettingsError> {
-        let root = canonical_root(&args.root_dir)?;
+        let root = canonical_root(&args.listen.root_dir)?;
         check_prefix(&args.redis.redis_prefix)?;
-        if args.connection_limit == 0 {
+        if args.listen.connection_limit == 0 {
             return Err(SettingsError::Option {
                 option: "--connection-limit",
                 reason: "must be at least 1".into(),
@@ -79,11 +79,13 @@ impl ServerSettings {
         }
         Ok(ServerSettings {
             root,
-            prefix: normalize_prefix(&args.url_prefix).map_err(|reason| SettingsError::Option {
-                option: "--url_prefix",
-                reason,
+            prefix: normalize_prefix(&args.listen.url_prefix).map_err(|reason| {
+                SettingsError::Option {
+                    option: "--url_prefix",
+                    reason,
+                }
             })?,
-            connection_limit: args.connection_limit,
+            connection_limit: args.listen.connection_limit,
             redis: conn::RedisTarget::from_args(&args.redis)?,
             keys: Keys::new(&args.redis.redis_prefix),
             fresh: args.redis.cache_seconds as f64,
@@ -188,35 +190,13 @@ async fn metrics_handler(State(state): State<Arc<ServerState>>) -> Response {
 }
 
 async fn fallback_handler(State(state): State<Arc<ServerState>>, req: Request) -> Response {
-    let raw_path = req.uri().path();
-    let targets_base = format!("{}/targets", state.settings.prefix);
-    let Some(rest) = raw_path.strip_prefix(&targets_base) else {
-        return not_found(raw_path);
+    let rest = match crate::http::targets_subpath(&state.settings.prefix, &req) {
+        Ok(rest) => rest,
+        Err(resp) => return *resp,
     };
-    let rest = match rest.strip_prefix('/') {
-        Some(r) => r,
-        None if rest.is_empty() => "",
-        None => return not_found(raw_path),
-    };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut resp = json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": "method not allowed; use GET"}),
-        );
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return resp;
-    }
     let query = Query::parse(req.uri().query());
     let rest = rest.to_string();
     targets(&state, &rest, query, req.headers()).await
-}
-
-fn not_found(path: &str) -> Response {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"error": "not found", "path": path}),
-    )
 }
 
 async fn targets(
