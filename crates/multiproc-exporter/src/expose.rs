@@ -384,7 +384,15 @@ fn help_004(s: &str) -> String {
 
 /// The text format (`generate_latest`), with the given name escaping.
 pub fn encode_text<'a>(fams: impl IntoIterator<Item = &'a MergedFamily>, esc: Escaping) -> String {
-    let mut out = String::with_capacity(1 << 16);
+    encode_text_sized(fams, esc, 1 << 16)
+}
+
+fn encode_text_sized<'a>(
+    fams: impl IntoIterator<Item = &'a MergedFamily>,
+    esc: Escaping,
+    capacity: usize,
+) -> String {
+    let mut out = String::with_capacity(capacity);
     for f in fams {
         let (mname, mtype) = match f.typ.as_str() {
             "counter" => (format!("{}_total", f.name), "counter"),
@@ -432,7 +440,15 @@ pub fn encode_openmetrics<'a>(
     fams: impl IntoIterator<Item = &'a MergedFamily>,
     esc: Escaping,
 ) -> String {
-    let mut out = String::with_capacity(1 << 16);
+    encode_openmetrics_sized(fams, esc, 1 << 16)
+}
+
+fn encode_openmetrics_sized<'a>(
+    fams: impl IntoIterator<Item = &'a MergedFamily>,
+    esc: Escaping,
+    capacity: usize,
+) -> String {
+    let mut out = String::with_capacity(capacity);
     for f in fams {
         let ename = escape_metric_name(&f.name, esc);
         let _ = writeln!(out, "# HELP {ename} {}", escape_value(&f.help));
@@ -468,9 +484,19 @@ pub fn encode_openmetrics<'a>(
 
 /// Encodes in the chosen format.
 pub fn encode<'a>(fams: impl IntoIterator<Item = &'a MergedFamily>, format: &Format) -> String {
+    encode_sized(fams, format, 1 << 16)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes: with the previous body's size, a large
+/// body is allocated once instead of doubling up to it (old and new buffer at once).
+pub fn encode_sized<'a>(
+    fams: impl IntoIterator<Item = &'a MergedFamily>,
+    format: &Format,
+    capacity: usize,
+) -> String {
     match format {
-        Format::Text(e) => encode_text(fams, *e),
-        Format::OpenMetrics(e) => encode_openmetrics(fams, *e),
+        Format::Text(e) => encode_text_sized(fams, *e, capacity),
+        Format::OpenMetrics(e) => encode_openmetrics_sized(fams, *e, capacity),
     }
 }
 

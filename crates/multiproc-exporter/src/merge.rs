@@ -193,7 +193,7 @@ impl Merger {
     /// Merges the files of a scan (already in merge order) into families.
     pub fn merge(
         &mut self,
-        files: &[FileState],
+        files: &[Box<FileState>],
         it: &mut Interner,
     ) -> (Vec<MergedFamily>, MergeStats) {
         let mut stats = MergeStats::default();

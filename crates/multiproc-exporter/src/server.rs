@@ -41,6 +41,8 @@ pub struct Settings {
 /// Counters behind the `multiproc_exporter_*` metrics.
 #[derive(Debug, Default)]
 pub struct SelfMetrics {
+    /// Size of the last body: the next body's buffer is allocated once at about this size.
+    last_body_len: AtomicU64,
     scrapes: AtomicU64,
     scrape_errors: AtomicU64,
     files_parsed: AtomicU64,
@@ -127,10 +129,16 @@ impl AppState {
             last.duration = duration;
         }
         let own = self.own_families();
-        Ok(expose::encode(
+        let last_len = m.last_body_len.load(Ordering::Relaxed) as usize;
+        // 1/32 slack for growing values; OpenMetrics bodies are a little longer.
+        let capacity = (last_len + last_len / 32).max(1 << 16);
+        let body = expose::encode_sized(
             collected.families.iter().chain(own.iter()),
             format,
-        ))
+            capacity,
+        );
+        m.last_body_len.store(body.len() as u64, Ordering::Relaxed);
+        Ok(body)
     }
 
     /// One archive pass, under the collector lock so that no scrape sees a half-done pass.
