@@ -62,8 +62,10 @@ impl Tree {
 /// A running `httpsd` process, killed on drop.
 pub struct Server {
     child: Option<Child>,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (or `https://` with TLS).
     pub base: String,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
     /// Everything the process wrote to stderr so far.
     pub log: Arc<Mutex<String>>,
 }
@@ -77,18 +79,24 @@ impl Server {
         Server::start(&args)
     }
 
-    /// Starts the binary with `args` and waits for its "Serving on http://ADDR" line.
+    /// Starts the binary with `args` and waits for its "Serving on <scheme>://ADDR" line.
     pub fn start(args: &[String]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables.
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(bin())
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn httpsd");
         let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::channel::<(String, String)>();
         for stream in [
             Box::new(child.stderr.take().expect("stderr")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stdout.take().expect("stdout")),
@@ -97,19 +105,22 @@ impl Server {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(i) = line.find("Serving on http://") {
-                        let rest = &line[i + "Serving on http://".len()..];
-                        let addr: String = rest
-                            .chars()
-                            .take_while(|c| !c.is_whitespace() && *c != '/')
-                            .collect();
-                        let _ = tx.send(addr);
+                    // Log first: a test may read the log as soon as the address arrives.
+                    log.lock().unwrap().push_str(&format!("{line}\n"));
+                    if let Some(i) = line.find("Serving on ") {
+                        let rest = &line[i + "Serving on ".len()..];
+                        if let Some((scheme, after)) = rest.split_once("://") {
+                            let addr: String = after
+                                .chars()
+                                .take_while(|c| !c.is_whitespace() && *c != '/')
+                                .collect();
+                            let _ = tx.send((scheme.to_string(), addr));
+                        }
                     }
-                    log.lock().unwrap().push_str(&(line + "\n"));
                 }
             });
         }
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (scheme, addr) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -121,7 +132,8 @@ impl Server {
         };
         Server {
             child: Some(child),
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
+            addr,
             log,
         }
     }

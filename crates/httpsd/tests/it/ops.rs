@@ -2,9 +2,8 @@
 //! view, the metrics reference, authentication, TLS, request logs, Sentry reports,
 //! the CLI's version, completions and man page, and the admin page in a real browser.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -566,65 +565,6 @@ async fn https_get(addr: &str, path: &str, ca_pem: &str) -> Result<String, Strin
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// Starts `httpsd` and waits for "Serving on <scheme>://ADDR".
-struct Proc {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn start(args: &[String]) -> Proc {
-        Proc::start_with_env(args, &[])
-    }
-
-    fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(bin())
-            .args(args)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn httpsd");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        for stream in [
-            Box::new(child.stderr.take().expect("stderr")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stdout.take().expect("stdout")),
-        ] {
-            let log = log.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    // Log first: the test reads the log once the address arrives.
-                    log.lock().unwrap().push_str(&format!("{line}\n"));
-                    if let Some(i) = line.find("Serving on ") {
-                        let rest = &line[i + "Serving on ".len()..];
-                        if let Some((_, after)) = rest.split_once("://") {
-                            let addr: String = after.chars().take_while(|c| *c != '/').collect();
-                            let _ = tx.send(addr);
-                        }
-                    }
-                }
-            });
-        }
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            panic!("httpsd did not start; log:\n{}", log.lock().unwrap());
-        };
-        Proc { child, addr, log }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve_args(root: &Path, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = vec!["serve".into(), root.display().to_string()];
     v.extend(["-p".into(), "0".into()]);
@@ -639,7 +579,7 @@ async fn tls_serves_https_and_refuses_wrong_or_expired_certificates() {
     let other = make_pki();
     let cert = |n: &str| pki.dir.path().join(n).display().to_string();
     let (good_crt, good_key) = (cert("good.crt"), cert("good.key"));
-    let p = Proc::start(&serve_args(
+    let p = Server::start(&serve_args(
         t.root(),
         &["--tls-cert", &good_crt, "--tls-key", &good_key],
     ));
@@ -666,7 +606,7 @@ async fn tls_serves_https_and_refuses_wrong_or_expired_certificates() {
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     drop(p);
     // An expired certificate is refused by the client.
-    let p = Proc::start(&serve_args(
+    let p = Server::start(&serve_args(
         t.root(),
         &[
             "--tls-cert",
@@ -723,7 +663,7 @@ async fn rust_log_overrides_the_level() {
     let t = ops_tree();
     // --log-level 40 alone would hide the INFO start line; RUST_LOG wins and shows it
     // while hiding the request logs.
-    let p = Proc::start_with_env(
+    let p = Server::start_with_env(
         &serve_args(t.root(), &["--log-level", "40"]),
         &[("RUST_LOG", "httpsd::serve=info,httpsd::access=off,warn")],
     );
