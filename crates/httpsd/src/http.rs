@@ -129,20 +129,30 @@ pub fn not_found(path: &str) -> Response {
     )
 }
 
+/// Parses a request's raw sub-path safely; an unsafe one is counted and answered 400.
+/// Shared by `serve` and `server-only`.
+pub fn parse_subpath(
+    metrics: &Metrics,
+    raw_rest: &str,
+    started: Instant,
+) -> Result<SubPath, Box<Response>> {
+    SubPath::parse(raw_rest).map_err(|e| {
+        let err = PathError::BadRequest(e.to_string());
+        metrics.observe_path_request(
+            metrics::UNKNOWN_PATH,
+            "bad_request",
+            started.elapsed(),
+            None,
+        );
+        Box::new(json_response(err.status(), &err.body(raw_rest)))
+    })
+}
+
 async fn targets(state: &AppState, raw_rest: &str, query: Query) -> Response {
     let started = Instant::now();
-    let sub = match SubPath::parse(raw_rest) {
+    let sub = match parse_subpath(&state.metrics, raw_rest, started) {
         Ok(s) => s,
-        Err(e) => {
-            let err = PathError::BadRequest(e.to_string());
-            state.metrics.observe_path_request(
-                metrics::UNKNOWN_PATH,
-                "bad_request",
-                started.elapsed(),
-                None,
-            );
-            return json_response(err.status(), &err.body(raw_rest));
-        }
+        Err(resp) => return *resp,
     };
     let rel = sub.as_rel();
     let run = state.engine.run_path(&sub, &query.params).await;

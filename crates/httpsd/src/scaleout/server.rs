@@ -29,7 +29,7 @@ use crate::error::{PathError, json_response};
 use crate::metrics::{self, Metrics, RedisMetrics};
 use crate::params::Query;
 use crate::settings::{SettingsError, canonical_root, normalize_prefix};
-use crate::tree::{Selection, SubPath};
+use crate::tree::Selection;
 
 /// After a failure, requests answer with that failure (no new run) for this long,
 /// at most --cache-seconds: a broken generator is not hammered by every request.
@@ -206,18 +206,9 @@ async fn targets(
     headers: &HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let sub = match SubPath::parse(raw_rest) {
+    let sub = match crate::http::parse_subpath(&state.metrics, raw_rest, started) {
         Ok(s) => s,
-        Err(e) => {
-            let err = PathError::BadRequest(e.to_string());
-            state.metrics.observe_path_request(
-                metrics::UNKNOWN_PATH,
-                "bad_request",
-                started.elapsed(),
-                None,
-            );
-            return json_response(err.status(), &err.body(raw_rest));
-        }
+        Err(resp) => return *resp,
     };
     let rel = sub.as_rel();
     // The server knows the tree too: unknown paths never reach Redis or the workers.
