@@ -108,6 +108,9 @@ impl Catalog {
                 }
             }
         }
+        // Deleted generators leave the admin page and the board's memory.
+        let present: HashSet<&str> = listing.generators.iter().map(|g| g.rel.as_str()).collect();
+        self.status.retain(|rel| present.contains(rel));
         self.current.store(Arc::new(Snapshot {
             listing,
             statics,

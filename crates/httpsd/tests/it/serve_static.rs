@@ -405,3 +405,24 @@ async fn metrics_count_requests_and_stay_bounded() {
         assert!(value.parse::<f64>().is_ok(), "bad sample line: {l}");
     }
 }
+
+#[tokio::test]
+async fn deleted_generators_leave_the_admin_page() {
+    let tree = Tree::new();
+    tree.write("svc/keep.json", r#"[{"targets":["k:1"]}]"#);
+    let gone = tree.write("svc/gone-soon.json", r#"[{"targets":["g:1"]}]"#);
+    let srv = Server::serve(tree.root(), &[]);
+    let admin = get(&srv.url("/")).await;
+    assert_eq!(admin.status, 200);
+    assert!(admin.body.contains("gone-soon.json"), "{}", admin.body);
+    std::fs::remove_file(gone).unwrap();
+    wait_for(
+        Duration::from_secs(3),
+        "the deleted generator to leave",
+        || async {
+            let body = get(&srv.url("/")).await.body;
+            (!body.contains("gone-soon.json") && body.contains("keep.json")).then_some(())
+        },
+    )
+    .await;
+}
