@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -58,14 +59,25 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
-pub fn init(level: LogLevel, format: LogFormat) {
+///
+/// Lines are formatted on the thread that logs and written to stderr by one background
+/// thread, in batches (a buffered writer flushed whenever the queue is empty): at tens
+/// of thousands of access-log lines per second, a `write(2)` per line on the request
+/// path cost a quarter of the throughput. Nothing is dropped: when the queue is full
+/// the logging thread waits. Keep the returned guard alive until the program ends; its
+/// drop flushes what is still queued.
+pub fn init(level: LogLevel, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(level.0.to_string().to_lowercase()));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("httpsd-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
@@ -73,8 +85,14 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
-        .with(sentry::integrations::tracing::layer())
+        // Access-log lines would only crowd Sentry's breadcrumbs (and cost a field
+        // visit per request).
+        .with(
+            sentry::integrations::tracing::layer()
+                .with_filter(filter_fn(|m| m.target() != "httpsd::access")),
+        )
         .try_init();
+    guard
 }
 
 #[cfg(test)]

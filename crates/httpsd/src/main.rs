@@ -8,8 +8,11 @@ use httpsd::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    httpsd::logging::init(cli.log_level, cli.log_format);
-    match run(cli) {
+    let log_guard = httpsd::logging::init(cli.log_level, cli.log_format);
+    let result = run(cli);
+    // Flush queued log lines before the final error line, so the order is kept.
+    drop(log_guard);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
