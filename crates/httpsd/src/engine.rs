@@ -2,7 +2,8 @@
 //! path to generators, gets each one's output (static: from memory; dynamic: through
 //! the runners), and merges them in path order. Never returns a partial list.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -113,11 +114,48 @@ impl PathRun {
     }
 }
 
+/// How many merged bodies of all-static paths are kept (per snapshot generation).
+const MERGED_BODIES_MAX: usize = 4096;
+
+/// Merged bodies of paths whose generators are all static, valid for one snapshot
+/// generation. A snapshot never changes once published, so such a body is a pure
+/// function of (generation, path): keeping it spares every request the merge copy
+/// and its allocations. Only paths that exist are kept, so the map is bounded by the
+/// tree (and by [`MERGED_BODIES_MAX`]).
+#[derive(Default)]
+struct MergedBodies {
+    generation: u64,
+    bodies: HashMap<String, PathBody>,
+}
+
+impl MergedBodies {
+    fn get(&self, generation: u64, rel: &str) -> Option<PathBody> {
+        if self.generation != generation {
+            return None;
+        }
+        self.bodies.get(rel).cloned()
+    }
+
+    fn put(&mut self, generation: u64, rel: String, body: PathBody) {
+        if generation < self.generation {
+            return;
+        }
+        if generation > self.generation {
+            self.generation = generation;
+            self.bodies.clear();
+        }
+        if self.bodies.len() < MERGED_BODIES_MAX {
+            self.bodies.insert(rel, body);
+        }
+    }
+}
+
 /// The discovery engine shared by the HTTP layer, `check` and workers.
 pub struct Engine {
     catalog: Arc<Catalog>,
     runners: Arc<Runners>,
     cache: GeneratorCache,
+    merged: RwLock<MergedBodies>,
 }
 
 impl Engine {
@@ -136,6 +174,7 @@ impl Engine {
             catalog,
             runners,
             cache,
+            merged: RwLock::default(),
         }
     }
 
@@ -157,6 +196,7 @@ impl Engine {
             catalog,
             runners,
             cache,
+            merged: RwLock::default(),
         })
     }
 
@@ -183,9 +223,46 @@ impl Engine {
         &self.runners
     }
 
+    /// The merged target list of `sub` (`rel` is `sub.as_rel()`), or why there is none.
+    /// Bodies of all-static paths are kept per snapshot generation.
+    pub async fn path_body(
+        &self,
+        sub: &SubPath,
+        rel: &str,
+        params: &Params,
+    ) -> Result<PathBody, PathError> {
+        let snapshot = self.catalog.snapshot();
+        let memo = {
+            let merged = self.merged.read().unwrap_or_else(|e| e.into_inner());
+            merged.get(snapshot.generation, rel)
+        };
+        if let Some(body) = memo {
+            return Ok(body);
+        }
+        let run = self.run_path_in(&snapshot, sub, params).await?;
+        let body = run.into_body()?;
+        if run.outcomes.iter().all(|o| o.source == Source::Memory) {
+            self.merged.write().unwrap_or_else(|e| e.into_inner()).put(
+                snapshot.generation,
+                rel.to_string(),
+                body.clone(),
+            );
+        }
+        Ok(body)
+    }
+
     /// Gets the outcome of every generator under `sub`, running dynamic ones concurrently.
     pub async fn run_path(&self, sub: &SubPath, params: &Params) -> Result<PathRun, PathError> {
-        let snapshot = self.catalog.snapshot();
+        self.run_path_in(&self.catalog.snapshot(), sub, params)
+            .await
+    }
+
+    async fn run_path_in(
+        &self,
+        snapshot: &Snapshot,
+        sub: &SubPath,
+        params: &Params,
+    ) -> Result<PathRun, PathError> {
         let generators = match snapshot.listing.select(sub) {
             Selection::Generators(g) => g.to_vec(),
             Selection::NotFound => return Err(PathError::NotFound(sub.as_rel())),
@@ -199,7 +276,7 @@ impl Engine {
         let outcomes = futures::future::join_all(
             generators
                 .into_iter()
-                .map(|g| self.outcome(&snapshot, g, params)),
+                .map(|g| self.outcome(snapshot, g, params)),
         )
         .await;
         Ok(PathRun {
@@ -267,5 +344,40 @@ impl Engine {
         params: &Params,
     ) -> Lookup<Arc<GeneratorOutput>, GeneratorError> {
         self.cache.get(RunKey::new(generator.clone(), params)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &'static str) -> PathBody {
+        PathBody {
+            bytes: Bytes::from_static(s.as_bytes()),
+            group_count: 0,
+            target_count: 0,
+        }
+    }
+
+    #[test]
+    fn merged_bodies_follow_the_generation() {
+        let mut m = MergedBodies::default();
+        m.put(3, "a".into(), body("[1]\n"));
+        assert_eq!(m.get(3, "a").unwrap().bytes, "[1]\n");
+        assert!(m.get(4, "a").is_none(), "a newer snapshot must not see it");
+        // A late writer from an older snapshot must not replace newer bodies.
+        m.put(4, "a".into(), body("[2]\n"));
+        m.put(3, "a".into(), body("[1]\n"));
+        assert_eq!(m.get(4, "a").unwrap().bytes, "[2]\n");
+        assert!(m.get(3, "a").is_none());
+    }
+
+    #[test]
+    fn merged_bodies_are_bounded() {
+        let mut m = MergedBodies::default();
+        for i in 0..MERGED_BODIES_MAX + 10 {
+            m.put(1, i.to_string(), body("[]\n"));
+        }
+        assert_eq!(m.bodies.len(), MERGED_BODIES_MAX);
     }
 }

@@ -155,12 +155,11 @@ async fn targets(state: &AppState, raw_rest: &str, query: Query) -> Response {
         Err(resp) => return *resp,
     };
     let rel = sub.as_rel();
-    let run = state.engine.run_path(&sub, &query.params).await;
     if query.debug {
+        let run = state.engine.run_path(&sub, &query.params).await;
         return debug_response(&rel, &run, state.engine.catalog().status());
     }
-    let result = run.and_then(|r| r.into_body());
-    match result {
+    match state.engine.path_body(&sub, &rel, &query.params).await {
         Ok(body) => {
             state.metrics.observe_path_request(
                 &rel,
