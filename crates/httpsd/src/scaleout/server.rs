@@ -106,7 +106,8 @@ impl ServerSettings {
     }
 }
 
-/// A result remembered for outages: its body and when it was generated.
+/// A result remembered for outages (and to skip fetching a body Redis says is still
+/// current): its body and when it was generated.
 struct Remembered {
     updated: f64,
     generated_at: Instant,
@@ -268,30 +269,27 @@ async fn normal(
     wait: Duration,
 ) -> (Response, &'static str, Option<usize>) {
     let s = &state.settings;
+    // Redis decides which result is current; when it is the one this server already
+    // holds, its body (often hundreds of kB) is not transferred again.
+    match state.store.peek(id).await {
+        Ok((now, Some(updated))) => {
+            if let Some(body) = remembered_body(state, id, updated)
+                && let Some(answer) = serve_current(state, id, body, updated, now)
+            {
+                return answer;
+            }
+        }
+        Ok((_, None)) => {}
+        Err(e) => return from_memory(state, id, rel, &e),
+    }
     let lookup = match state.store.lookup(id).await {
         Ok(l) => l,
         Err(e) => return from_memory(state, id, rel, &e),
     };
     if let Some(r) = &lookup.result {
-        let age = (lookup.now - r.updated).max(0.0);
-        if age <= s.fresh {
-            state.redis_metrics.cache_operation("hit");
-            remember(state, id, r, lookup.now);
-            return (list_response(r.body.clone(), age, "hit"), "success", None);
-        }
-        if age <= s.fresh + s.max_stale {
-            state.redis_metrics.cache_operation("stale");
-            remember(state, id, r, lookup.now);
-            let store = state.store.clone();
-            let id = id.to_string();
-            let (fresh, retry) = (s.fresh, error_retry(s.fresh));
-            // The refresh must not delay this answer.
-            tokio::spawn(async move {
-                if let Err(e) = store.enqueue(&id, fresh, retry, false).await {
-                    tracing::warn!(job = %id, error = %e, "could not queue a refresh");
-                }
-            });
-            return (list_response(r.body.clone(), age, "stale"), "success", None);
+        remember(state, id, r, lookup.now);
+        if let Some(answer) = serve_current(state, id, r.body.clone(), r.updated, lookup.now) {
+            return answer;
         }
         state.redis_metrics.cache_operation("expired");
     } else {
@@ -331,6 +329,36 @@ async fn normal(
         }
         Err(e) => from_memory(state, id, rel, &e),
     }
+}
+
+/// Answers with a stored result that is fresh, or stale within the bound (queueing a
+/// refresh that does not delay the answer); `None` when it is too old to serve.
+fn serve_current(
+    state: &ServerState,
+    id: &str,
+    body: Bytes,
+    updated: f64,
+    now: f64,
+) -> Option<(Response, &'static str, Option<usize>)> {
+    let s = &state.settings;
+    let age = (now - updated).max(0.0);
+    if age <= s.fresh {
+        state.redis_metrics.cache_operation("hit");
+        return Some((list_response(body, age, "hit"), "success", None));
+    }
+    if age > s.fresh + s.max_stale {
+        return None;
+    }
+    state.redis_metrics.cache_operation("stale");
+    let store = state.store.clone();
+    let id = id.to_string();
+    let (fresh, retry) = (s.fresh, error_retry(s.fresh));
+    tokio::spawn(async move {
+        if let Err(e) = store.enqueue(&id, fresh, retry, false).await {
+            tracing::warn!(job = %id, error = %e, "could not queue a refresh");
+        }
+    });
+    Some((list_response(body, age, "stale"), "success", None))
 }
 
 fn error_retry(fresh: f64) -> f64 {
@@ -439,6 +467,15 @@ fn remember(state: &ServerState, id: &str, r: &StoredResult, now: f64) {
             body: r.body.clone(),
         },
     );
+}
+
+/// The body of the remembered result of `id` if it is the one generated at `updated`.
+fn remembered_body(state: &ServerState, id: &str, updated: f64) -> Option<Bytes> {
+    let memory = state.memory.lock().unwrap_or_else(|e| e.into_inner());
+    memory
+        .get(id)
+        .filter(|m| m.updated == updated)
+        .map(|m| m.body.clone())
 }
 
 /// Redis is unreachable: answer from memory within the stale bound, else 503.

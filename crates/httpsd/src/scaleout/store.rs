@@ -276,7 +276,10 @@ impl Store {
             .op("lookup", async move { pipe.query_async(&mut con).await })
             .await?;
         let field = |row: &Row, i: usize| row.get(i).cloned().flatten();
-        let result = match (f64_field(&field(&r, 0)), field(&r, 1)) {
+        // The body is moved out of the reply, not copied (it can be megabytes).
+        let take = |row: &mut Row, i: usize| row.get_mut(i).and_then(Option::take);
+        let (mut r, mut e) = (r, e);
+        let result = match (f64_field(&field(&r, 0)), take(&mut r, 1)) {
             (Some(updated), Some(body)) => Some(StoredResult {
                 updated,
                 body: Bytes::from(body),
@@ -285,7 +288,7 @@ impl Store {
             }),
             _ => None,
         };
-        let error = match (f64_field(&field(&e, 0)), field(&e, 2)) {
+        let error = match (f64_field(&field(&e, 0)), take(&mut e, 2)) {
             (Some(updated), Some(body)) => Some(StoredError {
                 updated,
                 http_status: f64_field(&field(&e, 1)).map_or(500, |s| s as u16),
@@ -299,6 +302,21 @@ impl Store {
             result,
             error,
         })
+    }
+
+    /// Redis's clock and the generation time of a job's result, without its body: a
+    /// server that holds that very result in memory need not fetch it again.
+    pub async fn peek(&self, id: &str) -> Result<(f64, Option<f64>), StoreError> {
+        let mut con = self.con.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME")
+            .cmd("HGET")
+            .arg(self.keys.result(id))
+            .arg("updated_timestamp");
+        let ((secs, micros), r): ((u64, u64), Option<f64>) = self
+            .op("peek", async move { pipe.query_async(&mut con).await })
+            .await?;
+        Ok((secs as f64 + micros as f64 / 1e6, r))
     }
 
     /// The generation times of a job's result and error (cheap polling while waiting).
