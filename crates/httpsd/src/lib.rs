@@ -14,6 +14,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod params;

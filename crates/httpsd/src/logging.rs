@@ -60,21 +60,14 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
 ///
-/// Lines are formatted on the thread that logs and written to stderr by one background
-/// thread, in batches (a buffered writer flushed whenever the queue is empty): at tens
-/// of thousands of access-log lines per second, a `write(2)` per line on the request
-/// path cost a quarter of the throughput. Nothing is dropped: when the queue is full
-/// the logging thread waits. Keep the returned guard alive until the program ends; its
-/// drop flushes what is still queued.
-pub fn init(level: LogLevel, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Lines go to stderr through [`crate::log_writer`] (batched; warnings at once). Keep
+/// the returned guard alive until the program ends: its drop writes what is left.
+pub fn init(level: LogLevel, format: LogFormat) -> crate::log_writer::FlushGuard {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(level.0.to_string().to_lowercase()));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("httpsd-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let (writer, guard) = crate::log_writer::batched_stderr();
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
