@@ -134,15 +134,20 @@ async fn check_statics(
                     };
                     tracker.start(index, &job.generator.rel);
                     let started = Instant::now();
-                    let g = &job.generator;
-                    let value = std::panic::catch_unwind(|| read_static(g, options.max_file_size))
-                        .unwrap_or_else(|_| {
-                            Err(GeneratorError::new(
-                                ErrorKind::Internal,
-                                format!("{}: reading the file panicked", g.rel),
-                            ))
-                        });
-                    let (check, value) = judge(job, value, started, &options.profile);
+                    let fallback = job.clone();
+                    let profile = &options.profile;
+                    // A panic while reading or validating one file fails that file.
+                    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let value = read_static(&job.generator, options.max_file_size);
+                        judge(job, value, started, profile)
+                    }));
+                    let (check, value) = checked.unwrap_or_else(|_| {
+                        let e = GeneratorError::new(
+                            ErrorKind::Internal,
+                            format!("{}: checking the file panicked", fallback.generator.rel),
+                        );
+                        judge(fallback, Err(e), started, profile)
+                    });
                     tracker.finish(index);
                     out.push((index, check, value));
                 }
@@ -150,12 +155,13 @@ async fn check_statics(
         })
         .collect();
     let mut results = Vec::with_capacity(count);
-    for h in futures::future::join_all(handles).await {
-        // A thread cannot panic past catch_unwind except in validation, which
-        // does not panic; should it, its files are reported below.
-        if let Ok(part) = h {
-            results.extend(part);
-        }
+    // The threads catch panics per file, so every one of them returns its part.
+    for part in futures::future::join_all(handles)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        results.extend(part);
     }
     results
 }
