@@ -30,10 +30,12 @@ use crate::tree::GeneratorFile;
 /// The runner script, sent to each worker at start.
 const RUNNER_SOURCE: &str = include_str!("python/runner.py");
 
-/// What `python -c` runs: read the runner and its settings from stdin, start it.
-const BOOT: &str = "import sys,json;s=json.loads(sys.stdin.buffer.readline());\
+/// What `python -c` runs: read the runner's length and source from stdin, start it
+/// (it reads its settings line itself). Nothing but `sys` is imported here, so the
+/// runner decides what a worker's start-up costs.
+const BOOT: &str = "import sys;f=sys.stdin.buffer;n=int(f.readline());\
 g={'__name__':'__httpsd_runner__','__file__':'<httpsd-runner>'};\
-exec(compile(s.pop('script'),'<httpsd-runner>','exec'),g);g['main'](s)";
+exec(compile(f.read(n),'<httpsd-runner>','exec'),g);g['main'](f)";
 
 /// Largest JSON result a generator may return.
 const MAX_RESULT: usize = 256 * 1024 * 1024;
@@ -959,13 +961,16 @@ async fn handshake(
     worker: &mut Worker,
     python: &str,
 ) -> Result<Hello, String> {
-    let mut settings = serde_json::to_vec(&serde_json::json!({
-        "script": RUNNER_SOURCE,
-        "root": config.root.to_string_lossy(),
-        "ppid": std::process::id(),
-        "memory_limit": config.memory_limit,
-        "max_result": MAX_RESULT,
-    }))
+    let mut settings = format!("{}\n{RUNNER_SOURCE}", RUNNER_SOURCE.len()).into_bytes();
+    serde_json::to_writer(
+        &mut settings,
+        &serde_json::json!({
+            "root": config.root.to_string_lossy(),
+            "ppid": std::process::id(),
+            "memory_limit": config.memory_limit,
+            "max_result": MAX_RESULT,
+        }),
+    )
     .map_err(|e| format!("cannot encode the worker settings: {e}"))?;
     settings.push(b'\n');
     let _ = worker.stdin.write_all(&settings).await;
