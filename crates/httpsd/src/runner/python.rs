@@ -894,6 +894,7 @@ async fn spawn_worker(
     live: &Arc<Mutex<HashSet<i32>>>,
 ) -> Result<(Worker, Hello), String> {
     let python = config.python.display().to_string();
+    let started = std::time::Instant::now();
     let mut child = Command::new(&config.python)
         .arg("-c")
         .arg(BOOT)
@@ -932,7 +933,14 @@ async fn spawn_worker(
     )
     .await
     {
-        Ok(Ok(hello)) => Ok((worker, hello)),
+        Ok(Ok(hello)) => {
+            tracing::debug!(
+                pid,
+                seconds = started.elapsed().as_secs_f64(),
+                "Python worker started"
+            );
+            Ok((worker, hello))
+        }
         Ok(Err(e)) => {
             kill_group(pid);
             if let Some(p) = worker.pump.take() {
