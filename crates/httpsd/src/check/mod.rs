@@ -52,7 +52,8 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
-    /// How many generators run at once (default: 4 per core, at least 8).
+    /// How many executable generators run at once (default: 4 per core, at least 8);
+    /// Python generators run on the --python-workers workers.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
     /// Refuse static files larger than this many bytes (same default as serve).
@@ -175,9 +176,11 @@ pub async fn check_tree(
             Some(started) => started,
             None => {
                 let mut runner = runner.clone();
-                if args.runner.python_workers.is_none() {
+                if !has_python {
+                    runner.python_workers = 0;
+                } else if args.runner.python_workers.is_none() {
                     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-                    runner.python_workers = if has_python { cores.max(2) } else { 0 };
+                    runner.python_workers = cores.max(2);
                 }
                 Runners::start(&runner, Warmth::Warm).await.map(Arc::new)
             }
