@@ -8,6 +8,11 @@
 //! `--max-run-time`, a worker that dies or breaks the protocol, or a worker that hit
 //! `MemoryError` is killed with its whole group and replaced in the background;
 //! only the call it held fails.
+//!
+//! `check` sends batches of files instead of single calls (one round trip per batch);
+//! the worker answers one line per file as each is done, so a file still fails alone
+//! and the rest of its batch is run on another worker. A pool for a tree without
+//! Python starts lazily: its workers start on the calls that need them.
 
 use std::collections::{HashSet, VecDeque};
 use std::os::unix::process::ExitStatusExt;
