@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::error::{ErrorKind, GeneratorError};
+use crate::runner::python::Warmth;
 use crate::runner::{RunnerArgs, RunnerSettings, Runners};
 use crate::settings::canonical_root;
 use crate::tree::{self, GeneratorKind, Skipped};
@@ -50,7 +52,8 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
-    /// How many generators run at once (default: 4 per core, at least 8).
+    /// How many executable generators run at once (default: 4 per core, at least 8);
+    /// Python generators run on the --python-workers workers.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
     /// Refuse static files larger than this many bytes (same default as serve).
@@ -100,6 +103,32 @@ pub async fn check_tree(
     runner: &RunnerSettings,
 ) -> anyhow::Result<CheckReport> {
     let started = Instant::now();
+    // Python's start-up (tens of milliseconds per interpreter) is the slowest step
+    // of a check, so the pool starts while the tree is scanned, as soon as a quick
+    // look finds a .py file; it is let go if the scan finds no Python generator
+    // after all. A check runs each generator once, in batches: as many workers as
+    // cores keep them busy, more would only add start-up time.
+    let mut python_runner = runner.clone();
+    if args.runner.python_workers.is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        python_runner.python_workers = cores.max(2);
+    }
+    let early_python = (python_runner.python_workers > 0).then(|| {
+        let look = root.to_path_buf();
+        tokio::spawn(async move {
+            let found = tokio::task::spawn_blocking(move || has_python_file(&look))
+                .await
+                .unwrap_or(false);
+            match found {
+                true => Some(
+                    Runners::start(&python_runner, Warmth::Warm)
+                        .await
+                        .map(Arc::new),
+                ),
+                false => None,
+            }
+        })
+    });
     let typed = args.root_dir.to_string_lossy().into_owned();
     let scan_root = root.to_path_buf();
     let listing = tokio::task::spawn_blocking(move || tree::scan(&scan_root)).await?;
@@ -121,17 +150,42 @@ pub async fn check_tree(
     };
     let tracker = Arc::new(progress::Tracker::default());
     let progress = progress::Progress::start(tracker.clone(), jobs.len());
-    // A check runs each generator once: more Python workers than Python generators
-    // would only add start-up time (none at all when the tree has no .py file).
-    let mut runner = runner.clone();
-    if args.runner.python_workers.is_none() {
-        let python = jobs
-            .iter()
-            .filter(|j| j.generator.kind == GeneratorKind::Python)
-            .count();
-        runner.python_workers = runner.python_workers.min(python);
-    }
-    let start_runners = async move { Runners::start(&runner).await.map(Arc::new) };
+    let has_python = jobs
+        .iter()
+        .any(|j| j.generator.kind == GeneratorKind::Python);
+    let start_runners = async move {
+        let early = match early_python {
+            Some(early) if has_python => early.await.unwrap_or_else(|e| {
+                Some(Err(GeneratorError::new(
+                    ErrorKind::Internal,
+                    format!("starting the Python workers failed: {e}"),
+                )))
+            }),
+            Some(early) => {
+                // Not needed after all: let it finish starting, then stop it.
+                tokio::spawn(async move {
+                    if let Ok(Some(Ok(r))) = early.await {
+                        r.shutdown().await;
+                    }
+                });
+                None
+            }
+            None => None,
+        };
+        match early {
+            Some(started) => started,
+            None => {
+                let mut runner = runner.clone();
+                if !has_python {
+                    runner.python_workers = 0;
+                } else if args.runner.python_workers.is_none() {
+                    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+                    runner.python_workers = cores.max(2);
+                }
+                Runners::start(&runner, Warmth::Warm).await.map(Arc::new)
+            }
+        }
+    };
     let checks = run::check_all(jobs, start_runners, options, tracker).await;
     progress.finish();
     Ok(CheckReport::new(
@@ -211,6 +265,37 @@ fn plan(listing: tree::Listing, rules: &IgnoreRules, typed: &str, root: &Path) -
         ignored,
         unused_patterns,
     }
+}
+
+/// Whether the tree seems to hold a `.py` file: a quick look at directory entries
+/// only (no `stat`), stopping at the first one, so that the Python workers can start
+/// before the full scan is done. Only a hint: the scan decides.
+fn has_python_file(root: &Path) -> bool {
+    let mut dirs = vec![root.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > 100_000 {
+                return false;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if name.ends_with(".py") {
+                return true;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    false
 }
 
 fn default_concurrency() -> usize {

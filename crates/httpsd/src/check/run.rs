@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::future::Future;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -19,9 +19,10 @@ use super::progress::Tracker;
 use super::report::{GeneratorCheck, Status};
 use crate::error::{ErrorKind, GeneratorError};
 use crate::params::Params;
+use crate::runner::python::CheckEvent;
 use crate::runner::{RunMode, Runners};
 use crate::static_files;
-use crate::tree::GeneratorFile;
+use crate::tree::{GeneratorFile, GeneratorKind};
 use crate::validate::{self, Profile};
 
 /// How a check runs its generators.
@@ -72,26 +73,30 @@ where
         .into_iter()
         .enumerate()
         .partition(|(_, job)| job.generator.kind.is_static());
-    // Reading small files is CPU-bound: a couple per core keeps every core busy.
+    // Reading small files is CPU-bound: one thread per core keeps every core busy.
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let static_runs = run_stream(statics, None, options, cores * 2, &tracker);
+    let static_runs = check_statics(statics, options, cores, &tracker);
     let dynamic_runs = async {
         if dynamics.is_empty() {
             return Vec::new();
         }
         let runners = start_runners.await;
-        let results = run_stream(
-            dynamics,
+        let (python, executables): (Vec<_>, Vec<_>) = dynamics
+            .into_iter()
+            .partition(|(_, job)| job.generator.kind == GeneratorKind::Python);
+        let python_runs = check_python(python, &runners, options, &tracker);
+        let executable_runs = run_stream(
+            executables,
             Some(&runners),
             options,
             options.concurrency,
             &tracker,
-        )
-        .await;
+        );
+        let (a, b) = futures::join!(python_runs, executable_runs);
         if let Ok(r) = &runners {
             r.shutdown().await;
         }
-        results
+        a.into_iter().chain(b).collect()
     };
     let (a, b) = futures::join!(static_runs, dynamic_runs);
     let mut results: Vec<(usize, GeneratorCheck, Option<Value>)> = a.into_iter().chain(b).collect();
@@ -104,6 +109,121 @@ where
     checks.into_iter().map(GeneratorCheck::finish).collect()
 }
 
+/// One checked generator with its index, and its output when valid.
+type Checked = (usize, GeneratorCheck, Option<Value>);
+
+/// Checks static files on `threads` blocking threads that share one queue (a task
+/// per file would cost more in hand-offs than reading a small file does).
+async fn check_statics(
+    jobs: Vec<(usize, Job)>,
+    options: RunOptions,
+    threads: usize,
+    tracker: &Arc<Tracker>,
+) -> Vec<Checked> {
+    let count = jobs.len();
+    let queue = Arc::new(Mutex::new(jobs.into_iter()));
+    let handles: Vec<_> = (0..threads.clamp(1, count.max(1)))
+        .map(|_| {
+            let (queue, tracker) = (queue.clone(), tracker.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                    let Some((index, job)) = next else {
+                        return out;
+                    };
+                    tracker.start(index, &job.generator.rel);
+                    let started = Instant::now();
+                    let fallback = job.clone();
+                    let profile = &options.profile;
+                    // A panic while reading or validating one file fails that file.
+                    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let value = read_static(&job.generator, options.max_file_size);
+                        judge(job, value, started, profile)
+                    }));
+                    let (check, value) = checked.unwrap_or_else(|_| {
+                        let e = GeneratorError::new(
+                            ErrorKind::Internal,
+                            format!("{}: checking the file panicked", fallback.generator.rel),
+                        );
+                        judge(fallback, Err(e), started, profile)
+                    });
+                    tracker.finish(index);
+                    out.push((index, check, value));
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(count);
+    // The threads catch panics per file, so every one of them returns its part.
+    for part in futures::future::join_all(handles)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        results.extend(part);
+    }
+    results
+}
+
+/// Checks Python generators as batches on the worker pool (one round trip per
+/// batch, not per file), each file with its own time limit and result.
+async fn check_python(
+    jobs: Vec<(usize, Job)>,
+    runners: &RunnersOrError,
+    options: RunOptions,
+    tracker: &Tracker,
+) -> Vec<Checked> {
+    let Ok(r) = runners else {
+        return run_stream(jobs, Some(runners), options, options.concurrency, tracker).await;
+    };
+    if jobs.is_empty() {
+        return Vec::new();
+    }
+    let items = jobs
+        .iter()
+        .map(|(i, job)| (*i, job.generator.clone()))
+        .collect();
+    let mut pending: HashMap<usize, (Job, Instant)> = jobs
+        .into_iter()
+        .map(|(i, job)| (i, (job, Instant::now())))
+        .collect();
+    let mut events = r.python().check_many(items);
+    let mut results = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let Some(event) = events.recv().await else {
+            break;
+        };
+        match event {
+            CheckEvent::Started(index) => {
+                if let Some((job, started)) = pending.get_mut(&index) {
+                    *started = Instant::now();
+                    tracker.start(index, &job.generator.rel);
+                }
+            }
+            CheckEvent::Done(index, value, took) => {
+                if let Some((job, _)) = pending.remove(&index) {
+                    let (mut check, value) = judge(job, value, Instant::now(), &options.profile);
+                    check.duration = took;
+                    tracker.finish(index);
+                    results.push((index, check, value));
+                }
+            }
+        }
+    }
+    // Only if the pool lost track of a generator (a bug): it still gets a result.
+    for (index, (job, started)) in pending {
+        let e = GeneratorError::new(
+            ErrorKind::Internal,
+            format!("{}: the Python pool gave no result", job.generator.rel),
+        );
+        let (check, value) = judge(job, Err(e), started, &options.profile);
+        tracker.finish(index);
+        results.push((index, check, value));
+    }
+    results
+}
+
 /// Checks `jobs` (with their indexes), at most `limit` at once.
 async fn run_stream(
     jobs: Vec<(usize, Job)>,
@@ -111,7 +231,7 @@ async fn run_stream(
     options: RunOptions,
     limit: usize,
     tracker: &Tracker,
-) -> Vec<(usize, GeneratorCheck, Option<Value>)> {
+) -> Vec<Checked> {
     futures::stream::iter(jobs)
         .map(|(index, job)| async move {
             tracker.start(index, &job.generator.rel);
@@ -124,52 +244,52 @@ async fn run_stream(
         .await
 }
 
-/// Reads or runs one generator and validates its output. Also returns the output when
-/// it is valid, for the checks that look across generators.
+/// Runs one dynamic generator and validates its output.
 async fn check_one(
     job: Job,
     runners: Option<&RunnersOrError>,
     options: RunOptions,
 ) -> (GeneratorCheck, Option<Value>) {
     let started = Instant::now();
-    let g = job.generator;
-    let value = if g.kind.is_static() {
-        let g2 = g.clone();
-        tokio::task::spawn_blocking(move || read_static(&g2, options.max_file_size))
-            .await
-            .unwrap_or_else(|e| {
-                Err(GeneratorError::new(
-                    ErrorKind::Internal,
-                    format!("{}: reading the file panicked: {e}", g.rel),
-                ))
-            })
-    } else {
-        match runners {
-            Some(Ok(r)) => {
-                let params = Params::empty();
-                let run = r.run(&g, &params, RunMode::Check);
-                tokio::time::timeout(options.max_run_time + GUARD_GRACE, run)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(GeneratorError::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "{}: no result within {:.1}s (--max-run-time)",
-                                g.rel,
-                                options.max_run_time.as_secs_f64()
-                            ),
-                        ))
-                    })
-            }
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(GeneratorError::new(
-                ErrorKind::Internal,
-                format!("{}: no runner for dynamic generators", g.rel),
-            )),
+    let g = &job.generator;
+    let value = match runners {
+        Some(Ok(r)) => {
+            let params = Params::empty();
+            let run = r.run(g, &params, RunMode::Check);
+            tokio::time::timeout(options.max_run_time + GUARD_GRACE, run)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(GeneratorError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "{}: no result within {:.1}s (--max-run-time)",
+                            g.rel,
+                            options.max_run_time.as_secs_f64()
+                        ),
+                    ))
+                })
         }
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(GeneratorError::new(
+            ErrorKind::Internal,
+            format!("{}: no runner for dynamic generators", g.rel),
+        )),
     };
+    judge(job, value, started, &options.profile)
+}
+
+/// Validates one generator's output (or records its error) and times it from
+/// `started`. Also returns the output when it is valid, for the checks that look
+/// across generators.
+fn judge(
+    job: Job,
+    value: Result<Value, GeneratorError>,
+    started: Instant,
+    profile: &Profile,
+) -> (GeneratorCheck, Option<Value>) {
+    let g = job.generator;
     let mut check = GeneratorCheck {
-        path: g.rel.clone(),
+        path: g.rel,
         file: job.file,
         kind: g.kind,
         status: Status::Fail,
@@ -181,7 +301,7 @@ async fn check_one(
     };
     let kept = match value {
         Ok(value) => {
-            let report = validate::validate(&value, &options.profile);
+            let report = validate::validate(&value, profile);
             check.targets = report.target_count;
             check.groups = report.group_count;
             let ok = report.is_ok();

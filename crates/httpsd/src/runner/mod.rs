@@ -96,12 +96,20 @@ pub struct Runners {
 }
 
 impl Runners {
-    /// Starts the runners (the Python pool is started here).
-    pub async fn start(settings: &RunnerSettings) -> Result<Runners, GeneratorError> {
+    /// Starts the runners (the Python pool is started here, see [`python::Warmth`]).
+    pub async fn start(
+        settings: &RunnerSettings,
+        warmth: python::Warmth,
+    ) -> Result<Runners, GeneratorError> {
         Ok(Runners {
-            python: python::PythonRunner::start(settings).await?,
+            python: python::PythonRunner::start(settings, warmth).await?,
             exec: exec::ExecRunner::new(settings),
         })
+    }
+
+    /// The Python runner (for `check`'s batches).
+    pub fn python(&self) -> &python::PythonRunner {
+        &self.python
     }
 
     /// Runs one dynamic generator and returns its raw output.

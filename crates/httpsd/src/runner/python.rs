@@ -8,6 +8,11 @@
 //! `--max-run-time`, a worker that dies or breaks the protocol, or a worker that hit
 //! `MemoryError` is killed with its whole group and replaced in the background;
 //! only the call it held fails.
+//!
+//! `check` sends batches of files instead of single calls (one round trip per batch);
+//! the worker answers one line per file as each is done, so a file still fails alone
+//! and the rest of its batch is run on another worker. A pool for a tree without
+//! Python starts lazily: its workers start on the calls that need them.
 
 use std::collections::{HashSet, VecDeque};
 use std::os::unix::process::ExitStatusExt;
@@ -30,10 +35,12 @@ use crate::tree::GeneratorFile;
 /// The runner script, sent to each worker at start.
 const RUNNER_SOURCE: &str = include_str!("python/runner.py");
 
-/// What `python -c` runs: read the runner and its settings from stdin, start it.
-const BOOT: &str = "import sys,json;s=json.loads(sys.stdin.buffer.readline());\
+/// What `python -c` runs: read the runner's length and source from stdin, start it
+/// (it reads its settings line itself). Nothing but `sys` is imported here, so the
+/// runner decides what a worker's start-up costs.
+const BOOT: &str = "import sys;f=sys.stdin.buffer;n=int(f.readline());\
 g={'__name__':'__httpsd_runner__','__file__':'<httpsd-runner>'};\
-exec(compile(s.pop('script'),'<httpsd-runner>','exec'),g);g['main'](s)";
+exec(compile(f.read(n),'<httpsd-runner>','exec'),g);g['main'](f)";
 
 /// Largest JSON result a generator may return.
 const MAX_RESULT: usize = 256 * 1024 * 1024;
@@ -64,37 +71,88 @@ pub struct PythonRunner {
 }
 
 impl PythonRunner {
-    /// Starts the pool once one worker answered its handshake; fails with a clear
-    /// message when the interpreter is missing or broken.
-    pub async fn start(settings: &RunnerSettings) -> Result<PythonRunner, GeneratorError> {
+    /// Starts the pool; fails with a clear message when the interpreter is missing or
+    /// broken.
+    ///
+    /// [`Warmth::Warm`] starts every worker at once and returns as soon as one answered
+    /// its handshake (the others join the pool when ready). [`Warmth::Lazy`] proves
+    /// the interpreter with one handshake, lets that worker go, and starts workers
+    /// only when calls need them: a tree without Python keeps no interpreter resident.
+    pub async fn start(
+        settings: &RunnerSettings,
+        warmth: Warmth,
+    ) -> Result<PythonRunner, GeneratorError> {
         if settings.python_workers == 0 {
             tracing::info!("Python generators disabled (--python-workers 0)");
             return Ok(PythonRunner { pool: None });
         }
-        // One worker proves the interpreter works; the others start in the background
-        // so that a server (or `check`) is ready as soon as one handshake succeeded.
         let pool = Arc::new(Pool::new(settings));
-        let h = match spawn_worker(&pool.config, &pool.live).await {
-            Ok((worker, h)) => {
-                pool.release(Some(worker));
-                h
-            }
+        let hello = match warmth {
+            Warmth::Warm => pool.start_all().await,
+            Warmth::Lazy => match spawn_worker(&pool.config, &pool.live).await {
+                Ok((worker, hello)) => {
+                    pool.retire(worker);
+                    for _ in 0..pool.size {
+                        pool.release(None);
+                    }
+                    Ok(hello)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let h = match hello {
+            Ok(h) => h,
             Err(e) => {
                 pool.shutdown();
                 return Err(GeneratorError::new(ErrorKind::Internal, e));
             }
         };
-        for _ in 1..settings.python_workers {
-            pool.refill();
-        }
         tracing::info!(
             python = %h.python,
             executable = %h.executable,
             workers = settings.python_workers,
+            lazy = warmth == Warmth::Lazy,
             max_run_time = settings.max_run_time.as_secs_f64(),
             "Python worker pool ready"
         );
         Ok(PythonRunner { pool: Some(pool) })
+    }
+
+    /// Runs many generators in check mode, as batches spread over the workers, and
+    /// reports each one's start and result on the returned channel.
+    ///
+    /// Each file still has its own `--max-run-time`: a file past it fails alone, its
+    /// worker is killed, and the rest of its batch runs elsewhere; the same holds for
+    /// a file that crashes its worker.
+    pub fn check_many(
+        &self,
+        items: Vec<(usize, GeneratorFile)>,
+    ) -> mpsc::UnboundedReceiver<CheckEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let Some(pool) = &self.pool else {
+            for (index, g) in items {
+                let _ = tx.send(CheckEvent::Done(
+                    index,
+                    Err(disabled(&g.rel)),
+                    Duration::ZERO,
+                ));
+            }
+            return rx;
+        };
+        let queue: VecDeque<Item> = items
+            .into_iter()
+            .map(|(index, g)| Item {
+                index,
+                path: g.abs.to_string_lossy().into_owned(),
+                rel: g.rel,
+            })
+            .collect();
+        let lanes = pool.size.min(queue.len()).max(1);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..lanes {
+            tokio::spawn(pool.clone().lane(queue.clone(), lanes, tx.clone()));
+        }
+        rx
     }
 
     /// Runs one generator on a free worker and returns its raw JSON result.
@@ -108,13 +166,7 @@ impl PythonRunner {
         mode: RunMode,
     ) -> Result<serde_json::Value, GeneratorError> {
         let Some(pool) = &self.pool else {
-            return Err(GeneratorError::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "{}: Python generators are disabled (--python-workers 0)",
-                    generator.rel
-                ),
-            ));
+            return Err(disabled(&generator.rel));
         };
         let call = Call {
             rel: generator.rel.clone(),
@@ -153,6 +205,63 @@ impl PythonRunner {
     }
 }
 
+/// How the pool starts (see [`PythonRunner::start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warmth {
+    /// Every worker starts now.
+    Warm,
+    /// Workers start on the first calls that need them.
+    Lazy,
+}
+
+impl Warmth {
+    /// Warm when the tree has a Python generator now, lazy otherwise (a tree
+    /// without Python keeps no interpreter resident until one appears).
+    pub fn for_tree(catalog: &crate::catalog::Catalog) -> Warmth {
+        let snapshot = catalog.snapshot();
+        if snapshot
+            .listing
+            .generators
+            .iter()
+            .any(|g| g.kind == crate::tree::GeneratorKind::Python)
+        {
+            Warmth::Warm
+        } else {
+            Warmth::Lazy
+        }
+    }
+}
+
+/// Progress of [`PythonRunner::check_many`].
+#[derive(Debug)]
+pub enum CheckEvent {
+    /// The generator with this index started running.
+    Started(usize),
+    /// It finished: its raw result and its run time.
+    Done(usize, Result<serde_json::Value, GeneratorError>, Duration),
+}
+
+fn disabled(rel: &str) -> GeneratorError {
+    GeneratorError::new(
+        ErrorKind::Unsupported,
+        format!("{rel}: Python generators are disabled (--python-workers 0)"),
+    )
+}
+
+/// One generator of a check batch.
+struct Item {
+    index: usize,
+    rel: String,
+    path: String,
+}
+
+/// Longest batch sent to one worker.
+const MAX_BATCH: usize = 64;
+
+/// A batch that took less than this grows; a slower one shrinks back to one file,
+/// so slow generators spread over the workers and fast ones pay few round trips.
+const FAST_BATCH: Duration = Duration::from_millis(25);
+
 /// Fixed settings of the pool.
 #[derive(Debug, Clone)]
 struct PoolConfig {
@@ -185,6 +294,12 @@ struct Call {
 }
 
 #[derive(Serialize)]
+struct BatchRequest<'a> {
+    id: u64,
+    batch: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
 struct Request<'a> {
     id: u64,
     path: &'a str,
@@ -196,6 +311,9 @@ struct Request<'a> {
 #[derive(Deserialize)]
 struct Reply {
     id: u64,
+    /// The position in its batch (batches only).
+    #[serde(default)]
+    index: Option<usize>,
     ok: bool,
     #[serde(default)]
     result: Option<serde_json::Value>,
@@ -216,6 +334,16 @@ struct Hello {
     ready: bool,
     python: String,
     executable: String,
+}
+
+/// Why a call did not get a usable reply.
+enum Broken {
+    /// The reply belongs to another request.
+    WrongReply(u64),
+    /// The worker died or broke the protocol.
+    Failed(Failure),
+    /// No reply within `--max-run-time`.
+    Timeout,
 }
 
 /// Why a worker stopped answering.
@@ -282,12 +410,274 @@ impl Pool {
             }
             match spawn_worker(&pool.config, &pool.live).await {
                 Ok((w, _)) => pool.release(Some(w)),
+                // A worker killed by a shutdown while it started is no error.
+                Err(_) if pool.closed.load(Ordering::SeqCst) => pool.release(None),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot replace a Python worker; will retry on the next call");
                     pool.release(None);
                 }
             }
         });
+    }
+
+    /// Starts every worker at once; returns the first handshake, or the first error
+    /// when none of them started.
+    async fn start_all(self: &Arc<Self>) -> Result<Hello, String> {
+        let (tx, mut rx) = mpsc::channel(self.size);
+        for _ in 0..self.size {
+            let (pool, tx) = (self.clone(), tx.clone());
+            tokio::spawn(async move {
+                let started = spawn_worker(&pool.config, &pool.live).await;
+                let answer = match started {
+                    Ok((w, hello)) => {
+                        pool.release(Some(w));
+                        Ok(hello)
+                    }
+                    Err(e) => {
+                        pool.release(None);
+                        Err(e)
+                    }
+                };
+                let _ = tx.send(answer).await;
+            });
+        }
+        drop(tx);
+        let mut first_error = None;
+        while let Some(answer) = rx.recv().await {
+            match answer {
+                Ok(hello) => return Ok(hello),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| "no Python worker started".to_string()))
+    }
+
+    /// Takes a free worker, starting one when its slot is empty. The error's message
+    /// is to follow the generator's name.
+    async fn take_worker(&self) -> Result<Worker, (ErrorKind, String)> {
+        let limit = self.config.max_run_time;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err((
+                ErrorKind::Internal,
+                "the Python worker pool is shutting down".into(),
+            ));
+        }
+        let slot = async { self.slots_rx.lock().await.recv().await };
+        let slot = match tokio::time::timeout(limit, slot).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => {
+                return Err((
+                    ErrorKind::Internal,
+                    "the Python worker pool is closed".into(),
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    ErrorKind::Timeout,
+                    format!(
+                        "no Python worker became free within {}s (all {} busy)",
+                        limit.as_secs_f64(),
+                        self.size
+                    ),
+                ));
+            }
+        };
+        match slot {
+            Some(w) => Ok(w),
+            None => match spawn_worker(&self.config, &self.live).await {
+                Ok((w, _)) => Ok(w),
+                Err(e) => {
+                    self.release(None);
+                    Err((
+                        ErrorKind::Internal,
+                        format!("cannot start a Python worker: {e}"),
+                    ))
+                }
+            },
+        }
+    }
+
+    /// One lane of a check: takes batches off the shared queue until it is empty.
+    async fn lane(
+        self: Arc<Self>,
+        queue: Arc<Mutex<VecDeque<Item>>>,
+        lanes: usize,
+        events: mpsc::UnboundedSender<CheckEvent>,
+    ) {
+        let mut size = 1;
+        loop {
+            let chunk: Vec<Item> = {
+                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                // Leave work for the other lanes: at most half of a fair share.
+                let n = size.min(q.len().div_ceil(lanes * 2)).max(1);
+                let n = n.min(q.len());
+                q.drain(..n).collect()
+            };
+            if chunk.is_empty() {
+                return;
+            }
+            let worker = match self.take_worker().await {
+                Ok(w) => w,
+                Err((kind, why)) => {
+                    for item in chunk {
+                        let e = GeneratorError::new(kind, format!("{}: {why}", item.rel));
+                        let _ = events.send(CheckEvent::Done(item.index, Err(e), Duration::ZERO));
+                    }
+                    continue;
+                }
+            };
+            let sent = std::time::Instant::now();
+            let count = chunk.len();
+            let rest = self.run_batch(worker, chunk, &events).await;
+            size = if rest.is_empty() && sent.elapsed() < FAST_BATCH {
+                (count * 2).min(MAX_BATCH)
+            } else {
+                1
+            };
+            if !rest.is_empty() {
+                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                for item in rest.into_iter().rev() {
+                    q.push_front(item);
+                }
+            }
+        }
+    }
+
+    /// Runs one batch on `worker` in check mode. Returns the items it did not run
+    /// because the worker had to go (a timeout, a death, a `MemoryError`).
+    async fn run_batch(
+        self: &Arc<Self>,
+        mut worker: Worker,
+        chunk: Vec<Item>,
+        events: &mpsc::UnboundedSender<CheckEvent>,
+    ) -> Vec<Item> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = BatchRequest {
+            id,
+            batch: chunk.iter().map(|i| i.path.as_str()).collect(),
+        };
+        let mut line = match serde_json::to_vec(&request) {
+            Ok(l) => l,
+            Err(e) => {
+                self.release(Some(worker));
+                for item in chunk {
+                    let e = GeneratorError::new(
+                        ErrorKind::Internal,
+                        format!("{}: cannot encode the request: {e}", item.rel),
+                    );
+                    let _ = events.send(CheckEvent::Done(item.index, Err(e), Duration::ZERO));
+                }
+                return Vec::new();
+            }
+        };
+        line.push(b'\n');
+        let limit = self.config.max_run_time;
+        let pid = worker.pid;
+        let mut items = chunk.into_iter().enumerate();
+        let mut sent = false;
+        while let Some((k, item)) = items.next() {
+            let _ = events.send(CheckEvent::Started(item.index));
+            worker.output.begin_call(&item.rel);
+            let started = std::time::Instant::now();
+            let outcome = tokio::time::timeout(limit, async {
+                if !sent {
+                    sent = true;
+                    worker.send(&line).await?;
+                }
+                worker.receive().await
+            })
+            .await;
+            worker.output.end_call(&item.rel, pid);
+            let broken = match outcome {
+                Ok(Ok(reply)) if reply.id == id && reply.index == Some(k) => {
+                    let took = Duration::try_from_secs_f64(reply.secs)
+                        .unwrap_or_else(|_| started.elapsed());
+                    let recycle = reply.recycle;
+                    let result = reply_result(&item.rel, reply);
+                    let _ = events.send(CheckEvent::Done(item.index, result, took));
+                    if recycle {
+                        tracing::info!(generator = %item.rel, pid, "replacing a Python worker after MemoryError");
+                        self.retire(worker);
+                        self.refill();
+                        return items.map(|(_, i)| i).collect();
+                    }
+                    continue;
+                }
+                Ok(Ok(reply)) => Broken::WrongReply(reply.id),
+                Ok(Err(f)) => Broken::Failed(f),
+                Err(_) => Broken::Timeout,
+            };
+            let e = self.broken(worker, &item.rel, id, broken).await;
+            let _ = events.send(CheckEvent::Done(item.index, Err(e), started.elapsed()));
+            return items.map(|(_, i)| i).collect();
+        }
+        self.release(Some(worker));
+        Vec::new()
+    }
+
+    /// Replaces a worker that did not answer a call properly and says why the call
+    /// failed.
+    async fn broken(
+        self: &Arc<Self>,
+        worker: Worker,
+        rel: &str,
+        id: u64,
+        why: Broken,
+    ) -> GeneratorError {
+        let pid = worker.pid;
+        let limit = self.config.max_run_time;
+        match why {
+            Broken::WrongReply(got) => {
+                self.retire(worker);
+                self.refill();
+                GeneratorError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "{rel}: the Python worker answered request {got} instead of {id}; worker replaced"
+                    ),
+                )
+            }
+            Broken::Failed(Failure::Protocol(why)) => {
+                let tail = worker.output.take_tail();
+                self.retire(worker);
+                self.refill();
+                with_tail(
+                    GeneratorError::new(
+                        ErrorKind::Internal,
+                        format!(
+                            "{rel}: the Python worker broke the protocol ({why}); worker replaced"
+                        ),
+                    ),
+                    tail,
+                )
+            }
+            Broken::Failed(Failure::Died(why)) => {
+                let tail = self.retire_and_wait(worker).await;
+                self.refill();
+                tracing::warn!(generator = %rel, pid, reason = %why, "a Python worker died; replacing it");
+                with_tail(
+                    GeneratorError::new(
+                        ErrorKind::WorkerDied,
+                        format!("{rel}: the Python worker running it died ({why})"),
+                    ),
+                    tail,
+                )
+            }
+            Broken::Timeout => {
+                self.retire(worker);
+                self.refill();
+                tracing::warn!(generator = %rel, pid, "generator ran past --max-run-time; its Python worker was killed");
+                GeneratorError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{rel}: still running after {}s (--max-run-time); its Python worker was killed",
+                        limit.as_secs_f64()
+                    ),
+                )
+            }
+        }
     }
 
     fn shutdown(&self) {
@@ -307,45 +697,10 @@ impl Pool {
     async fn call(self: Arc<Self>, call: Call) -> Result<serde_json::Value, GeneratorError> {
         let rel = call.rel.as_str();
         let limit = self.config.max_run_time;
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(GeneratorError::new(
-                ErrorKind::Internal,
-                format!("{rel}: the Python worker pool is shutting down"),
-            ));
-        }
-        let slot = async { self.slots_rx.lock().await.recv().await };
-        let slot = match tokio::time::timeout(limit, slot).await {
-            Ok(Some(slot)) => slot,
-            Ok(None) => {
-                return Err(GeneratorError::new(
-                    ErrorKind::Internal,
-                    format!("{rel}: the Python worker pool is closed"),
-                ));
-            }
-            Err(_) => {
-                return Err(GeneratorError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{rel}: no Python worker became free within {}s (all {} busy)",
-                        limit.as_secs_f64(),
-                        self.size
-                    ),
-                ));
-            }
-        };
-        let mut worker = match slot {
-            Some(w) => w,
-            None => match spawn_worker(&self.config, &self.live).await {
-                Ok((w, _)) => w,
-                Err(e) => {
-                    self.release(None);
-                    return Err(GeneratorError::new(
-                        ErrorKind::Internal,
-                        format!("{rel}: cannot start a Python worker: {e}"),
-                    ));
-                }
-            },
-        };
+        let mut worker = self
+            .take_worker()
+            .await
+            .map_err(|(kind, why)| GeneratorError::new(kind, format!("{rel}: {why}")))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut line = match serde_json::to_vec(&Request {
             id,
@@ -365,9 +720,14 @@ impl Pool {
         line.push(b'\n');
         let pid = worker.pid;
         let sent = std::time::Instant::now();
-        let outcome = tokio::time::timeout(limit, worker.call(&line, rel)).await;
+        worker.output.begin_call(rel);
+        let outcome = tokio::time::timeout(limit, async {
+            worker.send(&line).await?;
+            worker.receive().await
+        })
+        .await;
         worker.output.end_call(rel, pid);
-        match outcome {
+        let broken = match outcome {
             Ok(Ok(reply)) if reply.id == id => {
                 let round_trip = sent.elapsed().as_secs_f64();
                 tracing::debug!(
@@ -384,58 +744,13 @@ impl Pool {
                 } else {
                     self.release(Some(worker));
                 }
-                reply_result(rel, reply)
+                return reply_result(rel, reply);
             }
-            Ok(Ok(reply)) => {
-                self.retire(worker);
-                self.refill();
-                Err(GeneratorError::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "{rel}: the Python worker answered request {} instead of {id}; worker replaced",
-                        reply.id
-                    ),
-                ))
-            }
-            Ok(Err(Failure::Protocol(why))) => {
-                let tail = worker.output.take_tail();
-                self.retire(worker);
-                self.refill();
-                Err(with_tail(
-                    GeneratorError::new(
-                        ErrorKind::Internal,
-                        format!(
-                            "{rel}: the Python worker broke the protocol ({why}); worker replaced"
-                        ),
-                    ),
-                    tail,
-                ))
-            }
-            Ok(Err(Failure::Died(why))) => {
-                let tail = self.retire_and_wait(worker).await;
-                self.refill();
-                tracing::warn!(generator = %rel, pid, reason = %why, "a Python worker died; replacing it");
-                Err(with_tail(
-                    GeneratorError::new(
-                        ErrorKind::WorkerDied,
-                        format!("{rel}: the Python worker running it died ({why})"),
-                    ),
-                    tail,
-                ))
-            }
-            Err(_) => {
-                self.retire(worker);
-                self.refill();
-                tracing::warn!(generator = %rel, pid, "generator ran past --max-run-time; its Python worker was killed");
-                Err(GeneratorError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{rel}: still running after {}s (--max-run-time); its Python worker was killed",
-                        limit.as_secs_f64()
-                    ),
-                ))
-            }
-        }
+            Ok(Ok(reply)) => Broken::WrongReply(reply.id),
+            Ok(Err(f)) => Broken::Failed(f),
+            Err(_) => Broken::Timeout,
+        };
+        Err(self.broken(worker, rel, id, broken).await)
     }
 
     /// Kills a dead worker with its group, gives its output pump a moment to drain
@@ -488,12 +803,16 @@ struct Worker {
 }
 
 impl Worker {
-    /// Sends one request and reads its reply, watching for the process's exit.
-    async fn call(&mut self, line: &[u8], rel: &str) -> Result<Reply, Failure> {
-        self.output.begin_call(rel);
-        if let Err(e) = self.stdin.write_all(line).await {
-            return Err(self.died(format!("cannot send it the request: {e}")).await);
+    /// Sends one request line.
+    async fn send(&mut self, line: &[u8]) -> Result<(), Failure> {
+        match self.stdin.write_all(line).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.died(format!("cannot send it the request: {e}")).await),
         }
+    }
+
+    /// Reads one reply, watching for the process's exit.
+    async fn receive(&mut self) -> Result<Reply, Failure> {
         let mut buf = Vec::with_capacity(256);
         let read = read_line(&mut self.stdout, &mut buf, MAX_RESULT as u64 + 4096);
         let status = tokio::select! {
@@ -580,6 +899,7 @@ async fn spawn_worker(
     live: &Arc<Mutex<HashSet<i32>>>,
 ) -> Result<(Worker, Hello), String> {
     let python = config.python.display().to_string();
+    let started = std::time::Instant::now();
     let mut child = Command::new(&config.python)
         .arg("-c")
         .arg(BOOT)
@@ -618,7 +938,14 @@ async fn spawn_worker(
     )
     .await
     {
-        Ok(Ok(hello)) => Ok((worker, hello)),
+        Ok(Ok(hello)) => {
+            tracing::debug!(
+                pid,
+                seconds = started.elapsed().as_secs_f64(),
+                "Python worker started"
+            );
+            Ok((worker, hello))
+        }
         Ok(Err(e)) => {
             kill_group(pid);
             if let Some(p) = worker.pump.take() {
@@ -647,13 +974,16 @@ async fn handshake(
     worker: &mut Worker,
     python: &str,
 ) -> Result<Hello, String> {
-    let mut settings = serde_json::to_vec(&serde_json::json!({
-        "script": RUNNER_SOURCE,
-        "root": config.root.to_string_lossy(),
-        "ppid": std::process::id(),
-        "memory_limit": config.memory_limit,
-        "max_result": MAX_RESULT,
-    }))
+    let mut settings = format!("{}\n{RUNNER_SOURCE}", RUNNER_SOURCE.len()).into_bytes();
+    serde_json::to_writer(
+        &mut settings,
+        &serde_json::json!({
+            "root": config.root.to_string_lossy(),
+            "ppid": std::process::id(),
+            "memory_limit": config.memory_limit,
+            "max_result": MAX_RESULT,
+        }),
+    )
     .map_err(|e| format!("cannot encode the worker settings: {e}"))?;
     settings.push(b'\n');
     let _ = worker.stdin.write_all(&settings).await;
@@ -837,7 +1167,7 @@ mod tests {
                 .cloned()
                 .expect("generator found")
         };
-        let runner = PythonRunner::start(&settings(&root))
+        let runner = PythonRunner::start(&settings(&root), Warmth::Warm)
             .await
             .expect("pool starts");
         let params = Params::from_pairs([("x", "1")]);

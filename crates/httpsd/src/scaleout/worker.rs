@@ -204,9 +204,12 @@ pub async fn run(
     let catalog = Arc::new(tokio::task::spawn_blocking(move || Catalog::new(&root, max, m)).await?);
     let watcher = tokio::spawn(crate::watch::run(catalog.clone(), settings.rescan_interval));
     let runners = Arc::new(
-        Runners::start(&settings.runner)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
+        Runners::start(
+            &settings.runner,
+            crate::runner::python::Warmth::for_tree(&catalog),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
     );
     let engine = Arc::new(Engine::new(catalog, runners.clone(), metrics.clone()));
     let monitor = tokio::spawn(super::health::monitor(

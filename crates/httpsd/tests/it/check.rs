@@ -887,3 +887,56 @@ fn a_python_that_cannot_start_fails_its_generators_not_the_static_ones() {
         "{r:#}"
     );
 }
+
+/// Python generators run in batches (one round trip per batch, not per file), yet each
+/// file keeps its own timeout, result and run time: with one worker, a hanging and a
+/// crashing file in the middle of many fail alone and everything after them still
+/// runs, in check mode.
+#[test]
+fn python_batches_isolate_a_hanging_and_a_crashing_generator() {
+    require_python();
+    let t = Tree::new();
+    for i in 0..40 {
+        let body = match i {
+            13 => "import time\ndef generate_targets():\n    time.sleep(30)\n".to_string(),
+            27 => "import os\ndef generate_targets():\n    os._exit(3)\n".to_string(),
+            // Fails unless it sees check mode at import and at call time.
+            _ => format!(
+                "import os\nassert os.environ.get('PROMETHEUS_HTTP_SD_IS_TEST') == '1'\n\
+                 def generate_targets():\n    assert os.environ.get('PROMETHEUS_HTTP_SD_IS_TEST') == '1'\n    \
+                 return [{{'targets': ['10.0.0.{i}:9100']}}]\n"
+            ),
+        };
+        t.write(&format!("many/p{i:02}.py"), body);
+    }
+    let started = Instant::now();
+    let (code, r) = check_json(t.root(), &["--max-run-time", "1", "--python-workers", "1"]);
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{r:#}");
+    assert!(took < Duration::from_secs(15), "check took {took:?}");
+    assert_eq!(r["summary"]["passed"], 38, "{r:#}");
+    assert_eq!(r["summary"]["failed"], 2, "{r:#}");
+    let kind = |p: &str| {
+        generator(&r, p)["error"]["kind"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(kind("many/p13.py"), "timeout", "{r:#}");
+    assert_eq!(kind("many/p27.py"), "worker_died", "{r:#}");
+    let hung = generator(&r, "many/p13.py")["duration_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!((0.9..10.0).contains(&hung), "the hanging file took {hung}s");
+    let message = generator(&r, "many/p27.py")["error"]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(message.contains("exited with status 3"), "{message}");
+    for i in (0..40).filter(|i| ![13, 27].contains(i)) {
+        let p = format!("many/p{i:02}.py");
+        assert_eq!(status(&r, &p), "pass", "{p}: {r:#}");
+        let d = generator(&r, &p)["duration_seconds"].as_f64().unwrap();
+        assert!(d < 0.9, "{p} took {d}s: the hang was charged to it");
+    }
+    assert_eq!(r["summary"]["targets"], 38, "{r:#}");
+}

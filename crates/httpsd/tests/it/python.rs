@@ -579,3 +579,72 @@ async fn runner_survives_sabotage_or_fails_only_that_call() {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 }
+
+/// Live (not zombie) child processes of `pid`, from `/proc/*/stat`.
+fn live_children(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        panic!("/proc is not readable: these tests need Linux");
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1.trim_start().to_string();
+                    let mut fields = rest.split_whitespace();
+                    let state = fields.next()?;
+                    let ppid: i32 = fields.next()?.parse().ok()?;
+                    Some(ppid == pid && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Issue 2's memory goal: a server over a tree without Python keeps no interpreter
+/// resident (the interpreter is still proven at startup); a `.py` generator added
+/// later starts workers on its first request and works.
+#[tokio::test]
+async fn no_python_worker_is_resident_until_a_python_generator_runs() {
+    require_python();
+    let tree = Tree::new();
+    tree.write("static.json", static_group());
+    let server = Server::serve(tree.root(), &["--rescan-interval", "0.2"]);
+    let pid = i32::try_from(server.pid()).expect("pid");
+    // The start-up handshake's worker is killed before the server listens; give
+    // its reaping a moment, then no child may remain.
+    wait_for(
+        Duration::from_secs(5),
+        "no child process of the server",
+        || async { live_children(pid).is_empty().then_some(()) },
+    )
+    .await;
+    let r = get(&server.url("/targets")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        live_children(pid),
+        Vec::<i32>::new(),
+        "a worker started for a static tree"
+    );
+
+    tree.write("late.py", OK_PY);
+    let r = wait_for(
+        Duration::from_secs(10),
+        "the new .py generator to serve",
+        || async {
+            let r = get(&server.url("/targets/late.py")).await;
+            (r.status == 200).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!([{"targets": ["ok:1"], "labels": {"p": ""}}])
+    );
+    assert!(
+        !live_children(pid).is_empty(),
+        "a Python worker serves the new generator"
+    );
+}

@@ -1,29 +1,108 @@
 # The httpsd Python worker: embedded in the httpsd binary and started by it as
-# `python -c BOOT`; BOOT reads one JSON line from stdin holding this source and the
-# settings, runs this source as "<httpsd-runner>" and calls main(settings).
+# `python -c BOOT`; BOOT reads from stdin a line with the length of this source, then
+# the source, runs it as "<httpsd-runner>" and calls main(stdin), which reads one JSON
+# line of settings.
 #
 # Protocol (private to httpsd, one JSON object per line):
 #   in  (fd 0 at start, moved to a private fd): {"id", "path", "params", "check"}
+#        or, for `check`, a batch {"id", "batch": [path, ...]} run in check mode
 #   out (fd 1 at start, moved to a private fd): {"id", "ok", "result" | "kind",
-#        "message", "traceback", "recycle", "secs"}
+#        "message", "traceback", "recycle", "secs"}, one per request; a batch gets
+#        one per path, in order, each with its "index", written as soon as it is done
+#        (a batch stops early after a reply with "recycle")
 # After the handshake, fd 0 is /dev/null and fd 1 is fd 2 (a pipe httpsd logs),
 # so nothing user code prints can reach the protocol channel.
 import importlib
 import importlib.machinery
-import importlib.util
-import json
+import io
 import os
 import sys
 import time
-import traceback
 
 TEST_ENV = "PROMETHEUS_HTTP_SD_IS_TEST"
 
+try:
+    # What importlib.util re-exports, without the import of importlib.util (and of
+    # contextlib, functools, collections) that would cost every worker's start-up.
+    from importlib._bootstrap import module_from_spec, spec_from_loader
+except ImportError:  # pragma: no cover - a Python without these internals
+    from importlib.util import module_from_spec, spec_from_loader
+
+
+def _json_codec():
+    """(dumps_result, dumps_protocol, loads) built on the _json accelerator alone.
+
+    Importing the json package imports re (and enum): a third of a worker's start-up.
+    _json is the C code json.dumps and json.loads use for this very work (one-shot
+    encoding without indent), called with the same arguments, so results encode
+    exactly as with json.dumps. Falls back to the json package when _json is missing
+    or behaves differently."""
+    try:
+        import _json
+
+        class _Context:
+            strict = True
+            object_hook = None
+            object_pairs_hook = None
+            parse_float = float
+            parse_int = int
+            memo = {}
+
+            @staticmethod
+            def parse_constant(name):
+                raise ValueError("unexpected JSON constant %s" % name)
+
+        scan = _json.make_scanner(_Context)
+
+        def default(o):
+            # JSONEncoder.default's error, word for word.
+            raise TypeError("Object of type %s is not JSON serializable" % o.__class__.__name__)
+
+        def encoder(string, allow_nan):
+            make = _json.make_encoder
+
+            def dumps(obj):
+                if isinstance(obj, str):
+                    return string(obj)
+                return "".join(make({}, default, string, None, ":", ",", False, False, allow_nan)(obj, 0))
+
+            return dumps
+
+        def loads(data):
+            text = (data.decode("utf-8") if isinstance(data, bytes) else data).strip()
+            try:
+                obj, end = scan(text, 0)
+            except StopIteration:
+                raise ValueError("not JSON: %r" % text[:80])
+            if end != len(text):
+                raise ValueError("extra data after the JSON value")
+            return obj
+
+        dumps_result = encoder(_json.encode_basestring, False)
+        dumps_protocol = encoder(_json.encode_basestring_ascii, True)
+        sample = {"a": [1, -2.5, "\u00e9\n", True, False, None], "b": {}}
+        if (
+            loads(b'{"a":[1,-2.5,"\\u00e9\\n",true,false,null],"b":{}}\n') != sample
+            or dumps_result(sample) != '{"a":[1,-2.5,"\u00e9\\n",true,false,null],"b":{}}'
+            or dumps_protocol(sample) != '{"a":[1,-2.5,"\\u00e9\\n",true,false,null],"b":{}}'
+        ):
+            raise ValueError("_json behaves differently")
+        return dumps_result, dumps_protocol, loads
+    except Exception:
+        import json
+
+        return (
+            lambda o: json.dumps(o, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+            lambda o: json.dumps(o, separators=(",", ":")),
+            json.loads,
+        )
+
+
 # Bound once, so user code that monkeypatches json or os cannot break the protocol.
-_dumps = json.dumps
-_loads = json.loads
+_dumps_result, _dumps, _loads = _json_codec()
 _os_write = os.write
 _os_stat = os.stat
+_open_code = io.open_code
 
 _SHIM_SOURCES = {
     "prometheus_http_sd": "",
@@ -47,7 +126,7 @@ class _ShimFinder:
     def find_spec(cls, name, path=None, target=None):
         if name not in _SHIM_SOURCES:
             return None
-        return importlib.util.spec_from_loader(
+        return spec_from_loader(
             name, cls, is_package=(name == "prometheus_http_sd")
         )
 
@@ -73,6 +152,8 @@ def _user_tb(tb):
 
 
 def _exc_info(exc):
+    import traceback  # only on errors: it costs start-up time otherwise
+
     message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     tb = "".join(traceback.format_exception(type(exc), exc, _user_tb(exc.__traceback__)))
     return message, tb
@@ -97,10 +178,15 @@ class Worker:
         )
 
     def _load(self, path):
+        # What loader.exec_module(module) does, minus its look for a cached .pyc that
+        # cannot exist (bytecode is never written): same module attributes, same
+        # compile() call, a third less time per file.
         loader = importlib.machinery.SourceFileLoader("mymodule", path)
-        spec = importlib.util.spec_from_loader("mymodule", loader)
-        module = importlib.util.module_from_spec(spec)
-        loader.exec_module(module)
+        spec = spec_from_loader("mymodule", loader)
+        module = module_from_spec(spec)
+        with _open_code(path) as f:
+            source = f.read()
+        exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
         return module
 
     def _track_helpers(self):
@@ -194,7 +280,7 @@ def _encode(result, max_result):
     if result is None:
         raise _Reject("Generated result is None")
     try:
-        body = _dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        body = _dumps_result(result)
     except (TypeError, ValueError, RecursionError) as e:
         raise _Reject(
             "the result of type %s cannot be converted to JSON: %s" % (type(result).__name__, e)
@@ -217,11 +303,12 @@ def _write_all(fd, data):
         view = view[n:]
 
 
-def _error(rid, kind, message, tb=None, recycle=False, secs=0.0):
+def _error(rid, index, kind, message, tb=None, recycle=False, secs=0.0):
     return (
         _dumps(
             {
                 "id": rid,
+                "index": index,
                 "ok": False,
                 "kind": kind,
                 "message": message,
@@ -246,7 +333,9 @@ def _watch_parent(ppid):
         os._exit(0)
 
 
-def main(settings):
+def main(stream):
+    # Read before fd 0 moves: `stream` may hold the line in its buffer already.
+    settings = _loads(stream.readline())
     root = settings["root"]
     _watch_parent(settings["ppid"])
     mem = settings.get("memory_limit") or 0
@@ -300,24 +389,47 @@ def main(settings):
             return  # httpsd closed the channel: exit quietly
         req = _loads(line)
         rid = req.get("id")
-        started = time.perf_counter()
-        try:
-            data = _encode(worker.run(req), worker.max_result)
-            secs = time.perf_counter() - started
+        batch = req.get("batch")
+        if batch is None:
+            _write_all(proto_out, _answer(worker, rid, req, None)[0])
+            continue
+        for index, path in enumerate(batch):
+            out, recycle = _answer(worker, rid, {"path": path, "check": True}, index)
+            _write_all(proto_out, out)
+            if recycle:
+                break  # httpsd replaces this worker and runs the rest elsewhere
+
+
+def _answer(worker, rid, req, index):
+    """Runs one request; returns the reply line and whether the worker must go."""
+    started = time.perf_counter()
+    recycle = False
+    try:
+        data = _encode(worker.run(req), worker.max_result)
+        secs = time.perf_counter() - started
+        if index is None:
             out = b'{"id":%d,"ok":true,"secs":%r,"result":%s}\n' % (rid, secs, data)
-        except _Reject as e:
-            out = _error(rid, "exception", str(e), None, False, time.perf_counter() - started)
-        except MemoryError as e:
-            message, tb = _exc_info(e)
-            out = _error(rid, "exception", message or "MemoryError", tb, True)
-        except BaseException as e:  # includes SystemExit and KeyboardInterrupt from user code
-            message, tb = _exc_info(e)
-            out = _error(rid, "exception", message, tb, False, time.perf_counter() - started)
-        finally:
-            worker._track_helpers()
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:
-                    pass
-        _write_all(proto_out, out)
+        else:
+            out = b'{"id":%d,"index":%d,"ok":true,"secs":%r,"result":%s}\n' % (
+                rid,
+                index,
+                secs,
+                data,
+            )
+    except _Reject as e:
+        out = _error(rid, index, "exception", str(e), None, False, time.perf_counter() - started)
+    except MemoryError as e:
+        message, tb = _exc_info(e)
+        recycle = True
+        out = _error(rid, index, "exception", message or "MemoryError", tb, True)
+    except BaseException as e:  # includes SystemExit and KeyboardInterrupt from user code
+        message, tb = _exc_info(e)
+        out = _error(rid, index, "exception", message, tb, False, time.perf_counter() - started)
+    finally:
+        worker._track_helpers()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+    return out, recycle
