@@ -165,9 +165,8 @@ def main() -> None:
     body += "\n\nGoals (issue 2):\n\n" + c.table(["goal", "measured", "status"], g)
     body += (f"\n\n{a.runs} interleaved runs of `wrk -t2 -c{a.connections} -d{a.duration}s --latency` per server "
              f"on `{PATH}` ({len(ours_body)} bytes, 100 groups, 1,000 targets, 5 JSON + 5 YAML files); "
-             f"wrk shares the 2 cores with the server. RSS columns include child processes (httpsd's "
-             f"Python worker pool, started with the default `--python-workers` although this tree has no "
-             f"Python generator). The original's cache was warmed by itself (an instance with "
+             f"wrk shares the 2 cores with the server. RSS columns include child processes (httpsd "
+             f"keeps no Python worker while the tree has no Python generator). The original's cache was warmed by itself (an instance with "
              f"`--cache-refresh-interval 1`), then measured with `--cache-dir` and "
              f"`--cache-refresh-interval {refresh} -m 3600`; throughput counts 200 answers only. "
              f"Same groups as the original: {'yes' if same else 'NO'}"
