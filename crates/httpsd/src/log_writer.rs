@@ -24,22 +24,22 @@ const FULL: usize = 256 * 1024;
 
 struct Shared {
     pending: Mutex<Vec<u8>>,
-    /// Held while writing, so that batches reach stderr in the order they were taken.
-    out: Mutex<()>,
+    /// Where batches go (stderr), held while writing so that batches arrive in the
+    /// order they were taken.
+    out: Mutex<Box<dyn Write + Send>>,
     stop: Mutex<bool>,
     wake: Condvar,
 }
 
 impl Shared {
     fn flush(&self) {
-        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if !batch.is_empty() {
             // Nowhere to report a failing stderr; the lines are lost as they would be
             // with a direct write.
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(&batch);
-            let _ = err.flush();
+            let _ = out.write_all(&batch);
+            let _ = out.flush();
         }
     }
 }
@@ -58,9 +58,13 @@ pub struct FlushGuard {
 
 /// A batched stderr writer and the guard that flushes it at the end.
 pub fn batched_stderr() -> (BatchedStderr, FlushGuard) {
+    batched(Box::new(std::io::stderr()))
+}
+
+fn batched(out: Box<dyn Write + Send>) -> (BatchedStderr, FlushGuard) {
     let shared = Arc::new(Shared {
         pending: Mutex::new(Vec::with_capacity(64 * 1024)),
-        out: Mutex::new(()),
+        out: Mutex::new(out),
         stop: Mutex::new(false),
         wake: Condvar::new(),
     });
@@ -148,6 +152,26 @@ impl<'a> MakeWriter<'a> for BatchedStderr {
 mod tests {
     use super::*;
 
+    /// A sink the test can read.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
     fn line(w: &BatchedStderr, urgent: bool) -> Line<'_> {
         Line {
             shared: &w.shared,
@@ -155,37 +179,45 @@ mod tests {
         }
     }
 
-    fn pending(w: &BatchedStderr) -> usize {
-        w.shared.pending.lock().unwrap().len()
-    }
-
     #[test]
-    fn info_lines_wait_warnings_flush_and_the_guard_flushes() {
-        let (w, guard) = batched_stderr();
-        line(&w, false).write_all(b"info line\n").unwrap();
-        assert_eq!(pending(&w), 10, "an INFO line waits for the batch");
+    fn info_lines_wait_warnings_flush_in_order_and_the_guard_flushes() {
+        let sink = Sink::default();
+        let (w, guard) = batched(Box::new(sink.clone()));
+        line(&w, false).write_all(b"info\n").unwrap();
+        assert_eq!(sink.text(), "", "an INFO line waits for the batch");
         line(&w, true).write_all(b"warning\n").unwrap();
-        assert_eq!(pending(&w), 0, "a warning writes everything before it");
+        assert_eq!(
+            sink.text(),
+            "info\nwarning\n",
+            "a warning writes everything before it"
+        );
         line(&w, false).write_all(b"last\n").unwrap();
         drop(guard);
-        assert_eq!(pending(&w), 0, "the guard writes the rest");
+        assert_eq!(
+            sink.text(),
+            "info\nwarning\nlast\n",
+            "the guard writes the rest"
+        );
     }
 
     #[test]
     fn the_background_thread_flushes_within_the_interval() {
-        let (w, _guard) = batched_stderr();
-        line(&w, false).write_all(b"info line\n").unwrap();
+        let sink = Sink::default();
+        let (w, _guard) = batched(Box::new(sink.clone()));
+        line(&w, false).write_all(b"info\n").unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while pending(&w) > 0 {
+        while sink.text().is_empty() {
             assert!(std::time::Instant::now() < deadline, "never flushed");
             std::thread::sleep(Duration::from_millis(5));
         }
+        assert_eq!(sink.text(), "info\n");
     }
 
     #[test]
     fn a_full_buffer_is_written_by_the_writer() {
-        let (w, _guard) = batched_stderr();
+        let sink = Sink::default();
+        let (w, _guard) = batched(Box::new(sink.clone()));
         line(&w, false).write_all(&vec![b' '; FULL]).unwrap();
-        assert_eq!(pending(&w), 0);
+        assert_eq!(sink.0.lock().unwrap().len(), FULL);
     }
 }
