@@ -4,7 +4,8 @@
 //! serves one call at a time over its own stdin/stdout, one JSON object per line.
 //! The script moves that channel off fds 0 and 1 before any user code runs, so what
 //! generators print lands on the worker's stderr, which we log tagged with the
-//! generator. Every worker leads its own process group: a call that outlives
+//! generator (the worker marks in that stream where each run starts and ends, see
+//! `OUTPUT_MARK`). Every worker leads its own process group: a call that outlives
 //! `--max-run-time`, a worker that dies or breaks the protocol, or a worker that hit
 //! `MemoryError` is killed with its whole group and replaced in the background;
 //! only the call it held fails.
@@ -54,6 +55,11 @@ const OUTPUT_LOG_BYTES: usize = 64 * 1024;
 
 /// Lines of output kept to explain a worker's death.
 const OUTPUT_TAIL_LINES: usize = 40;
+
+/// Starts the line a worker writes to its output before each generator runs (followed
+/// by the generator's path under the root): output is attributed by this in-band mark,
+/// not by when the reply arrives on the protocol pipe.
+const OUTPUT_MARK: &str = "\u{1e}\u{1f}httpsd-generator ";
 
 /// The environment variable the original sets in check mode.
 const TEST_ENV: &str = "PROMETHEUS_HTTP_SD_IS_TEST";
@@ -579,7 +585,6 @@ impl Pool {
         let mut sent = false;
         while let Some((k, item)) = items.next() {
             let _ = events.send(CheckEvent::Started(item.index));
-            worker.output.begin_call(&item.rel);
             let started = std::time::Instant::now();
             let outcome = tokio::time::timeout(limit, async {
                 if !sent {
@@ -589,7 +594,6 @@ impl Pool {
                 worker.receive().await
             })
             .await;
-            worker.output.end_call(&item.rel, pid);
             let broken = match outcome {
                 Ok(Ok(reply)) if reply.id == id && reply.index == Some(k) => {
                     let took = Duration::try_from_secs_f64(reply.secs)
@@ -720,13 +724,11 @@ impl Pool {
         line.push(b'\n');
         let pid = worker.pid;
         let sent = std::time::Instant::now();
-        worker.output.begin_call(rel);
         let outcome = tokio::time::timeout(limit, async {
             worker.send(&line).await?;
             worker.receive().await
         })
         .await;
-        worker.output.end_call(rel, pid);
         let broken = match outcome {
             Ok(Ok(reply)) if reply.id == id => {
                 let round_trip = sent.elapsed().as_secs_f64();
@@ -1050,23 +1052,25 @@ impl Output {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn begin_call(&self, rel: &str) {
-        let mut s = self.lock();
-        if s.generator != rel {
-            s.generator = rel.to_string();
-        }
-        s.lines = 0;
-        s.bytes = 0;
-        s.suppressed_bytes = 0;
-        s.tail.clear();
-    }
-
-    fn end_call(&self, rel: &str, pid: i32) {
-        let suppressed = std::mem::take(&mut self.lock().suppressed_bytes);
-        if suppressed > 0 {
+    /// The worker starts running `rel` (`""`: it finished one): what it prints from
+    /// here on is `rel`'s. The tail is kept until the next generator starts, so that a
+    /// failure seen after the call still shows what the call printed.
+    fn begin_generator(&self, rel: &str) {
+        let suppressed = {
+            let mut s = self.lock();
+            let suppressed = std::mem::take(&mut s.suppressed_bytes);
+            let previous = std::mem::replace(&mut s.generator, rel.to_string());
+            s.lines = 0;
+            s.bytes = 0;
+            if !rel.is_empty() {
+                s.tail.clear();
+            }
+            (suppressed > 0).then_some((previous, suppressed))
+        };
+        if let Some((generator, suppressed)) = suppressed {
             tracing::warn!(
-                generator = %rel,
-                pid,
+                generator = %generator,
+                pid = self.pid,
                 "generator printed {suppressed} more bytes of output that were not logged"
             );
         }
@@ -1080,6 +1084,9 @@ impl Output {
 
     /// Records one line of output and logs it unless this call printed too much.
     fn line(&self, text: &str) {
+        if let Some(rel) = text.strip_prefix(OUTPUT_MARK) {
+            return self.begin_generator(rel);
+        }
         let (generator, log) = {
             let mut s = self.lock();
             if s.tail.len() == OUTPUT_TAIL_LINES {

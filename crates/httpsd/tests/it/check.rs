@@ -940,3 +940,53 @@ fn python_batches_isolate_a_hanging_and_a_crashing_generator() {
     }
     assert_eq!(r["summary"]["targets"], 38, "{r:#}");
 }
+
+#[test]
+fn python_output_is_logged_under_the_generator_that_printed_it() {
+    require_python();
+    let t = Tree::new();
+    for i in 0..30 {
+        t.write(
+            &format!("talk/p{i:02}.py"),
+            format!(
+                "import sys\nprint('hello from p{i:02}')\n\
+                 def generate_targets():\n    sys.stderr.write('stderr of p{i:02}\\n')\n    \
+                 return [{{'targets': ['10.0.0.{i}:9100']}}]\n"
+            ),
+        );
+    }
+    // One worker: the 30 files run in a few batches, many generators per reply.
+    let root = t.root().display().to_string();
+    let run = httpsd(
+        t.root(),
+        &[
+            "--log-format",
+            "json",
+            "check",
+            &root,
+            "--python-workers",
+            "1",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<Value> = run
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "httpsd::python")
+        .collect();
+    assert_eq!(lines.len(), 60, "two lines per generator: {}", run.stderr);
+    for v in &lines {
+        let message = v["message"].as_str().unwrap_or("");
+        let name = message.rsplit(' ').next().unwrap_or("");
+        assert_eq!(
+            v["generator"],
+            format!("talk/{name}.py"),
+            "output attributed to the wrong generator: {v}"
+        );
+    }
+    assert!(
+        !run.stderr.contains("httpsd-generator"),
+        "the marks are not logged"
+    );
+}

@@ -20,6 +20,9 @@ import sys
 import time
 
 TEST_ENV = "PROMETHEUS_HTTP_SD_IS_TEST"
+# Starts the line written to the output stream before each generator runs (OUTPUT_MARK
+# in python.rs).
+OUTPUT_MARK = b"\x1e\x1fhttpsd-generator "
 
 try:
     # What importlib.util re-exports, without the import of importlib.util (and of
@@ -400,8 +403,20 @@ def main(stream):
                 break  # httpsd replaces this worker and runs the rest elsewhere
 
 
+def _announce(worker, path):
+    # Tells httpsd, in the output stream itself, which generator prints what follows
+    # ("" once it is done): the reply comes on another pipe, so only an in-band mark
+    # attributes output exactly (a batch runs many generators between two replies).
+    rel = path[len(worker.root_prefix) :] if path.startswith(worker.root_prefix) else path
+    try:
+        _write_all(2, OUTPUT_MARK + rel.encode("utf-8", "surrogateescape") + b"\n")
+    except OSError:
+        pass
+
+
 def _answer(worker, rid, req, index):
     """Runs one request; returns the reply line and whether the worker must go."""
+    _announce(worker, req.get("path") or "")
     started = time.perf_counter()
     recycle = False
     try:
@@ -432,4 +447,5 @@ def _answer(worker, rid, req, index):
                 stream.flush()
             except Exception:
                 pass
+        _announce(worker, "")
     return out, recycle
