@@ -11,7 +11,8 @@ use crate::cli::ServeArgs;
 use crate::engine::Engine;
 use crate::http::{AppState, app, with_ops_layers};
 use crate::metrics::Metrics;
-use crate::runner::Runners;
+use crate::runner::python::Warmth;
+use crate::runner::{RunnerSettings, Runners};
 use crate::security::SecuritySettings;
 use crate::settings::ServeSettings;
 
@@ -33,6 +34,31 @@ pub fn warn_ignored_options(args: &ServeArgs) {
     }
 }
 
+/// Scans the tree once, keeps it fresh (the returned watcher task), and starts the
+/// runners (the Python pool warm only when the tree has Python generators): what
+/// `serve` and `worker-only` start with.
+pub async fn start_tree(
+    root: &std::path::Path,
+    max_file_size: u64,
+    rescan_interval: std::time::Duration,
+    runner: &RunnerSettings,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<Catalog>, tokio::task::JoinHandle<()>, Arc<Runners>)> {
+    let root = root.to_path_buf();
+    let catalog = Arc::new(
+        tokio::task::spawn_blocking(move || Catalog::new(&root, max_file_size, metrics)).await?,
+    );
+    let watcher = tokio::spawn(crate::watch::run(catalog.clone(), rescan_interval));
+    let runners = match Runners::start(runner, Warmth::for_tree(&catalog)).await {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            watcher.abort();
+            anyhow::bail!("cannot start the generator runners: {e}");
+        }
+    };
+    Ok((catalog, watcher, runners))
+}
+
 /// Runs `serve` on an already bound listener until `shutdown` resolves, without TLS
 /// or authentication.
 pub async fn run(
@@ -52,19 +78,14 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let security = security.with_prefix(&settings.prefix);
     let metrics = Arc::new(Metrics::new());
-    let root = settings.root.clone();
-    let max = settings.max_file_size;
-    let m = metrics.clone();
-    let catalog = Arc::new(tokio::task::spawn_blocking(move || Catalog::new(&root, max, m)).await?);
-    let watcher = tokio::spawn(crate::watch::run(catalog.clone(), settings.rescan_interval));
-    let runners = Arc::new(
-        Runners::start(
-            &settings.runner,
-            crate::runner::python::Warmth::for_tree(&catalog),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
-    );
+    let (catalog, watcher, runners) = start_tree(
+        &settings.root,
+        settings.max_file_size,
+        settings.rescan_interval,
+        &settings.runner,
+        metrics.clone(),
+    )
+    .await?;
     let engine = Arc::new(
         Engine::with_cache(
             catalog.clone(),

@@ -110,11 +110,11 @@ pub async fn check_tree(
     // cores keep them busy, more would only add start-up time.
     let mut python_runner = runner.clone();
     if args.runner.python_workers.is_none() {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        python_runner.python_workers = cores.max(2);
+        python_runner.python_workers = crate::runner::cores().max(2);
     }
     let early_python = (python_runner.python_workers > 0).then(|| {
         let look = root.to_path_buf();
+        let python_runner = python_runner.clone();
         tokio::spawn(async move {
             let found = tokio::task::spawn_blocking(move || has_python_file(&look))
                 .await
@@ -154,6 +154,7 @@ pub async fn check_tree(
         .iter()
         .any(|j| j.generator.kind == GeneratorKind::Python);
     let start_runners = async move {
+        let mut python_runner = python_runner;
         let early = match early_python {
             Some(early) if has_python => early.await.unwrap_or_else(|e| {
                 Some(Err(GeneratorError::new(
@@ -175,14 +176,12 @@ pub async fn check_tree(
         match early {
             Some(started) => started,
             None => {
-                let mut runner = runner.clone();
                 if !has_python {
-                    runner.python_workers = 0;
-                } else if args.runner.python_workers.is_none() {
-                    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-                    runner.python_workers = cores.max(2);
+                    python_runner.python_workers = 0;
                 }
-                Runners::start(&runner, Warmth::Warm).await.map(Arc::new)
+                Runners::start(&python_runner, Warmth::Warm)
+                    .await
+                    .map(Arc::new)
             }
         }
     };
@@ -299,8 +298,7 @@ fn has_python_file(root: &Path) -> bool {
 }
 
 fn default_concurrency() -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    (cores * 4).max(8)
+    (crate::runner::cores() * 4).max(8)
 }
 
 #[cfg(test)]

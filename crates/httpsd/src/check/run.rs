@@ -74,8 +74,7 @@ where
         .enumerate()
         .partition(|(_, job)| job.generator.kind.is_static());
     // Reading small files is CPU-bound: one thread per core keeps every core busy.
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    let static_runs = check_statics(statics, options, cores, &tracker);
+    let static_runs = check_statics(statics, options, crate::runner::cores(), &tracker);
     let dynamic_runs = async {
         if dynamics.is_empty() {
             return Vec::new();

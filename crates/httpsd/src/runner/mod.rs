@@ -95,6 +95,11 @@ pub struct Runners {
     exec: exec::ExecRunner,
 }
 
+/// The number of cores this process may use (2 when it cannot be told).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 impl Runners {
     /// Starts the runners (the Python pool is started here, see [`python::Warmth`]).
     pub async fn start(

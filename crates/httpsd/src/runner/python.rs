@@ -67,8 +67,7 @@ const TEST_ENV: &str = "PROMETHEUS_HTTP_SD_IS_TEST";
 /// The default pool size: twice the cores (generators mostly wait on the network),
 /// between 4 and 32.
 pub fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    (cores * 2).clamp(4, 32)
+    (super::cores() * 2).clamp(4, 32)
 }
 
 /// Runs `.py` generators on a pool of Python workers.
@@ -564,7 +563,7 @@ impl Pool {
             id,
             batch: chunk.iter().map(|i| i.path.as_str()).collect(),
         };
-        let mut line = match serde_json::to_vec(&request) {
+        let line = match request_line(&request) {
             Ok(l) => l,
             Err(e) => {
                 self.release(Some(worker));
@@ -578,9 +577,7 @@ impl Pool {
                 return Vec::new();
             }
         };
-        line.push(b'\n');
         let limit = self.config.max_run_time;
-        let pid = worker.pid;
         let mut items = chunk.into_iter().enumerate();
         let mut sent = false;
         while let Some((k, item)) = items.next() {
@@ -602,9 +599,7 @@ impl Pool {
                     let result = reply_result(&item.rel, reply);
                     let _ = events.send(CheckEvent::Done(item.index, result, took));
                     if recycle {
-                        tracing::info!(generator = %item.rel, pid, "replacing a Python worker after MemoryError");
-                        self.retire(worker);
-                        self.refill();
+                        self.replace_after_memory_error(worker, &item.rel);
                         return items.map(|(_, i)| i).collect();
                     }
                     continue;
@@ -706,7 +701,7 @@ impl Pool {
             .await
             .map_err(|(kind, why)| GeneratorError::new(kind, format!("{rel}: {why}")))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut line = match serde_json::to_vec(&Request {
+        let line = match request_line(&Request {
             id,
             path: &call.path,
             params: &call.params,
@@ -721,7 +716,6 @@ impl Pool {
                 ));
             }
         };
-        line.push(b'\n');
         let pid = worker.pid;
         let sent = std::time::Instant::now();
         let outcome = tokio::time::timeout(limit, async {
@@ -740,9 +734,7 @@ impl Pool {
                     "Python call"
                 );
                 if reply.recycle {
-                    tracing::info!(generator = %rel, pid, "replacing a Python worker after MemoryError");
-                    self.retire(worker);
-                    self.refill();
+                    self.replace_after_memory_error(worker, rel);
                 } else {
                     self.release(Some(worker));
                 }
@@ -753,6 +745,13 @@ impl Pool {
             Err(_) => Broken::Timeout,
         };
         Err(self.broken(worker, rel, id, broken).await)
+    }
+
+    /// A worker that hit `MemoryError` is not trusted with another call.
+    fn replace_after_memory_error(self: &Arc<Self>, worker: Worker, rel: &str) {
+        tracing::info!(generator = %rel, pid = worker.pid, "replacing a Python worker after MemoryError");
+        self.retire(worker);
+        self.refill();
     }
 
     /// Kills a dead worker with its group, gives its output pump a moment to drain
@@ -767,6 +766,13 @@ impl Pool {
         self.retire(worker);
         tail
     }
+}
+
+/// One protocol line: the request as JSON and a newline.
+fn request_line(request: &impl serde::Serialize) -> serde_json::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 fn with_tail(e: GeneratorError, tail: String) -> GeneratorError {

@@ -24,11 +24,10 @@ use super::conn;
 use super::keys::{Keys, parse_job_id};
 use super::store::{Heartbeat, Outcome, Store};
 use super::{WorkerOnlyArgs, check_prefix, seconds};
-use crate::catalog::Catalog;
 use crate::engine::Engine;
 use crate::error::PathError;
 use crate::metrics::{self, Metrics, RedisMetrics, WorkerLabel, WorkerStatusLabels};
-use crate::runner::{RunnerSettings, Runners};
+use crate::runner::RunnerSettings;
 use crate::settings::{SettingsError, canonical_root};
 
 /// How long a worker keeps retrying to store a finished job before leaving it to the
@@ -199,18 +198,14 @@ pub async fn run(
         settings.keys.clone(),
         redis_metrics.clone(),
     );
-    let root = settings.root.clone();
-    let (max, m) = (settings.max_file_size, metrics.clone());
-    let catalog = Arc::new(tokio::task::spawn_blocking(move || Catalog::new(&root, max, m)).await?);
-    let watcher = tokio::spawn(crate::watch::run(catalog.clone(), settings.rescan_interval));
-    let runners = Arc::new(
-        Runners::start(
-            &settings.runner,
-            crate::runner::python::Warmth::for_tree(&catalog),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the generator runners: {e}"))?,
-    );
+    let (catalog, watcher, runners) = crate::serve::start_tree(
+        &settings.root,
+        settings.max_file_size,
+        settings.rescan_interval,
+        &settings.runner,
+        metrics.clone(),
+    )
+    .await?;
     let engine = Arc::new(Engine::new(catalog, runners.clone(), metrics.clone()));
     let monitor = tokio::spawn(super::health::monitor(
         store.clone(),
