@@ -39,8 +39,15 @@ async fn contract_of_the_original() {
         "params.py",
         r#"
 import os
+def describe():
+    spec = __spec__
+    return repr([list(globals())[:7], __name__, __package__, __file__, __cached__,
+                 type(__loader__).__name__, __loader__.name, __loader__.path,
+                 spec.name, spec.origin, spec.cached, spec.has_location, spec.parent,
+                 spec.submodule_search_locations, spec.loader is __loader__])
 def generate_targets(**params):
     return [{"targets": ["p:1"], "labels": {
+        "module": describe(),
         "keys": ",".join(sorted(params)),
         "cluster": params.get("cluster", "-"),
         "file": __file__,
@@ -100,6 +107,8 @@ def generate_targets(**p) -> TargetList:
     assert_eq!(labels["file"], json!(file.display().to_string()));
     assert_eq!(labels["is_test"], "unset");
     assert_eq!(r.json()[0]["targets"], json!(["p:1"]));
+    // The module has the attributes the original's loading steps give it, exactly.
+    assert_eq!(labels["module"], json!(module_as_the_original_loads_it(&file)));
 
     // `None` is an error naming the generator.
     let (g, kind, msg, _) = failure(&get(&server.url("/targets/none")).await);
@@ -149,6 +158,25 @@ def generate_targets(**p) -> TargetList:
         || async { server.log_text().contains("boom in helper").then_some(()) },
     )
     .await;
+}
+
+/// `describe()` of the generator at `path`, loaded by real `python3` with the
+/// original's steps (`SourceFileLoader`, `spec_from_loader`, `module_from_spec`,
+/// `exec_module`).
+fn module_as_the_original_loads_it(path: &Path) -> String {
+    let script = "import importlib.machinery, importlib.util, sys\n\
+                  loader = importlib.machinery.SourceFileLoader('mymodule', sys.argv[1])\n\
+                  spec = importlib.util.spec_from_loader('mymodule', loader)\n\
+                  module = importlib.util.module_from_spec(spec)\n\
+                  loader.exec_module(module)\n\
+                  print(module.describe())\n";
+    let out = Command::new("python3")
+        .args(["-B", "-c", script])
+        .arg(path)
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim_end().to_string()
 }
 
 /// Every hostile generator, concurrently against one server, with a healthy

@@ -27,9 +27,9 @@ OUTPUT_MARK = b"\x1e\x1fhttpsd-generator "
 try:
     # What importlib.util re-exports, without the import of importlib.util (and of
     # contextlib, functools, collections) that would cost every worker's start-up.
-    from importlib._bootstrap import module_from_spec, spec_from_loader
+    from importlib._bootstrap import spec_from_loader
 except ImportError:  # pragma: no cover - a Python without these internals
-    from importlib.util import module_from_spec, spec_from_loader
+    from importlib.util import spec_from_loader
 
 
 def _json_codec():
@@ -105,7 +105,10 @@ def _json_codec():
 _dumps_result, _dumps, _loads = _json_codec()
 _os_write = os.write
 _os_stat = os.stat
-_open_code = io.open_code
+_FileIO = io.FileIO
+_ModuleType = type(sys)
+_SourceFileLoader = importlib.machinery.SourceFileLoader
+_ModuleSpec = importlib.machinery.ModuleSpec
 
 _SHIM_SOURCES = {
     "prometheus_http_sd": "",
@@ -181,15 +184,23 @@ class Worker:
         )
 
     def _load(self, path):
-        # What loader.exec_module(module) does, minus its look for a cached .pyc that
-        # cannot exist (bytecode is never written): same module attributes, same
-        # compile() call, a third less time per file.
-        loader = importlib.machinery.SourceFileLoader("mymodule", path)
-        spec = spec_from_loader("mymodule", loader)
-        module = module_from_spec(spec)
-        with _open_code(path) as f:
-            source = f.read()
-        exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
+        # The module SourceFileLoader + spec_from_loader + module_from_spec +
+        # exec_module give (the original's way), with the same attributes and values,
+        # built directly: the generic steps were a third of a trivial generator's cost.
+        # No cached .pyc is looked for: bytecode is never written.
+        loader = _SourceFileLoader("mymodule", path)
+        spec = _ModuleSpec("mymodule", loader, origin=path)
+        spec.has_location = True
+        module = _ModuleType("mymodule")
+        attrs = module.__dict__
+        attrs["__loader__"] = loader
+        attrs["__package__"] = ""
+        attrs["__spec__"] = spec
+        attrs["__file__"] = path
+        attrs["__cached__"] = spec.cached
+        with _FileIO(path) as f:
+            source = f.readall()
+        exec(compile(source, path, "exec", dont_inherit=True), attrs)
         return module
 
     def _track_helpers(self):
