@@ -158,7 +158,9 @@ fn walk(
         }
         let child_rel = join_rel(rel, &name);
         let abs = dir.join(&name);
-        let Ok(lmeta) = fs::symlink_metadata(&abs) else {
+        // Relative to the open directory (no walk of the whole path again), and not
+        // following a symlink, like `symlink_metadata`.
+        let Ok(lmeta) = entry.metadata() else {
             continue; // vanished between readdir and stat
         };
         let meta = if lmeta.file_type().is_symlink() {

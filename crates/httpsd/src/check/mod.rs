@@ -80,7 +80,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let rt = tokio::runtime::Runtime::new()?;
+    // One thread drives the workers' pipes: the work between two replies is small, and
+    // more runtime threads only hand wake-ups to each other on cores that the Python
+    // workers and the static-file threads keep busy.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let report = rt.block_on(check_tree(&args, &root, &runner))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

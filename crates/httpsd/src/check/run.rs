@@ -324,7 +324,10 @@ fn read_static(g: &GeneratorFile, max_size: u64) -> Result<Value, GeneratorError
         GeneratorError::new(ErrorKind::Read, format!("cannot read {}: {e}", g.rel))
     };
     let file = fs::File::open(&g.abs).map_err(read_err)?;
-    let mut bytes = Vec::new();
+    // Sized from the scan, so a file at rest is read in one call (plus the one that
+    // sees its end).
+    let expected = g.stamp.size.min(max_size).saturating_add(1);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
     // One byte past the limit tells "too large" apart from "exactly the limit".
     file.take(max_size.saturating_add(1))
         .read_to_end(&mut bytes)

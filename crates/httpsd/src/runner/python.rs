@@ -57,8 +57,9 @@ const OUTPUT_LOG_BYTES: usize = 64 * 1024;
 const OUTPUT_TAIL_LINES: usize = 40;
 
 /// Starts the line a worker writes to its output before each generator runs (followed
-/// by the generator's path under the root): output is attributed by this in-band mark,
-/// not by when the reply arrives on the protocol pipe.
+/// by the generator's path under the root; an empty path after the last one of a call
+/// or batch): output is attributed by this in-band mark, not by when the reply arrives
+/// on the protocol pipe.
 const OUTPUT_MARK: &str = "\u{1e}\u{1f}httpsd-generator ";
 
 /// The environment variable the original sets in check mode.
@@ -908,7 +909,8 @@ async fn spawn_worker(
 ) -> Result<(Worker, Hello), String> {
     let python = config.python.display().to_string();
     let started = std::time::Instant::now();
-    let mut child = Command::new(&config.python)
+    let mut command = Command::new(&config.python);
+    command
         .arg("-c")
         .arg(BOOT)
         .env_remove(TEST_ENV)
@@ -916,7 +918,20 @@ async fn spawn_worker(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    // The worker dies with httpsd even if httpsd is killed with SIGKILL. Set here
+    // rather than by the worker itself: Python can only reach prctl(2) through
+    // ctypes, whose import was a fifth of a worker's start-up.
+    // SAFETY: between fork and exec, the closure only makes the prctl(2) system call,
+    // which is async-signal-safe; it allocates nothing and takes no lock.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start the Python interpreter {python:?} (--python): {e}"))?;
     let pid = child

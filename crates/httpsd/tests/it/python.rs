@@ -108,7 +108,10 @@ def generate_targets(**p) -> TargetList:
     assert_eq!(labels["is_test"], "unset");
     assert_eq!(r.json()[0]["targets"], json!(["p:1"]));
     // The module has the attributes the original's loading steps give it, exactly.
-    assert_eq!(labels["module"], json!(module_as_the_original_loads_it(&file)));
+    assert_eq!(
+        labels["module"],
+        json!(module_as_the_original_loads_it(&file))
+    );
 
     // `None` is an error naming the generator.
     let (g, kind, msg, _) = failure(&get(&server.url("/targets/none")).await);
@@ -175,8 +178,15 @@ fn module_as_the_original_loads_it(path: &Path) -> String {
         .arg(path)
         .output()
         .expect("run python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim_end().to_string()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
 }
 
 /// Every hostile generator, concurrently against one server, with a healthy
@@ -675,4 +685,57 @@ async fn no_python_worker_is_resident_until_a_python_generator_runs() {
         !live_children(pid).is_empty(),
         "a Python worker serves the new generator"
     );
+}
+
+/// True while `pid` exists and is not a zombie.
+fn is_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// A worker busy in a generator that never returns cannot see its channel close; it
+/// must still die when httpsd is killed with SIGKILL (PR_SET_PDEATHSIG).
+#[tokio::test]
+async fn python_workers_die_with_a_killed_server_even_while_busy() {
+    require_python();
+    let tree = Tree::new();
+    tree.write("ok.py", OK_PY);
+    tree.write(
+        "hang/hang.py",
+        "import time\ndef generate_targets(**p):\n    time.sleep(3600)\n",
+    );
+    let server = Server::serve(tree.root(), &["--max-run-time", "60"]);
+    let pid = i32::try_from(server.pid()).expect("pid");
+    assert_eq!(get(&server.url("/targets/ok.py")).await.status, 200);
+    let hang_url = server.url("/targets/hang");
+    let hanging = tokio::spawn(async move { get(&hang_url).await });
+    let workers = wait_for(Duration::from_secs(10), "two Python workers", || async {
+        let w = live_children(pid);
+        (w.len() >= 2).then_some(w)
+    })
+    .await;
+    // Let the hanging call reach its worker.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the server");
+    wait_for(
+        Duration::from_secs(10),
+        "every worker of the killed server to be gone",
+        || async { (!workers.iter().any(|&w| is_alive(w))).then_some(()) },
+    )
+    .await;
+    hanging.abort();
 }

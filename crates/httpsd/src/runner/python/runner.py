@@ -336,13 +336,8 @@ def _error(rid, index, kind, message, tb=None, recycle=False, secs=0.0):
 
 
 def _watch_parent(ppid):
-    # Die with httpsd even if it is killed with SIGKILL (Linux only; best effort).
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-    except Exception:
-        pass
+    # httpsd set PR_SET_PDEATHSIG before exec, so the worker dies with it; it may have
+    # died before that, though: then exit now.
     if os.getppid() != ppid:
         os._exit(0)
 
@@ -407,8 +402,9 @@ def main(stream):
         if batch is None:
             _write_all(proto_out, _answer(worker, rid, req, None)[0])
             continue
+        last = len(batch) - 1
         for index, path in enumerate(batch):
-            out, recycle = _answer(worker, rid, {"path": path, "check": True}, index)
+            out, recycle = _answer(worker, rid, {"path": path, "check": True}, index, index < last)
             _write_all(proto_out, out)
             if recycle:
                 break  # httpsd replaces this worker and runs the rest elsewhere
@@ -416,8 +412,9 @@ def main(stream):
 
 def _announce(worker, path):
     # Tells httpsd, in the output stream itself, which generator prints what follows
-    # ("" once it is done): the reply comes on another pipe, so only an in-band mark
-    # attributes output exactly (a batch runs many generators between two replies).
+    # ("" once a call or batch is done): the reply comes on another pipe, so only an
+    # in-band mark attributes output exactly (a batch runs many generators between
+    # two replies).
     rel = path[len(worker.root_prefix) :] if path.startswith(worker.root_prefix) else path
     try:
         _write_all(2, OUTPUT_MARK + rel.encode("utf-8", "surrogateescape") + b"\n")
@@ -425,8 +422,11 @@ def _announce(worker, path):
         pass
 
 
-def _answer(worker, rid, req, index):
-    """Runs one request; returns the reply line and whether the worker must go."""
+def _answer(worker, rid, req, index, more=False):
+    """Runs one request; returns the reply line and whether the worker must go.
+
+    `more`: another generator of the batch follows at once, so its start mark also
+    ends this one's output (one write, and one wake-up of httpsd, less per file)."""
     _announce(worker, req.get("path") or "")
     started = time.perf_counter()
     recycle = False
@@ -458,5 +458,6 @@ def _answer(worker, rid, req, index):
                 stream.flush()
             except Exception:
                 pass
-        _announce(worker, "")
+        if recycle or not more:
+            _announce(worker, "")
     return out, recycle
