@@ -126,7 +126,7 @@ pub async fn check_tree(
                 .unwrap_or(false);
             match found {
                 true => Some(
-                    Runners::start(&python_runner, Warmth::Warm)
+                    Runners::start(&python_runner, Warmth::Forked)
                         .await
                         .map(Arc::new),
                 ),
@@ -184,7 +184,7 @@ pub async fn check_tree(
                 if !has_python {
                     python_runner.python_workers = 0;
                 }
-                Runners::start(&python_runner, Warmth::Warm)
+                Runners::start(&python_runner, Warmth::Forked)
                     .await
                     .map(Arc::new)
             }

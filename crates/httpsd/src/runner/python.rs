@@ -12,20 +12,24 @@
 //!
 //! `check` sends batches of files instead of single calls (one round trip per batch);
 //! the worker answers one line per file as each is done, so a file still fails alone
-//! and the rest of its batch is run on another worker. A pool for a tree without
+//! and the rest of its batch is run on another worker. `check` also starts a single
+//! interpreter, which forks the other workers once it has loaded the runner
+//! ([`Warmth::Forked`]). A pool for a tree without
 //! Python starts lazily: its workers start on the calls that need them.
 
 use std::collections::{HashSet, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::{RunMode, RunnerSettings};
@@ -95,6 +99,7 @@ impl PythonRunner {
         let pool = Arc::new(Pool::new(settings));
         let hello = match warmth {
             Warmth::Warm => pool.start_all().await,
+            Warmth::Forked => pool.start_forked().await,
             Warmth::Lazy => match spawn_worker(&pool.config, &pool.live).await {
                 Ok((worker, hello)) => {
                     pool.retire(worker);
@@ -218,6 +223,11 @@ pub enum Warmth {
     Warm,
     /// Workers start on the first calls that need them.
     Lazy,
+    /// Like `Warm`, but one interpreter starts and forks the other workers once it has
+    /// loaded the runner (a fraction of an interpreter's start-up each). For pools
+    /// that live as long as one command (`check`): the copies are the first worker's
+    /// children, so their exit status is only known while it lives.
+    Forked,
 }
 
 impl Warmth {
@@ -338,6 +348,8 @@ struct Reply {
 #[derive(Deserialize)]
 struct Hello {
     ready: bool,
+    /// Its process id (how httpsd learns a forked copy's).
+    pid: i32,
     python: String,
     executable: String,
 }
@@ -458,6 +470,38 @@ impl Pool {
             }
         }
         Err(first_error.unwrap_or_else(|| "no Python worker started".to_string()))
+    }
+
+    /// Starts one worker that forks the others after its start-up; returns its
+    /// handshake, or the error when it did not start. A copy that fails leaves its slot
+    /// empty, to be filled by a worker started on demand.
+    async fn start_forked(self: &Arc<Self>) -> Result<Hello, String> {
+        // A copy that outlives the first worker becomes httpsd's child rather than
+        // init's, so it stays a zombie whose exit status can be read (`zombie_status`)
+        // until httpsd exits. Process-wide, hence only for one-command pools.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            tracing::debug!(error = %e, "cannot become a child subreaper");
+        }
+        let (first, copies) = spawn_family(&self.config, &self.live, self.size - 1).await;
+        for copy in copies {
+            match copy {
+                Ok((w, _)) => self.release(Some(w)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a forked Python worker did not start");
+                    self.release(None);
+                }
+            }
+        }
+        match first {
+            Ok((w, hello)) => {
+                self.release(Some(w));
+                Ok(hello)
+            }
+            Err(e) => {
+                self.release(None);
+                Err(e)
+            }
+        }
     }
 
     /// Takes a free worker, starting one when its slot is empty. The error's message
@@ -804,14 +848,37 @@ fn reply_result(rel: &str, reply: Reply) -> Result<serde_json::Value, GeneratorE
 /// A live worker process and its channel.
 struct Worker {
     pid: i32,
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    /// `None` for a forked copy ([`Warmth::Forked`]): it is the first worker's child.
+    child: Option<Child>,
+    stdin: pipe::Sender,
+    stdout: BufReader<pipe::Receiver>,
     output: Arc<Output>,
     pump: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Worker {
+    /// A worker over its pipes (httpsd's ends of its stdin, stdout and stderr); starts
+    /// logging its output.
+    fn open(
+        pid: i32,
+        child: Option<Child>,
+        (stdin, stdout, stderr): (OwnedFd, OwnedFd, OwnedFd),
+    ) -> std::io::Result<Worker> {
+        let stdin = pipe::Sender::from_owned_fd(stdin)?;
+        let stdout = pipe::Receiver::from_owned_fd(stdout)?;
+        let stderr = pipe::Receiver::from_owned_fd(stderr)?;
+        let output = Arc::new(Output::new(pid));
+        let pump = tokio::spawn(pump_output(stderr, output.clone()));
+        Ok(Worker {
+            pid,
+            child,
+            stdin,
+            stdout: BufReader::with_capacity(64 * 1024, stdout),
+            output,
+            pump: Some(pump),
+        })
+    }
+
     /// Sends one request line.
     async fn send(&mut self, line: &[u8]) -> Result<(), Failure> {
         match self.stdin.write_all(line).await {
@@ -836,7 +903,7 @@ impl Worker {
                 Ok(false) => return Err(Failure::Protocol("reply too large or cut short".into())),
                 Err(e) => return Err(self.died(format!("cannot read its reply: {e}")).await),
             },
-            status = self.child.wait() => status.ok(),
+            status = exited(&mut self.child) => status,
         };
         match status {
             Some(s) => Err(Failure::Died(describe_exit(s))),
@@ -846,28 +913,71 @@ impl Worker {
 
     /// The exit status when the process is gone (or going), else `fallback`.
     async fn died(&mut self, fallback: String) -> Failure {
-        match tokio::time::timeout(Duration::from_millis(200), self.child.wait()).await {
-            Ok(Ok(status)) => Failure::Died(describe_exit(status)),
+        let pid = self.pid;
+        let status = tokio::time::timeout(Duration::from_millis(200), async {
+            match self.child.as_mut() {
+                Some(child) => child.wait().await.ok(),
+                None => loop {
+                    match zombie_status(pid) {
+                        Some(status) => break status,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                },
+            }
+        })
+        .await;
+        match status {
+            Ok(Some(status)) => Failure::Died(describe_exit(status)),
             _ => Failure::Died(fallback),
         }
     }
 
-    fn kill(mut self, live: &Mutex<HashSet<i32>>) {
+    fn kill(self, live: &Mutex<HashSet<i32>>) {
         live.lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.pid);
         kill_group(self.pid);
-        let _ = self.child.start_kill();
-        tokio::spawn(async move {
-            let _ = self.child.wait().await;
-        });
+        if let Some(mut child) = self.child {
+            let _ = child.start_kill();
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
     }
+}
+
+/// Waits for a worker's process to exit (a copy's exit shows as its channel closing).
+async fn exited(child: &mut Option<Child>) -> Option<ExitStatus> {
+    match child.as_mut() {
+        Some(child) => child.wait().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// The exit status of a forked copy that has exited: its parent (the first worker)
+/// does not reap it, so it stays a zombie whose status `/proc` shows (field 52 of
+/// `stat`). `None` while it runs, or once it is gone (its parent exited too).
+fn zombie_status(pid: i32) -> Option<Option<ExitStatus>> {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Some(None);
+    };
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // fields[0] is field 3 (the state), so field 52 (exit_code) is fields[49].
+    if fields.first() != Some(&"Z") {
+        return None;
+    }
+    Some(
+        fields
+            .get(49)
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(ExitStatus::from_raw),
+    )
 }
 
 /// Reads one line (without the newline) of at most `limit` bytes. `Ok(true)` when
 /// a whole line was read; `Ok(false)` at end of input or when the line is too long.
 async fn read_line(
-    reader: &mut BufReader<ChildStdout>,
+    reader: &mut BufReader<pipe::Receiver>,
     buf: &mut Vec<u8>,
     limit: u64,
 ) -> std::io::Result<bool> {
@@ -907,8 +1017,44 @@ async fn spawn_worker(
     config: &PoolConfig,
     live: &Arc<Mutex<HashSet<i32>>>,
 ) -> Result<(Worker, Hello), String> {
+    spawn_family(config, live, 0).await.0
+}
+
+/// A started worker and its handshake, or why it did not start.
+type Started = Result<(Worker, Hello), String>;
+
+/// Pipes for one forked copy: httpsd's ends (stdin, stdout, stderr of the copy), and
+/// the copy's ends, which the first worker inherits and the copy makes its fds 0-2.
+fn copy_pipes() -> Option<((OwnedFd, OwnedFd, OwnedFd), [OwnedFd; 3])> {
+    let flags = nix::fcntl::OFlag::O_CLOEXEC;
+    let (in_r, in_w) = nix::unistd::pipe2(flags).ok()?;
+    let (out_r, out_w) = nix::unistd::pipe2(flags).ok()?;
+    let (err_r, err_w) = nix::unistd::pipe2(flags).ok()?;
+    let theirs = [in_r, out_w, err_w];
+    // A pipe on fd 0-2 (httpsd started with a standard stream closed) would be
+    // overwritten by the first worker's own stdio: no copy then.
+    if theirs.iter().any(|fd| fd.as_raw_fd() < 3) {
+        return None;
+    }
+    Some(((in_w, out_r, err_r), theirs))
+}
+
+/// Starts one worker that forks `copies` copies of itself once it has loaded the
+/// runner (see [`Warmth::Forked`]), and waits for every handshake. Returns the first
+/// worker's outcome and one outcome per copy.
+async fn spawn_family(
+    config: &PoolConfig,
+    live: &Arc<Mutex<HashSet<i32>>>,
+    copies: usize,
+) -> (Started, Vec<Started>) {
     let python = config.python.display().to_string();
     let started = std::time::Instant::now();
+    let (ours, theirs): (Vec<_>, Vec<_>) = (0..copies).map_while(|_| copy_pipes()).unzip();
+    let passed: Arc<Vec<OwnedFd>> = Arc::new(theirs.into_iter().flatten().collect());
+    let copy_fds: Vec<Vec<i32>> = passed
+        .chunks(3)
+        .map(|c| c.iter().map(AsRawFd::as_raw_fd).collect())
+        .collect();
     let mut command = Command::new(&config.python);
     command
         .arg("-c")
@@ -919,57 +1065,98 @@ async fn spawn_worker(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    let inherited = passed.clone();
     // The worker dies with httpsd even if httpsd is killed with SIGKILL. Set here
     // rather than by the worker itself: Python can only reach prctl(2) through
-    // ctypes, whose import was a fifth of a worker's start-up.
-    // SAFETY: between fork and exec, the closure only makes the prctl(2) system call,
-    // which is async-signal-safe; it allocates nothing and takes no lock.
+    // ctypes, whose import was a fifth of a worker's start-up. The copies' pipe ends
+    // are let through exec.
+    // SAFETY: between fork and exec, the closure only makes the prctl(2) and fcntl(2)
+    // system calls, which are async-signal-safe; it allocates nothing and takes no
+    // lock (it borrows fds from a vector built before the fork).
     #[allow(unsafe_code)]
     unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            for fd in inherited.iter() {
+                let keep = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty());
+                nix::fcntl::fcntl(fd, keep)?;
+            }
+            Ok(())
         });
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start the Python interpreter {python:?} (--python): {e}"))?;
-    let pid = child
-        .id()
-        .and_then(|p| i32::try_from(p).ok())
-        .ok_or_else(|| format!("the Python interpreter {python:?} exited at once"))?;
+    let spawned = command.spawn();
+    // From here only the first worker holds the copies' ends: a copy that is never
+    // made shows as its pipes closing.
+    drop(command);
+    drop(passed);
+    let failed = |e: String| -> (Started, Vec<Started>) {
+        let rest = (0..copies).map(|_| Err(e.clone())).collect();
+        (Err(e), rest)
+    };
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            return failed(format!(
+                "cannot start the Python interpreter {python:?} (--python): {e}"
+            ));
+        }
+    };
+    let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
+        return failed(format!("the Python interpreter {python:?} exited at once"));
+    };
     live.lock().unwrap_or_else(|e| e.into_inner()).insert(pid);
-    let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
+    let fds = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+        (Some(i), Some(o), Some(e)) => {
+            match (i.into_owned_fd(), o.into_owned_fd(), e.into_owned_fd()) {
+                (Ok(i), Ok(o), Ok(e)) => Some((i, o, e)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let Some(Ok(mut first)) = fds.map(|fds| Worker::open(pid, Some(child), fds)) else {
         kill_group(pid);
-        return Err("cannot open pipes to the Python interpreter".into());
+        return failed("cannot open pipes to the Python interpreter".to_string());
     };
-    let output = Arc::new(Output::new(pid));
-    let pump = tokio::spawn(pump_output(stderr, output.clone()));
-    let mut worker = Worker {
-        pid,
-        child,
-        stdin,
-        stdout: BufReader::with_capacity(64 * 1024, stdout),
-        output,
-        pump: Some(pump),
+    let settings = serde_json::json!({
+        "root": config.root.to_string_lossy(),
+        "ppid": std::process::id(),
+        "memory_limit": config.memory_limit,
+        "max_result": MAX_RESULT,
+        "copies": copy_fds,
+    });
+    let first_started = async {
+        match finish_start(config, &mut first, &python, Some(&settings)).await {
+            Ok(hello) => Ok((first, hello)),
+            Err(e) => Err((first, e)),
+        }
     };
-    match tokio::time::timeout(
-        config.startup_timeout,
-        handshake(config, &mut worker, &python),
-    )
-    .await
-    {
-        Ok(Ok(hello)) => {
+    let copies_started = futures::future::join_all(ours.into_iter().map(|fds| async {
+        let mut copy = Worker::open(0, None, fds)
+            .map_err(|e| format!("cannot open pipes to a forked Python worker: {e}"))?;
+        let hello = finish_start(config, &mut copy, &python, None).await?;
+        copy.pid = hello.pid;
+        copy.output.set_pid(hello.pid);
+        live.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hello.pid);
+        Ok((copy, hello))
+    }));
+    let (first, mut rest) = futures::join!(first_started, copies_started);
+    rest.resize_with(copies, || {
+        Err("cannot make the pipes of a forked Python worker".to_string())
+    });
+    let first = match first {
+        Ok((worker, hello)) => {
             tracing::debug!(
                 pid,
+                copies = rest.iter().filter(|c| c.is_ok()).count(),
                 seconds = started.elapsed().as_secs_f64(),
                 "Python worker started"
             );
             Ok((worker, hello))
         }
-        Ok(Err(e)) => {
+        Err((mut worker, e)) => {
             kill_group(pid);
             if let Some(p) = worker.pump.take() {
                 let _ = tokio::time::timeout(Duration::from_millis(500), p).await;
@@ -982,34 +1169,39 @@ async fn spawn_worker(
                 format!("{e}; it printed:\n{tail}")
             })
         }
-        Err(_) => {
-            worker.kill(live);
-            Err(format!(
-                "the Python interpreter {python:?} did not start within {}s",
-                config.startup_timeout.as_secs_f64()
-            ))
-        }
+    };
+    (first, rest)
+}
+
+/// Sends the runner and `settings` (the first worker only; a copy has them already),
+/// then waits for the handshake, within the start-up time limit.
+async fn finish_start(
+    config: &PoolConfig,
+    worker: &mut Worker,
+    python: &str,
+    settings: Option<&serde_json::Value>,
+) -> Result<Hello, String> {
+    match tokio::time::timeout(config.startup_timeout, handshake(worker, python, settings)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!(
+            "the Python interpreter {python:?} did not start within {}s",
+            config.startup_timeout.as_secs_f64()
+        )),
     }
 }
 
 async fn handshake(
-    config: &PoolConfig,
     worker: &mut Worker,
     python: &str,
+    settings: Option<&serde_json::Value>,
 ) -> Result<Hello, String> {
-    let mut settings = format!("{}\n{RUNNER_SOURCE}", RUNNER_SOURCE.len()).into_bytes();
-    serde_json::to_writer(
-        &mut settings,
-        &serde_json::json!({
-            "root": config.root.to_string_lossy(),
-            "ppid": std::process::id(),
-            "memory_limit": config.memory_limit,
-            "max_result": MAX_RESULT,
-        }),
-    )
-    .map_err(|e| format!("cannot encode the worker settings: {e}"))?;
-    settings.push(b'\n');
-    let _ = worker.stdin.write_all(&settings).await;
+    if let Some(settings) = settings {
+        let mut line = format!("{}\n{RUNNER_SOURCE}", RUNNER_SOURCE.len()).into_bytes();
+        serde_json::to_writer(&mut line, settings)
+            .map_err(|e| format!("cannot encode the worker settings: {e}"))?;
+        line.push(b'\n');
+        let _ = worker.stdin.write_all(&line).await;
+    }
     // Tolerate a few lines before the handshake (a noisy sitecustomize or .pth file):
     // they are logged as the worker's output.
     let mut buf = Vec::new();
@@ -1030,14 +1222,17 @@ async fn handshake(
                         }
                     }
                 }
-                _ => worker.child.wait().await.ok(),
+                _ => match worker.died(String::new()).await {
+                    Failure::Died(why) if !why.is_empty() => Some(why),
+                    _ => None,
+                },
             },
-            status = worker.child.wait() => status.ok(),
+            status = exited(&mut worker.child) => status.map(describe_exit),
         };
         let printed = printed.map_or_else(String::new, |p| format!(" after printing {p:?}"));
         return Err(format!(
             "{python:?} is not a working Python 3 interpreter (--python): it {}{printed}",
-            status.map_or_else(|| "closed its output".to_string(), describe_exit)
+            status.unwrap_or_else(|| "closed its output".to_string())
         ));
     }
     Err(format!(
@@ -1048,7 +1243,8 @@ async fn handshake(
 
 /// Generator output of one worker: who is running, what was logged, the tail.
 struct Output {
-    pid: i32,
+    /// The worker's pid (a forked copy's is known from its handshake).
+    pid: AtomicI32,
     state: Mutex<OutputState>,
 }
 
@@ -1064,9 +1260,17 @@ struct OutputState {
 impl Output {
     fn new(pid: i32) -> Output {
         Output {
-            pid,
+            pid: AtomicI32::new(pid),
             state: Mutex::new(OutputState::default()),
         }
+    }
+
+    fn pid(&self) -> i32 {
+        self.pid.load(Ordering::Relaxed)
+    }
+
+    fn set_pid(&self, pid: i32) {
+        self.pid.store(pid, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OutputState> {
@@ -1091,7 +1295,7 @@ impl Output {
         if let Some((generator, suppressed)) = suppressed {
             tracing::warn!(
                 generator = %generator,
-                pid = self.pid,
+                pid = self.pid(),
                 "generator printed {suppressed} more bytes of output that were not logged"
             );
         }
@@ -1125,16 +1329,16 @@ impl Output {
         };
         if log {
             if generator.is_empty() {
-                tracing::info!(target: "httpsd::python", pid = self.pid, "{text}");
+                tracing::info!(target: "httpsd::python", pid = self.pid(), "{text}");
             } else {
-                tracing::info!(target: "httpsd::python", generator = %generator, pid = self.pid, "{text}");
+                tracing::info!(target: "httpsd::python", generator = %generator, pid = self.pid(), "{text}");
             }
         }
     }
 }
 
 /// Reads a worker's stderr (where user prints go) until it closes.
-async fn pump_output(stderr: ChildStderr, output: Arc<Output>) {
+async fn pump_output(stderr: pipe::Receiver, output: Arc<Output>) {
     let mut reader = BufReader::with_capacity(64 * 1024, stderr);
     let mut buf = Vec::with_capacity(1024);
     loop {

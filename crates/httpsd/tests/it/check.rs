@@ -990,3 +990,148 @@ fn python_output_is_logged_under_the_generator_that_printed_it() {
         "the marks are not logged"
     );
 }
+
+/// Forked Python workers (check starts one interpreter and forks the others from it)
+/// are not httpsd's children, yet a generator that kills one is reported with its exit
+/// status like any other, whichever worker dies first.
+#[test]
+fn forked_python_workers_report_their_exit_status() {
+    require_python();
+    let t = Tree::new();
+    for i in 0..4 {
+        t.write(
+            &format!("crash/c{i}.py"),
+            format!(
+                "import os\ndef generate_targets():\n    os._exit({})\n",
+                11 + i
+            ),
+        );
+    }
+    t.write(
+        "ok.py",
+        "def generate_targets():\n    return [{'targets': ['a:1']}]\n",
+    );
+    let (code, r) = check_json(t.root(), &["--python-workers", "2"]);
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(status(&r, "ok.py"), "pass", "{r:#}");
+    for i in 0..4 {
+        let e = &generator(&r, &format!("crash/c{i}.py"))["error"];
+        assert_eq!(e["kind"], "worker_died", "{r:#}");
+        let message = e["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(&format!("exited with status {}", 11 + i)),
+            "c{i}.py: {message}"
+        );
+    }
+}
+
+/// The pids of every live (not zombie) descendant of `pid`.
+fn live_descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let ppid: u32 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+        if state != "Z" {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Every worker, the forked copies included, dies when `check` is killed with SIGKILL,
+/// even while busy in a generator that never returns.
+#[test]
+fn python_workers_die_with_a_killed_check_even_while_busy() {
+    require_python();
+    let t = Tree::new();
+    for i in 0..2 {
+        t.write(
+            &format!("hang/h{i}.py"),
+            "import time\ndef generate_targets():\n    time.sleep(3600)\n",
+        );
+    }
+    let root = t.root().display().to_string();
+    let mut child = Command::new(bin())
+        .args([
+            "check",
+            &root,
+            "--python-workers",
+            "2",
+            "--max-run-time",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn httpsd");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Workers are the descendants running the runner (a pyenv shim on the way to the
+    // interpreter has processes of its own).
+    let is_worker = |p: &u32| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("httpsd-runner"))
+    };
+    let workers = loop {
+        let found: Vec<u32> = live_descendants(pid)
+            .into_iter()
+            .filter(is_worker)
+            .collect();
+        if found.len() >= 2 {
+            break found;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("two Python workers did not start within 20 s: {found:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let both workers enter their hanging generator.
+    std::thread::sleep(Duration::from_millis(1000));
+    child.kill().expect("SIGKILL httpsd");
+    child.wait().expect("reap httpsd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alive = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+            .unwrap_or(false)
+    };
+    while workers.iter().any(alive) {
+        assert!(
+            Instant::now() < deadline,
+            "workers {:?} outlived the killed check by 10 s",
+            workers.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

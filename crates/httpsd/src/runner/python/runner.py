@@ -1,7 +1,7 @@
 # The httpsd Python worker: embedded in the httpsd binary and started by it as
 # `python -c BOOT`; BOOT reads from stdin a line with the length of this source, then
 # the source, runs it as "<httpsd-runner>" and calls main(stdin), which reads one JSON
-# line of settings.
+# line of settings (and, when they list "copies", forks a copy of itself for each).
 #
 # Protocol (private to httpsd, one JSON object per line):
 #   in  (fd 0 at start, moved to a private fd): {"id", "path", "params", "check"}
@@ -342,11 +342,56 @@ def _watch_parent(ppid):
         os._exit(0)
 
 
+def _fork_copies(fd_triples):
+    """Forks one copy of this worker per (stdin, stdout, stderr) triple of pipe fds that
+    httpsd passed: once the interpreter has started, a fork costs a small part of
+    starting another one. Returns True in a copy, whose fds 0-2 are then its pipes."""
+    copy = False
+    for fds in fd_triples:
+        try:
+            pid = os.fork()
+        except OSError:
+            continue  # httpsd sees this copy's pipes close and starts a worker itself
+        if pid == 0:
+            os.setpgid(0, 0)  # its own process group: httpsd kills it alone
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            copy = True
+            break
+    for fds in fd_triples:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    return copy
+
+
+def _lifeline(fd):
+    # A copy is the first worker's child, not httpsd's, so PR_SET_PDEATHSIG cannot tie
+    # it to httpsd: a thread waits for the request pipe to hang up (httpsd is gone) and
+    # kills the copy's process group, even while a generator runs. It only polls for
+    # the hang-up, so it never takes a request and never holds the GIL while waiting.
+    import _thread
+    import select
+
+    def watch():
+        poller = select.poll()
+        poller.register(fd, 0)
+        while True:
+            for _, event in poller.poll():
+                if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    os.kill(0, 9)
+
+    _thread.start_new_thread(watch, ())
+
+
 def main(stream):
     # Read before fd 0 moves: `stream` may hold the line in its buffer already.
     settings = _loads(stream.readline())
     root = settings["root"]
     _watch_parent(settings["ppid"])
+    copy = _fork_copies(settings.get("copies") or [])
     mem = settings.get("memory_limit") or 0
     if mem > 0:
         import resource
@@ -373,6 +418,8 @@ def main(stream):
     # Move the protocol off fds 0 and 1 (the copies are not inherited by children).
     proto_in = os.fdopen(os.dup(0), "rb")
     proto_out = os.dup(1)
+    if copy:
+        _lifeline(proto_in.fileno())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
