@@ -2,6 +2,7 @@
 //! JSON output. Validation, caching and merging happen above this layer.
 
 pub mod exec;
+mod polled_pipe;
 pub mod python;
 
 use crate::error::GeneratorError;

@@ -21,17 +21,19 @@ use std::collections::{HashSet, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use super::polled_pipe::PolledPipe;
 use super::{RunMode, RunnerSettings};
 use crate::error::{ErrorKind, GeneratorError};
 use crate::params::Params;
@@ -96,7 +98,7 @@ impl PythonRunner {
             tracing::info!("Python generators disabled (--python-workers 0)");
             return Ok(PythonRunner { pool: None });
         }
-        let pool = Arc::new(Pool::new(settings));
+        let pool = Arc::new(Pool::new(settings, warmth));
         let hello = match warmth {
             Warmth::Warm => pool.start_all().await,
             Warmth::Forked => pool.start_forked().await,
@@ -271,6 +273,32 @@ struct Item {
     path: String,
 }
 
+/// Takes the next batch off a check's queue: at most `size` files, and at most half
+/// of a fair share of what is left, so the other lanes keep work.
+fn take_chunk(queue: &Mutex<VecDeque<Item>>, lanes: usize, size: usize) -> Vec<Item> {
+    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+    let n = size.min(q.len().div_ceil(lanes * 2)).max(1).min(q.len());
+    q.drain(..n).collect()
+}
+
+/// Why a batch ended early.
+enum BatchBreak {
+    /// The item that broke it (its index, path and start) and why.
+    Broken(usize, String, std::time::Instant, Broken),
+    /// This generator hit `MemoryError` (its reply was reported): the worker must go.
+    Recycle(String),
+}
+
+/// How a batch ended early, and the items it did not run.
+type BatchFailure = (BatchBreak, Vec<Item>);
+
+/// Batches sent to a worker at once: it starts the next one while httpsd is still
+/// reading the replies of the last (which takes up to a poll when output is polled).
+const BATCHES_IN_FLIGHT: usize = 3;
+
+/// First batch of a lane when the workers' output is polled (`check`).
+const POLLED_FIRST_BATCH: usize = 16;
+
 /// Longest batch sent to one worker.
 const MAX_BATCH: usize = 64;
 
@@ -286,6 +314,8 @@ struct PoolConfig {
     max_run_time: Duration,
     startup_timeout: Duration,
     memory_limit: u64,
+    /// Workers' output is polled rather than waited on (`check`, see `polled_pipe`).
+    polled: bool,
 }
 
 /// The pool: a fixed number of slots, each holding an idle worker or nothing (a
@@ -373,7 +403,7 @@ enum Failure {
 }
 
 impl Pool {
-    fn new(settings: &RunnerSettings) -> Pool {
+    fn new(settings: &RunnerSettings, warmth: Warmth) -> Pool {
         let size = settings.python_workers;
         let (slots_tx, slots_rx) = mpsc::channel(size);
         Pool {
@@ -385,6 +415,7 @@ impl Pool {
                     .max_run_time
                     .clamp(Duration::from_secs(5), Duration::from_secs(30)),
                 memory_limit: settings.python_memory_limit,
+                polled: warmth == Warmth::Forked,
             },
             size,
             slots_tx,
@@ -556,15 +587,15 @@ impl Pool {
         lanes: usize,
         events: mpsc::UnboundedSender<CheckEvent>,
     ) {
-        let mut size = 1;
+        // Polled output is seen up to a poll late, so a batch must outlast that to keep
+        // the worker fed: polled lanes start bigger.
+        let mut size = if self.config.polled {
+            POLLED_FIRST_BATCH
+        } else {
+            1
+        };
         loop {
-            let chunk: Vec<Item> = {
-                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-                // Leave work for the other lanes: at most half of a fair share.
-                let n = size.min(q.len().div_ceil(lanes * 2)).max(1);
-                let n = n.min(q.len());
-                q.drain(..n).collect()
-            };
+            let chunk = take_chunk(&queue, lanes, size);
             if chunk.is_empty() {
                 return;
             }
@@ -578,14 +609,9 @@ impl Pool {
                     continue;
                 }
             };
-            let sent = std::time::Instant::now();
-            let count = chunk.len();
-            let rest = self.run_batch(worker, chunk, &events).await;
-            size = if rest.is_empty() && sent.elapsed() < FAST_BATCH {
-                (count * 2).min(MAX_BATCH)
-            } else {
-                1
-            };
+            let rest = self
+                .run_batches(worker, chunk, &queue, lanes, &mut size, &events)
+                .await;
             if !rest.is_empty() {
                 let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
                 for item in rest.into_iter().rev() {
@@ -595,48 +621,111 @@ impl Pool {
         }
     }
 
-    /// Runs one batch on `worker` in check mode. Returns the items it did not run
-    /// because the worker had to go (a timeout, a death, a `MemoryError`).
-    async fn run_batch(
+    /// Runs batches on `worker` in check mode, starting with `chunk` and taking more
+    /// off the queue while it lasts. The next batch is always sent before the current
+    /// one is done, so the worker never waits for httpsd between two batches. Returns
+    /// the items it did not run because the worker had to go (a timeout, a death, a
+    /// `MemoryError`); the worker is released otherwise.
+    async fn run_batches(
         self: &Arc<Self>,
         mut worker: Worker,
         chunk: Vec<Item>,
+        queue: &Mutex<VecDeque<Item>>,
+        lanes: usize,
+        size: &mut usize,
         events: &mpsc::UnboundedSender<CheckEvent>,
     ) -> Vec<Item> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = BatchRequest {
-            id,
-            batch: chunk.iter().map(|i| i.path.as_str()).collect(),
-        };
-        let line = match request_line(&request) {
-            Ok(l) => l,
-            Err(e) => {
-                self.release(Some(worker));
-                for item in chunk {
-                    let e = GeneratorError::new(
-                        ErrorKind::Internal,
-                        format!("{}: cannot encode the request: {e}", item.rel),
-                    );
-                    let _ = events.send(CheckEvent::Done(item.index, Err(e), Duration::ZERO));
+        let mut sent: VecDeque<(u64, Vec<Item>)> = VecDeque::new();
+        let mut next = Some(chunk);
+        // A batch that could not be sent (the worker is gone): it runs elsewhere.
+        let mut unsent: Vec<Item> = Vec::new();
+        loop {
+            // Keep one batch queued in the worker behind the one it runs.
+            while sent.len() < BATCHES_IN_FLIGHT && unsent.is_empty() {
+                let Some(chunk) = next.take().or_else(|| {
+                    let c = take_chunk(queue, lanes, *size);
+                    (!c.is_empty()).then_some(c)
+                }) else {
+                    break;
+                };
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let request = BatchRequest {
+                    id,
+                    batch: chunk.iter().map(|i| i.path.as_str()).collect(),
+                };
+                let line = match request_line(&request) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        for item in chunk {
+                            let e = GeneratorError::new(
+                                ErrorKind::Internal,
+                                format!("{}: cannot encode the request: {e}", item.rel),
+                            );
+                            let _ =
+                                events.send(CheckEvent::Done(item.index, Err(e), Duration::ZERO));
+                        }
+                        continue;
+                    }
+                };
+                match worker.send(&line).await {
+                    Ok(()) => sent.push_back((id, chunk)),
+                    // The worker is gone (a generator of the batch it runs killed
+                    // it, say): that batch's replies say which, this one runs elsewhere.
+                    Err(_) => unsent = chunk,
                 }
-                return Vec::new();
             }
-        };
+            let Some((id, chunk)) = sent.pop_front() else {
+                if unsent.is_empty() {
+                    self.release(Some(worker));
+                } else {
+                    self.retire(worker);
+                    self.refill();
+                }
+                return unsent;
+            };
+            let started = std::time::Instant::now();
+            let count = chunk.len();
+            match self.receive_batch(&mut worker, id, chunk, events).await {
+                Ok(()) => {
+                    *size = if started.elapsed() < FAST_BATCH {
+                        (count * 2).min(MAX_BATCH)
+                    } else {
+                        1
+                    };
+                }
+                Err((why, rest)) => {
+                    match why {
+                        BatchBreak::Broken(index, rel, started, why) => {
+                            let e = self.broken(worker, &rel, id, why).await;
+                            let _ = events.send(CheckEvent::Done(index, Err(e), started.elapsed()));
+                        }
+                        BatchBreak::Recycle(rel) => self.replace_after_memory_error(worker, &rel),
+                    }
+                    return rest
+                        .into_iter()
+                        .chain(sent.into_iter().flat_map(|(_, c)| c))
+                        .chain(unsent)
+                        .collect();
+                }
+            }
+        }
+    }
+
+    /// Receives the replies of batch `id` (already sent), one per item, each within
+    /// its own time limit.
+    async fn receive_batch(
+        self: &Arc<Self>,
+        worker: &mut Worker,
+        id: u64,
+        chunk: Vec<Item>,
+        events: &mpsc::UnboundedSender<CheckEvent>,
+    ) -> Result<(), BatchFailure> {
         let limit = self.config.max_run_time;
         let mut items = chunk.into_iter().enumerate();
-        let mut sent = false;
         while let Some((k, item)) = items.next() {
             let _ = events.send(CheckEvent::Started(item.index));
             let started = std::time::Instant::now();
-            let outcome = tokio::time::timeout(limit, async {
-                if !sent {
-                    sent = true;
-                    worker.send(&line).await?;
-                }
-                worker.receive().await
-            })
-            .await;
-            let broken = match outcome {
+            let broken = match tokio::time::timeout(limit, worker.receive()).await {
                 Ok(Ok(reply)) if reply.id == id && reply.index == Some(k) => {
                     let took = Duration::try_from_secs_f64(reply.secs)
                         .unwrap_or_else(|_| started.elapsed());
@@ -644,8 +733,10 @@ impl Pool {
                     let result = reply_result(&item.rel, reply);
                     let _ = events.send(CheckEvent::Done(item.index, result, took));
                     if recycle {
-                        self.replace_after_memory_error(worker, &item.rel);
-                        return items.map(|(_, i)| i).collect();
+                        return Err((
+                            BatchBreak::Recycle(item.rel),
+                            items.map(|(_, i)| i).collect(),
+                        ));
                     }
                     continue;
                 }
@@ -653,12 +744,12 @@ impl Pool {
                 Ok(Err(f)) => Broken::Failed(f),
                 Err(_) => Broken::Timeout,
             };
-            let e = self.broken(worker, &item.rel, id, broken).await;
-            let _ = events.send(CheckEvent::Done(item.index, Err(e), started.elapsed()));
-            return items.map(|(_, i)| i).collect();
+            return Err((
+                BatchBreak::Broken(item.index, item.rel, started, broken),
+                items.map(|(_, i)| i).collect(),
+            ));
         }
-        self.release(Some(worker));
-        Vec::new()
+        Ok(())
     }
 
     /// Replaces a worker that did not answer a call properly and says why the call
@@ -845,13 +936,26 @@ fn reply_result(rel: &str, reply: Reply) -> Result<serde_json::Value, GeneratorE
     })
 }
 
+/// httpsd's end of a worker's stdout or stderr: waited on (`serve`), or polled on a
+/// timer (`check`, see `polled_pipe`).
+type ReadEnd = Pin<Box<dyn AsyncRead + Send>>;
+
+/// Opens httpsd's end of a worker's stdout or stderr.
+fn read_end(fd: OwnedFd, polled: bool) -> std::io::Result<ReadEnd> {
+    Ok(if polled {
+        Box::pin(PolledPipe::new(fd)?)
+    } else {
+        Box::pin(pipe::Receiver::from_owned_fd(fd)?)
+    })
+}
+
 /// A live worker process and its channel.
 struct Worker {
     pid: i32,
     /// `None` for a forked copy ([`Warmth::Forked`]): it is the first worker's child.
     child: Option<Child>,
     stdin: pipe::Sender,
-    stdout: BufReader<pipe::Receiver>,
+    stdout: BufReader<ReadEnd>,
     output: Arc<Output>,
     pump: Option<tokio::task::JoinHandle<()>>,
 }
@@ -863,10 +967,11 @@ impl Worker {
         pid: i32,
         child: Option<Child>,
         (stdin, stdout, stderr): (OwnedFd, OwnedFd, OwnedFd),
+        polled: bool,
     ) -> std::io::Result<Worker> {
         let stdin = pipe::Sender::from_owned_fd(stdin)?;
-        let stdout = pipe::Receiver::from_owned_fd(stdout)?;
-        let stderr = pipe::Receiver::from_owned_fd(stderr)?;
+        let stdout = read_end(stdout, polled)?;
+        let stderr = read_end(stderr, polled)?;
         let output = Arc::new(Output::new(pid));
         let pump = tokio::spawn(pump_output(stderr, output.clone()));
         Ok(Worker {
@@ -977,7 +1082,7 @@ fn zombie_status(pid: i32) -> Option<Option<ExitStatus>> {
 /// Reads one line (without the newline) of at most `limit` bytes. `Ok(true)` when
 /// a whole line was read; `Ok(false)` at end of input or when the line is too long.
 async fn read_line(
-    reader: &mut BufReader<pipe::Receiver>,
+    reader: &mut BufReader<ReadEnd>,
     buf: &mut Vec<u8>,
     limit: u64,
 ) -> std::io::Result<bool> {
@@ -1114,7 +1219,8 @@ async fn spawn_family(
         }
         _ => None,
     };
-    let Some(Ok(mut first)) = fds.map(|fds| Worker::open(pid, Some(child), fds)) else {
+    let Some(Ok(mut first)) = fds.map(|fds| Worker::open(pid, Some(child), fds, config.polled))
+    else {
         kill_group(pid);
         return failed("cannot open pipes to the Python interpreter".to_string());
     };
@@ -1132,7 +1238,7 @@ async fn spawn_family(
         }
     };
     let copies_started = futures::future::join_all(ours.into_iter().map(|fds| async {
-        let mut copy = Worker::open(0, None, fds)
+        let mut copy = Worker::open(0, None, fds, config.polled)
             .map_err(|e| format!("cannot open pipes to a forked Python worker: {e}"))?;
         let hello = finish_start(config, &mut copy, &python, None).await?;
         copy.pid = hello.pid;
@@ -1338,7 +1444,7 @@ impl Output {
 }
 
 /// Reads a worker's stderr (where user prints go) until it closes.
-async fn pump_output(stderr: pipe::Receiver, output: Arc<Output>) {
+async fn pump_output(stderr: ReadEnd, output: Arc<Output>) {
     let mut reader = BufReader::with_capacity(64 * 1024, stderr);
     let mut buf = Vec::with_capacity(1024);
     loop {

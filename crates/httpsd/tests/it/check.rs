@@ -1135,3 +1135,38 @@ fn python_workers_die_with_a_killed_check_even_while_busy() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Batches are queued in a worker ahead of time; when a generator breaks its worker's
+/// channel (it closes every inherited fd), the batches queued behind it run on another
+/// worker: every other generator runs exactly once and passes.
+#[test]
+fn queued_batches_run_once_elsewhere_when_a_worker_breaks() {
+    require_python();
+    let t = Tree::new();
+    let ran = t.root().join("_ran.log");
+    for i in 0..60 {
+        let body = if i == 5 {
+            "import os\ndef generate_targets():\n    os.closerange(3, 65536)\n    return []\n"
+                .to_string()
+        } else {
+            format!(
+                "import os\ndef generate_targets():\n    fd = os.open({ran:?}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n    \
+                 os.write(fd, b'p{i:02}\\n')\n    os.close(fd)\n    return [{{'targets': ['10.0.0.{i}:9100']}}]\n",
+                ran = ran.display().to_string()
+            )
+        };
+        t.write(&format!("many/p{i:02}.py"), body);
+    }
+    let (code, r) = check_json(t.root(), &["--python-workers", "1", "--max-run-time", "10"]);
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(status(&r, "many/p05.py"), "fail", "{r:#}");
+    assert_eq!(r["summary"]["passed"], 59, "{r:#}");
+    let log = std::fs::read_to_string(&ran).expect("the generators' log");
+    let mut names: Vec<&str> = log.lines().collect();
+    names.sort_unstable();
+    let expected: Vec<String> = (0..60)
+        .filter(|&i| i != 5)
+        .map(|i| format!("p{i:02}"))
+        .collect();
+    assert_eq!(names, expected, "each generator must run exactly once");
+}
