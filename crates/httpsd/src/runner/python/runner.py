@@ -14,7 +14,6 @@
 # so nothing user code prints can reach the protocol channel.
 import importlib
 import importlib.machinery
-import io
 import os
 import sys
 import time
@@ -105,7 +104,12 @@ def _json_codec():
 _dumps_result, _dumps, _loads = _json_codec()
 _os_write = os.write
 _os_stat = os.stat
-_FileIO = io.FileIO
+_os_open = os.open
+_os_read = os.read
+_os_close = os.close
+_O_RDONLY_CLOEXEC = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_READ_SIZE = 1 << 16
+_CACHE_TAG = sys.implementation.cache_tag
 _ModuleType = type(sys)
 _SourceFileLoader = importlib.machinery.SourceFileLoader
 _ModuleSpec = importlib.machinery.ModuleSpec
@@ -143,6 +147,33 @@ class _ShimFinder:
     @staticmethod
     def exec_module(module):
         exec(_SHIM_SOURCES[module.__name__], module.__dict__)
+
+
+def _read(path):
+    # A generator is a regular file: a short read is its end (no extra read to see it).
+    fd = _os_open(path, _O_RDONLY_CLOEXEC)
+    try:
+        data = chunk = _os_read(fd, _READ_SIZE)
+        while len(chunk) == _READ_SIZE:
+            chunk = _os_read(fd, _READ_SIZE)
+            data += chunk
+        return data
+    finally:
+        _os_close(fd)
+
+
+def _cached(path, spec):
+    # spec.cached (cache_from_source) for a "dir/name.py" path in the usual case, put
+    # together directly; the general function when a prefix or -O changes the answer.
+    head, sep, tail = path.rpartition("/")
+    if (
+        _CACHE_TAG is None
+        or sys.pycache_prefix is not None
+        or sys.flags.optimize
+        or not tail.endswith(".py")
+    ):
+        return spec.cached
+    return "%s%s__pycache__/%s.%s.pyc" % (head, sep, tail[:-3], _CACHE_TAG)
 
 
 def _stamp(path):
@@ -197,10 +228,10 @@ class Worker:
         attrs["__package__"] = ""
         attrs["__spec__"] = spec
         attrs["__file__"] = path
-        attrs["__cached__"] = spec.cached
-        with _FileIO(path) as f:
-            source = f.readall()
-        exec(compile(source, path, "exec", dont_inherit=True), attrs)
+        cached = _cached(path, spec)
+        if cached is not None:  # as module_from_spec: no attribute without a cache path
+            attrs["__cached__"] = cached
+        exec(compile(_read(path), path, "exec", dont_inherit=True), attrs)
         return module
 
     def _track_helpers(self):
@@ -257,9 +288,11 @@ class Worker:
         path = req["path"]
         check = bool(req.get("check"))
         if check:
-            # Check mode: a fresh module that sees the test variable at import time.
+            # Check mode: a fresh module that sees the test variable at import time
+            # (set here unless the batch set it already and no generator changed it).
             previous = os.environ.get(TEST_ENV)
-            os.environ[TEST_ENV] = "1"
+            if previous != "1":
+                os.environ[TEST_ENV] = "1"
             try:
                 module = self._load(path)
                 func = getattr(module, "test_generate_targets", None)
@@ -267,14 +300,19 @@ class Worker:
                     func = _generate_targets(module)
                 result = func()
             finally:
-                if previous is None:
-                    os.environ.pop(TEST_ENV, None)
-                else:
-                    os.environ[TEST_ENV] = previous
+                if previous != "1":
+                    _restore_env(previous)
         else:
             module = self._module(path)
             result = _generate_targets(module)(**req.get("params", {}))
         return result
+
+
+def _restore_env(previous):
+    if previous is None:
+        os.environ.pop(TEST_ENV, None)
+    else:
+        os.environ[TEST_ENV] = previous
 
 
 class _Reject(Exception):
@@ -450,11 +488,19 @@ def main(stream):
             _write_all(proto_out, _answer(worker, rid, req, None)[0])
             continue
         last = len(batch) - 1
-        for index, path in enumerate(batch):
-            out, recycle = _answer(worker, rid, {"path": path, "check": True}, index, index < last)
-            _write_all(proto_out, out)
-            if recycle:
-                break  # httpsd replaces this worker and runs the rest elsewhere
+        # Set for the whole batch (each run still sees it, see Worker.run).
+        previous = os.environ.get(TEST_ENV)
+        os.environ[TEST_ENV] = "1"
+        try:
+            for index, path in enumerate(batch):
+                out, recycle = _answer(
+                    worker, rid, {"path": path, "check": True}, index, index < last
+                )
+                _write_all(proto_out, out)
+                if recycle:
+                    break  # httpsd replaces this worker and runs the rest elsewhere
+        finally:
+            _restore_env(previous)
 
 
 def _announce(worker, path):
