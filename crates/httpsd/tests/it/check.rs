@@ -900,6 +900,10 @@ fn python_batches_isolate_a_hanging_and_a_crashing_generator() {
         let body = match i {
             13 => "import time\ndef generate_targets():\n    time.sleep(30)\n".to_string(),
             27 => "import os\ndef generate_targets():\n    os._exit(3)\n".to_string(),
+            // Removes the variable: the files after it must still see it.
+            7 => "import os\ndef generate_targets():\n    del os.environ['PROMETHEUS_HTTP_SD_IS_TEST']\n    \
+                  return [{'targets': ['10.0.0.7:9100']}]\n"
+                .to_string(),
             // Fails unless it sees check mode at import and at call time.
             _ => format!(
                 "import os\nassert os.environ.get('PROMETHEUS_HTTP_SD_IS_TEST') == '1'\n\
