@@ -10,7 +10,7 @@ into its Python workers started from VENV/bin/python. A third row shows httpsd w
 its default `--python python3` (whatever that is on PATH; a pyenv shim, say, costs a
 shell script per interpreter start). Both must exit 0 on this tree.
 
-Usage: python3 bench/check.py [--runs 5] [--markdown FILE]
+Usage: python3 bench/check.py [--rounds 5] [--runs 3] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -49,7 +50,8 @@ def make_tree(root):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5, help="hyperfine rounds over all commands")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each command per round")
     ap.add_argument("--markdown")
     a = ap.parse_args()
     c.require_tool("hyperfine")
@@ -68,12 +70,23 @@ def main() -> None:
     r = subprocess.run(orig.split(), capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         c.fail(f"the original's check failed on the tree (exit {r.returncode}):\n{(r.stdout + r.stderr)[-2000:]}")
-    out = work / "hyperfine.json"
     python3 = shutil.which("python3") or "python3"
-    subprocess.run(["hyperfine", "-N", "--warmup", "1", "--runs", str(a.runs), "--export-json", str(out),
-                    "-n", "httpsd check", ours, "-n", "prometheus-http-sd 3.0.6 check", orig,
-                    "-n", "httpsd check, --python python3 on PATH", ours_path], check=True)
-    res = {x["command"]: x for x in json.loads(out.read_text())["results"]}
+    commands = [("httpsd check", ours), ("prometheus-http-sd 3.0.6 check", orig),
+                ("httpsd check, --python python3 on PATH", ours_path)]
+    # Rounds of hyperfine over all commands, so that a noisy spell of the machine
+    # falls on every command alike rather than on whichever ran then.
+    times: dict[str, list[float]] = {name: [] for name, _ in commands}
+    for r in range(a.rounds):
+        out = work / f"hyperfine-{r}.json"
+        cmd = ["hyperfine", "-N", "--warmup", "1", "--runs", str(a.runs), "--export-json", str(out)]
+        for name, command in commands:
+            cmd += ["-n", name, command]
+        subprocess.run(cmd, check=True)
+        for x in json.loads(out.read_text())["results"]:
+            times[x["command"]].extend(x["times"])
+    res = {name: {"median": statistics.median(t), "mean": statistics.fmean(t),
+                  "stddev": statistics.stdev(t) if len(t) > 1 else 0.0, "min": min(t)}
+           for name, t in times.items()}
     o = res["prometheus-http-sd 3.0.6 check"]["median"]
     rows = [[name, f"{x['median'] * 1000:,.0f} ms", f"{x['mean'] * 1000:,.0f} ± {x['stddev'] * 1000:,.0f} ms",
              f"{x['min'] * 1000:,.0f} ms", f"{o / x['median']:,.1f}x"] for name, x in res.items()]
@@ -82,7 +95,8 @@ def main() -> None:
     text += "\n\nGoal (issue 5):\n\n" + c.table(["goal", "measured", "status"],
                                                 [["≥ 10x faster than the original's check", f"{ratio:,.1f}x",
                                                   c.goal(ratio >= 10)]])
-    text += (f"\n\n`hyperfine -N --warmup 1 --runs {a.runs}` on a tree of 2,000 generators "
+    text += (f"\n\n{a.rounds} rounds of `hyperfine -N --warmup 1 --runs {a.runs}` over the three commands "
+             f"(medians of all {a.rounds * a.runs} runs of each) on a tree of 2,000 generators "
              "(667 JSON, 667 YAML, 666 Python) in 40 directories; all exit 0. `httpsd check` runs the "
              "generators with the original's interpreter (`--python` of its venv, like for like); the "
              f"last row uses the default `python3` on PATH ({python3}).")

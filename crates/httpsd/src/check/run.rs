@@ -73,8 +73,17 @@ where
         .into_iter()
         .enumerate()
         .partition(|(_, job)| job.generator.kind.is_static());
-    // Reading small files is CPU-bound: one thread per core keeps every core busy.
-    let static_runs = check_statics(statics, options, crate::runner::cores(), &tracker);
+    // Reading small files is CPU-bound: one thread per core keeps every core busy,
+    // but one core is left to the Python interpreter's start-up when there are dynamic
+    // generators: everything Python does waits for it, while static files can be
+    // checked at any time.
+    let cores = crate::runner::cores();
+    let threads = if dynamics.is_empty() {
+        cores
+    } else {
+        cores.saturating_sub(1).max(1)
+    };
+    let static_runs = check_statics(statics, options, threads, &tracker);
     let dynamic_runs = async {
         if dynamics.is_empty() {
             return Vec::new();

@@ -42,12 +42,67 @@ use crate::tree::GeneratorFile;
 /// The runner script, sent to each worker at start.
 const RUNNER_SOURCE: &str = include_str!("python/runner.py");
 
-/// What `python -c` runs: read the runner's length and source from stdin, start it
-/// (it reads its settings line itself). Nothing but `sys` is imported here, so the
-/// runner decides what a worker's start-up costs.
-const BOOT: &str = "import sys;f=sys.stdin.buffer;n=int(f.readline());\
-g={'__name__':'__httpsd_runner__','__file__':'<httpsd-runner>'};\
-exec(compile(f.read(n),'<httpsd-runner>','exec'),g);g['main'](f)";
+/// What `python -c` runs: read the runner's length and source from stdin, then the
+/// line naming httpsd's cache directory (empty: none), and start the runner (which
+/// reads its settings line itself). Compiling the runner was a third of a worker's
+/// start-up, so its code object is kept in the cache directory (`marshal`, as
+/// Python keeps `.pyc` files), under a name and a header made of the interpreter's
+/// bytecode magic number and a hash of the source: another Python or another runner
+/// never loads it, and anything unreadable is compiled and written again (to a
+/// temporary file, then renamed). Nothing else is imported here, so the runner
+/// decides what a worker's start-up costs.
+const BOOT: &str = r#"import sys, marshal
+f = sys.stdin.buffer
+src = f.read(int(f.readline()))
+cache = f.readline()[:-1].decode("utf-8", "surrogateescape")
+code = path = None
+if cache:
+    try:
+        import _imp, _frozen_importlib_external as bootstrap
+        key = bootstrap.MAGIC_NUMBER + _imp.source_hash(bootstrap._RAW_MAGIC_NUMBER, src)
+        path = "%s/runner-%s.%s.bin" % (cache, key[4:].hex(), sys.implementation.cache_tag)
+        with open(path, "rb") as h:
+            data = h.read()
+        if data[:12] == key:
+            code = marshal.loads(data[12:])
+            if code.__class__.__name__ != "code":
+                code = None
+    except Exception:
+        code = None
+if code is None:
+    code = compile(src, "<httpsd-runner>", "exec")
+    if path:
+        try:
+            import os
+            os.makedirs(cache, 0o700, exist_ok=True)
+            tmp = "%s.%d.tmp" % (path, os.getpid())
+            with open(tmp, "wb") as h:
+                h.write(key + marshal.dumps(code))
+            os.replace(tmp, path)
+        except Exception:
+            pass
+g = {"__name__": "__httpsd_runner__", "__file__": "<httpsd-runner>"}
+exec(code, g)
+g["main"](f)
+"#;
+
+/// httpsd's cache directory (`$XDG_CACHE_HOME/httpsd`, else `~/.cache/httpsd`), as
+/// the line the boot code reads: empty when there is none (it must be absolute and
+/// fit on one line).
+fn cache_dir_line() -> String {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|home| home.join(".cache"))
+        });
+    base.map(|b| b.join("httpsd").to_string_lossy().into_owned())
+        .filter(|d| !d.contains('\n'))
+        .unwrap_or_default()
+}
 
 /// Largest JSON result a generator may return.
 const MAX_RESULT: usize = 256 * 1024 * 1024;
@@ -1302,7 +1357,12 @@ async fn handshake(
     settings: Option<&serde_json::Value>,
 ) -> Result<Hello, String> {
     if let Some(settings) = settings {
-        let mut line = format!("{}\n{RUNNER_SOURCE}", RUNNER_SOURCE.len()).into_bytes();
+        let mut line = format!(
+            "{}\n{RUNNER_SOURCE}{}\n",
+            RUNNER_SOURCE.len(),
+            cache_dir_line()
+        )
+        .into_bytes();
         serde_json::to_writer(&mut line, settings)
             .map_err(|e| format!("cannot encode the worker settings: {e}"))?;
         line.push(b'\n');

@@ -1174,3 +1174,74 @@ fn queued_batches_run_once_elsewhere_when_a_worker_breaks() {
         .collect();
     assert_eq!(names, expected, "each generator must run exactly once");
 }
+
+/// Runs `httpsd check ROOT` with `XDG_CACHE_HOME` set; returns the exit code.
+fn check_with_cache_home(root: &Path, cache_home: &Path) -> i32 {
+    let out = Command::new(bin())
+        .args([
+            "check",
+            &root.display().to_string(),
+            "--python-workers",
+            "2",
+        ])
+        .env("XDG_CACHE_HOME", cache_home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run httpsd check");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.code().unwrap_or(-1)
+}
+
+/// The workers' runner is compiled once per interpreter and kept in httpsd's cache
+/// directory: reused while valid, written again when unreadable, and a cache
+/// directory that cannot be made costs nothing but the compilation.
+#[test]
+fn the_runner_code_is_cached_and_rebuilt_when_unreadable() {
+    use std::os::unix::fs::MetadataExt;
+    require_python();
+    let t = Tree::new();
+    t.write(
+        "ok.py",
+        "def generate_targets():\n    return [{'targets': ['a:1']}]\n",
+    );
+    let home = tempfile::tempdir().unwrap();
+    check_with_cache_home(t.root(), home.path());
+    let dir = home.path().join("httpsd");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the cache directory")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "one cached runner: {files:?}");
+    let cached = &files[0];
+    let name = cached.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("runner-") && name.ends_with(".bin"),
+        "{name}"
+    );
+    let first = std::fs::metadata(cached).unwrap();
+
+    // Valid: used as is, not written again.
+    check_with_cache_home(t.root(), home.path());
+    assert_eq!(
+        std::fs::metadata(cached).unwrap().ino(),
+        first.ino(),
+        "rewritten"
+    );
+
+    // Unreadable: compiled and written again.
+    std::fs::write(cached, b"not a code object").unwrap();
+    check_with_cache_home(t.root(), home.path());
+    let again = std::fs::read(cached).unwrap();
+    assert!(again.len() > 1000 && again != b"not a code object");
+
+    // No usable cache directory (a file is in the way): checks still pass.
+    let blocked = tempfile::tempdir().unwrap();
+    std::fs::write(blocked.path().join("httpsd"), b"a file").unwrap();
+    check_with_cache_home(t.root(), blocked.path());
+}
