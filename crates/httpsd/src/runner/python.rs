@@ -531,17 +531,7 @@ impl Pool {
         for _ in 0..self.size {
             let (pool, tx) = (self.clone(), tx.clone());
             tokio::spawn(async move {
-                let started = spawn_worker(&pool.config, &pool.live).await;
-                let answer = match started {
-                    Ok((w, hello)) => {
-                        pool.release(Some(w));
-                        Ok(hello)
-                    }
-                    Err(e) => {
-                        pool.release(None);
-                        Err(e)
-                    }
-                };
+                let answer = pool.seat(spawn_worker(&pool.config, &pool.live).await);
                 let _ = tx.send(answer).await;
             });
         }
@@ -570,15 +560,17 @@ impl Pool {
         }
         let (first, copies) = spawn_family(&self.config, &self.live, self.size - 1).await;
         for copy in copies {
-            match copy {
-                Ok((w, _)) => self.release(Some(w)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "a forked Python worker did not start");
-                    self.release(None);
-                }
+            if let Err(e) = self.seat(copy) {
+                tracing::debug!(error = %e, "a forked Python worker did not start");
             }
         }
-        match first {
+        self.seat(first)
+    }
+
+    /// Puts a worker that started into its slot (or leaves the slot empty when it did
+    /// not) and passes its handshake or error on.
+    fn seat(&self, started: Started) -> Result<Hello, String> {
+        match started {
             Ok((w, hello)) => {
                 self.release(Some(w));
                 Ok(hello)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{Tree, bin, require_python};
+use crate::helpers::{Tree, bin, is_alive, live_descendants, require_python};
 
 /// What one `check` run printed and returned.
 struct Run {
@@ -1029,46 +1029,6 @@ fn forked_python_workers_report_their_exit_status() {
     }
 }
 
-/// The pids of every live (not zombie) descendant of `pid`.
-fn live_descendants(pid: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().unwrap_or("Z");
-        let ppid: u32 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
-        if state != "Z" {
-            parent_of.push((p, ppid));
-        }
-    }
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
 /// Every worker, the forked copies included, dies when `check` is killed with SIGKILL,
 /// even while busy in a generator that never returns.
 #[test]
@@ -1124,12 +1084,7 @@ fn python_workers_die_with_a_killed_check_even_while_busy() {
     child.kill().expect("SIGKILL httpsd");
     child.wait().expect("reap httpsd");
     let deadline = Instant::now() + Duration::from_secs(10);
-    let alive = |p: &u32| {
-        std::fs::read_to_string(format!("/proc/{p}/stat"))
-            .ok()
-            .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
-            .unwrap_or(false)
-    };
+    let alive = |p: &u32| is_alive(*p);
     while workers.iter().any(alive) {
         assert!(
             Instant::now() < deadline,

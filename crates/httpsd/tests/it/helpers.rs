@@ -289,3 +289,53 @@ pub fn raw_get(base: &str, target: &str) -> (u16, String) {
         .to_string();
     (status, body)
 }
+
+/// State and parent pid of process `pid`, from `/proc/<pid>/stat` (`None` once gone).
+fn proc_state(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.to_string();
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    proc_state(pid).is_some_and(|(state, _)| state != "Z")
+}
+
+/// Live (not zombie) processes and their parents, from `/proc`.
+fn live_processes() -> Vec<(u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        panic!("/proc is not readable: these tests need Linux");
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| proc_state(p).map(|(state, ppid)| (p, state, ppid)))
+        .filter(|(_, state, _)| state != "Z")
+        .map(|(p, _, ppid)| (p, ppid))
+        .collect()
+}
+
+/// Live (not zombie) child processes of `pid`.
+pub fn live_children(pid: u32) -> Vec<u32> {
+    live_processes()
+        .into_iter()
+        .filter(|&(_, ppid)| ppid == pid)
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Live (not zombie) descendants of `pid`: children, their children, and so on.
+pub fn live_descendants(pid: u32) -> Vec<u32> {
+    let all = live_processes();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|&&(_, pp)| pp == parent).map(|&(p, _)| p));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Resp, Server, Tree, get, require_python, wait_for};
+use crate::helpers::{Resp, Server, Tree, get, is_alive, live_children, require_python, wait_for};
 
 /// The single failure of a failed path: (generator, kind, message, traceback).
 fn failure(r: &Resp) -> (String, String, String, String) {
@@ -618,28 +618,6 @@ async fn runner_survives_sabotage_or_fails_only_that_call() {
     }
 }
 
-/// Live (not zombie) child processes of `pid`, from `/proc/*/stat`.
-fn live_children(pid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        panic!("/proc is not readable: these tests need Linux");
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let rest = stat.rsplit_once(')')?.1.trim_start().to_string();
-                    let mut fields = rest.split_whitespace();
-                    let state = fields.next()?;
-                    let ppid: i32 = fields.next()?.parse().ok()?;
-                    Some(ppid == pid && state != "Z")
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// Issue 2's memory goal: a server over a tree without Python keeps no interpreter
 /// resident (the interpreter is still proven at startup); a `.py` generator added
 /// later starts workers on its first request and works.
@@ -649,7 +627,7 @@ async fn no_python_worker_is_resident_until_a_python_generator_runs() {
     let tree = Tree::new();
     tree.write("static.json", static_group());
     let server = Server::serve(tree.root(), &["--rescan-interval", "0.2"]);
-    let pid = i32::try_from(server.pid()).expect("pid");
+    let pid = server.pid();
     // The start-up handshake's worker is killed before the server listens; give
     // its reaping a moment, then no child may remain.
     wait_for(
@@ -663,7 +641,7 @@ async fn no_python_worker_is_resident_until_a_python_generator_runs() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         live_children(pid),
-        Vec::<i32>::new(),
+        Vec::<u32>::new(),
         "a worker started for a static tree"
     );
 
@@ -687,22 +665,6 @@ async fn no_python_worker_is_resident_until_a_python_generator_runs() {
     );
 }
 
-/// True while `pid` exists and is not a zombie.
-fn is_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_string();
-            Some(state != "Z")
-        })
-        .unwrap_or(false)
-}
-
 /// A worker busy in a generator that never returns cannot see its channel close; it
 /// must still die when httpsd is killed with SIGKILL (PR_SET_PDEATHSIG).
 #[tokio::test]
@@ -715,7 +677,7 @@ async fn python_workers_die_with_a_killed_server_even_while_busy() {
         "import time\ndef generate_targets(**p):\n    time.sleep(3600)\n",
     );
     let server = Server::serve(tree.root(), &["--max-run-time", "60"]);
-    let pid = i32::try_from(server.pid()).expect("pid");
+    let pid = server.pid();
     assert_eq!(get(&server.url("/targets/ok.py")).await.status, 200);
     let hang_url = server.url("/targets/hang");
     let hanging = tokio::spawn(async move { get(&hang_url).await });
@@ -727,7 +689,7 @@ async fn python_workers_die_with_a_killed_server_even_while_busy() {
     // Let the hanging call reach its worker.
     tokio::time::sleep(Duration::from_millis(500)).await;
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill the server");
