@@ -3,8 +3,8 @@
 //!
 //! The library has no HTTP in it: [`format`] reads and writes the files, [`scan`] keeps
 //! per-file state between scrapes, [`merge`] implements `MultiProcessCollector`'s merge,
-//! [`expose`] the text encoders, [`archive`] the crash-safe compaction of dead processes'
-//! files. [`server`] is the HTTP sidecar built on them.
+//! [`expose`] feeds merged families to the `exposition` crate's encoders, [`archive`] the
+//! crash-safe compaction of dead processes' files. [`server`] is the HTTP sidecar built on them.
 #![forbid(unsafe_code)]
 
 pub mod archive;

@@ -25,9 +25,9 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::expose::float_to_go_string;
 use crate::keys::{Interner, KeyId, LabelsId, Sid};
 use crate::scan::FileState;
+use exposition::float_to_go_string;
 
 /// One output sample.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,258 @@
+//! The encoders: text 0.0.4 exactly as `prometheus_client.exposition.generate_latest`
+//! writes it, OpenMetrics 1.0 as `openmetrics.exposition.generate_latest` writes it.
+//! Both read families through [`FamilyView`] and write into one `String`.
+
+use std::fmt::Write as _;
+
+use crate::float::{float_to_go_string, python_repr};
+use crate::model::{Exemplar, FamilyView, LabelPair, SampleRef, Timestamp};
+use crate::names::{
+    Escaping, escape, escape_help_text, escape_metric_name, escape_value,
+    is_valid_legacy_metric_name, label_rune, push_escaped_value, push_label_name, push_metric_name,
+};
+use crate::negotiate::Format;
+
+/// The first buffer size when the caller gives none.
+const DEFAULT_CAPACITY: usize = 1 << 16;
+
+/// Writes `k="v",...` sorted by name (then value, as Python sorts the items).
+fn push_labels<L: LabelPair>(out: &mut String, labels: &[L], esc: Escaping) {
+    // Sorting indices in a stack array: no allocation for the usual handful of labels.
+    let mut small: [usize; 16] = [0; 16];
+    let mut big: Vec<usize> = Vec::new();
+    let idx: &mut [usize] = if labels.len() <= small.len() {
+        &mut small[..labels.len()]
+    } else {
+        big.resize(labels.len(), 0);
+        &mut big
+    };
+    for (i, o) in idx.iter_mut().enumerate() {
+        *o = i;
+    }
+    idx.sort_by(|&a, &b| {
+        let (a, b) = (&labels[a], &labels[b]);
+        a.label_name()
+            .cmp(b.label_name())
+            .then_with(|| a.label_value().cmp(b.label_value()))
+    });
+    for (n, &i) in idx.iter().enumerate() {
+        let l = &labels[i];
+        if n > 0 {
+            out.push(',');
+        }
+        push_label_name(out, l.label_name(), esc);
+        out.push_str("=\"");
+        push_escaped_value(out, l.label_value());
+        out.push('"');
+    }
+}
+
+/// Python's `int(float(ts) * 1000)`; nothing for a non-finite timestamp (Python raises).
+fn push_text_timestamp(out: &mut String, ts: Timestamp) {
+    match ts {
+        Timestamp::Millis(ms) => {
+            let _ = write!(out, " {ms}");
+        }
+        Timestamp::Seconds(s) => {
+            let ms = (s * 1000.0).trunc();
+            if ms.is_finite() {
+                // `{:.0}` writes the exact integer, as Python's unbounded int() does; the
+                // `+ 0.0` turns -0.0 into 0 as int() does.
+                let _ = write!(out, " {:.0}", ms + 0.0);
+            }
+        }
+    }
+}
+
+/// Python's `str(ts)`: `repr` of the float seconds.
+fn push_openmetrics_timestamp(out: &mut String, ts: Timestamp) {
+    out.push(' ');
+    match ts {
+        Timestamp::Seconds(s) => out.push_str(&python_repr(s)),
+        Timestamp::Millis(ms) => {
+            let sign = if ms < 0 { "-" } else { "" };
+            let abs = ms.unsigned_abs();
+            let _ = write!(out, "{sign}{}.{:03}", abs / 1000, abs % 1000);
+        }
+    }
+}
+
+fn text_sample<L: LabelPair>(out: &mut String, s: &SampleRef<'_, L>, esc: Escaping) {
+    if esc != Escaping::AllowUtf8 || is_valid_legacy_metric_name(s.name) {
+        push_metric_name(out, s.name, esc);
+        if !s.labels.is_empty() {
+            out.push('{');
+            push_labels(out, s.labels, esc);
+            out.push('}');
+        }
+    } else {
+        out.push('{');
+        out.push_str(&escape_metric_name(s.name, esc));
+        if !s.labels.is_empty() {
+            out.push(',');
+            push_labels(out, s.labels, esc);
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(&float_to_go_string(s.value));
+    if let Some(ts) = s.timestamp {
+        push_text_timestamp(out, ts);
+    }
+    out.push('\n');
+}
+
+/// The text format (`generate_latest`), with the given name escaping.
+pub fn encode_text<'a, F: FamilyView + 'a>(
+    fams: impl IntoIterator<Item = &'a F>,
+    esc: Escaping,
+) -> String {
+    encode_text_sized(fams, esc, DEFAULT_CAPACITY)
+}
+
+fn encode_text_sized<'a, F: FamilyView + 'a>(
+    fams: impl IntoIterator<Item = &'a F>,
+    esc: Escaping,
+    capacity: usize,
+) -> String {
+    let mut out = String::with_capacity(capacity);
+    for f in fams {
+        let name = f.name();
+        let (mname, mtype) = match f.type_name() {
+            "counter" => (format!("{name}_total"), "counter"),
+            "info" => (format!("{name}_info"), "gauge"),
+            "stateset" => (name.to_string(), "gauge"),
+            "gaugehistogram" => (name.to_string(), "histogram"),
+            "unknown" => (name.to_string(), "untyped"),
+            t => (name.to_string(), t),
+        };
+        let ename = escape_metric_name(&mname, esc);
+        let help = escape_help_text(f.help());
+        let _ = writeln!(out, "# HELP {ename} {help}");
+        let _ = writeln!(out, "# TYPE {ename} {mtype}");
+        // OpenMetrics-only samples go into trailing gauge families, as Python does.
+        let mut om: Vec<(&str, String)> = Vec::new();
+        for s in f.samples() {
+            let suffix = ["_created", "_gsum", "_gcount"].into_iter().find(|suf| {
+                s.name.len() == name.len() + suf.len()
+                    && s.name.starts_with(name)
+                    && s.name.ends_with(suf)
+            });
+            match suffix {
+                Some(suf) => {
+                    let mut line = String::new();
+                    text_sample(&mut line, &s, esc);
+                    match om.iter_mut().find(|o| o.0 == suf) {
+                        Some(o) => o.1.push_str(&line),
+                        None => om.push((suf, line)),
+                    }
+                }
+                None => text_sample(&mut out, &s, esc),
+            }
+        }
+        om.sort_by(|a, b| a.0.cmp(b.0));
+        for (suf, lines) in om {
+            let n = escape_metric_name(&format!("{name}{suf}"), esc);
+            let _ = writeln!(out, "# HELP {n} {help}");
+            let _ = writeln!(out, "# TYPE {n} gauge");
+            out.push_str(&lines);
+        }
+    }
+    out
+}
+
+/// Python's `_compose_exemplar_string`: exemplar label names are written as they are.
+fn push_exemplar(out: &mut String, e: &Exemplar) {
+    let mut labels: Vec<&(String, String)> = e.labels.iter().collect();
+    labels.sort();
+    out.push_str(" # {");
+    for (n, (k, v)) in labels.into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{k}=\"{}\"", escape_value(v));
+    }
+    out.push_str("} ");
+    out.push_str(&float_to_go_string(e.value));
+    if let Some(ts) = e.timestamp {
+        push_openmetrics_timestamp(out, ts);
+    }
+}
+
+/// OpenMetrics 1.0 text (`openmetrics.exposition.generate_latest`), ending in `# EOF`.
+pub fn encode_openmetrics<'a, F: FamilyView + 'a>(
+    fams: impl IntoIterator<Item = &'a F>,
+    esc: Escaping,
+) -> String {
+    encode_openmetrics_sized(fams, esc, DEFAULT_CAPACITY)
+}
+
+fn encode_openmetrics_sized<'a, F: FamilyView + 'a>(
+    fams: impl IntoIterator<Item = &'a F>,
+    esc: Escaping,
+    capacity: usize,
+) -> String {
+    let mut out = String::with_capacity(capacity);
+    let mut labelstr = String::new();
+    for f in fams {
+        let ename = escape_metric_name(f.name(), esc);
+        let _ = writeln!(out, "# HELP {ename} {}", escape_value(f.help()));
+        let _ = writeln!(out, "# TYPE {ename} {}", f.type_name());
+        if !f.unit().is_empty() {
+            let _ = writeln!(out, "# UNIT {ename} {}", f.unit());
+        }
+        for s in f.samples() {
+            let legacy = is_valid_legacy_metric_name(s.name);
+            labelstr.clear();
+            if esc == Escaping::AllowUtf8 && !legacy {
+                labelstr.push_str(&escape_metric_name(s.name, esc));
+                if !s.labels.is_empty() {
+                    labelstr.push(',');
+                }
+            }
+            push_labels(&mut labelstr, s.labels, esc);
+            if esc != Escaping::AllowUtf8 || legacy {
+                // Python escapes sample names with the label-name rune set, so a `:`
+                // becomes `_` here (`a:b_total` is written `a_b_total`).
+                out.push_str(&escape(s.name, esc, label_rune));
+            }
+            if !labelstr.is_empty() {
+                out.push('{');
+                out.push_str(&labelstr);
+                out.push('}');
+            }
+            out.push(' ');
+            out.push_str(&float_to_go_string(s.value));
+            if let Some(ts) = s.timestamp {
+                push_openmetrics_timestamp(&mut out, ts);
+            }
+            if let Some(e) = s.exemplar {
+                push_exemplar(&mut out, e);
+            }
+            out.push('\n');
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// Encodes in the chosen format.
+pub fn encode<'a, F: FamilyView + 'a>(
+    fams: impl IntoIterator<Item = &'a F>,
+    format: &Format,
+) -> String {
+    encode_sized(fams, format, DEFAULT_CAPACITY)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes: with the previous body's size, a large
+/// body is allocated once instead of doubling up to it (old and new buffer at once).
+pub fn encode_sized<'a, F: FamilyView + 'a>(
+    fams: impl IntoIterator<Item = &'a F>,
+    format: &Format,
+    capacity: usize,
+) -> String {
+    match format {
+        Format::Text(e) => encode_text_sized(fams, *e, capacity),
+        Format::OpenMetrics(e) => encode_openmetrics_sized(fams, *e, capacity),
+    }
+}
