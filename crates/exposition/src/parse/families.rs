@@ -197,7 +197,7 @@ impl Builder {
                 }
             }
         }
-        for suffix in STRUCTURAL {
+        for suffix in std::iter::once("").chain(STRUCTURAL) {
             if let Some(base) = name.strip_suffix(suffix)
                 && let Some(&i) = self.by_key.get(base)
                 && self.fams[i].typed
@@ -206,7 +206,12 @@ impl Builder {
                     sample: name.to_string(),
                     family: base.to_string(),
                     typ: self.fams[i].model.typ.to_string(),
-                    suffix: suffix.to_string(),
+                    suffix: if suffix.is_empty() {
+                        "unsuffixed"
+                    } else {
+                        suffix
+                    }
+                    .to_string(),
                 });
             }
         }
