@@ -107,15 +107,14 @@ pub fn encode_text<'a, F: FamilyView + 'a>(
     fams: impl IntoIterator<Item = &'a F>,
     esc: Escaping,
 ) -> String {
-    encode_text_sized(fams, esc, DEFAULT_CAPACITY)
+    encode(fams, &Format::Text(esc))
 }
 
-fn encode_text_sized<'a, F: FamilyView + 'a>(
+fn write_text<'a, F: FamilyView + 'a>(
+    out: &mut String,
     fams: impl IntoIterator<Item = &'a F>,
     esc: Escaping,
-    capacity: usize,
-) -> String {
-    let mut out = String::with_capacity(capacity);
+) {
     for f in fams {
         let name = f.name();
         let (mname, mtype) = match f.type_name() {
@@ -147,7 +146,7 @@ fn encode_text_sized<'a, F: FamilyView + 'a>(
                         None => om.push((suf, line)),
                     }
                 }
-                None => text_sample(&mut out, &s, esc),
+                None => text_sample(out, &s, esc),
             }
         }
         om.sort_by(|a, b| a.0.cmp(b.0));
@@ -158,7 +157,6 @@ fn encode_text_sized<'a, F: FamilyView + 'a>(
             out.push_str(&lines);
         }
     }
-    out
 }
 
 /// Python's `_compose_exemplar_string`: exemplar label names are written as they are.
@@ -184,15 +182,14 @@ pub fn encode_openmetrics<'a, F: FamilyView + 'a>(
     fams: impl IntoIterator<Item = &'a F>,
     esc: Escaping,
 ) -> String {
-    encode_openmetrics_sized(fams, esc, DEFAULT_CAPACITY)
+    encode(fams, &Format::OpenMetrics(esc))
 }
 
-fn encode_openmetrics_sized<'a, F: FamilyView + 'a>(
+fn write_openmetrics<'a, F: FamilyView + 'a>(
+    out: &mut String,
     fams: impl IntoIterator<Item = &'a F>,
     esc: Escaping,
-    capacity: usize,
-) -> String {
-    let mut out = String::with_capacity(capacity);
+) {
     let mut labelstr = String::new();
     for f in fams {
         let ename = escape_metric_name(f.name(), esc);
@@ -224,16 +221,15 @@ fn encode_openmetrics_sized<'a, F: FamilyView + 'a>(
             out.push(' ');
             out.push_str(&float_to_go_string(s.value));
             if let Some(ts) = s.timestamp {
-                push_openmetrics_timestamp(&mut out, ts);
+                push_openmetrics_timestamp(out, ts);
             }
             if let Some(e) = s.exemplar {
-                push_exemplar(&mut out, e);
+                push_exemplar(out, e);
             }
             out.push('\n');
         }
     }
     out.push_str("# EOF\n");
-    out
 }
 
 /// Encodes in the chosen format.
@@ -251,8 +247,10 @@ pub fn encode_sized<'a, F: FamilyView + 'a>(
     format: &Format,
     capacity: usize,
 ) -> String {
+    let mut out = String::with_capacity(capacity);
     match format {
-        Format::Text(e) => encode_text_sized(fams, *e, capacity),
-        Format::OpenMetrics(e) => encode_openmetrics_sized(fams, *e, capacity),
+        Format::Text(e) => write_text(&mut out, fams, *e),
+        Format::OpenMetrics(e) => write_openmetrics(&mut out, fams, *e),
     }
+    out
 }

@@ -25,6 +25,11 @@ fn oracle(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// The sample of `f` whose label `i` is `i`.
+fn sample_i<'a>(f: &'a MetricFamily, i: &str) -> &'a exposition::Sample {
+    f.samples.iter().find(|s| s.label("i") == Some(i)).unwrap()
+}
+
 fn emitted(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).expect("oracle output")
 }
@@ -74,20 +79,12 @@ fn python_output_has_what_python_put_in() {
     );
     let g = by("temperature_celsius");
     assert_eq!(g.unit, "celsius");
-    let ts = g
-        .samples
-        .iter()
-        .find(|s| s.label("i") == Some("ts"))
-        .unwrap();
+    let ts = sample_i(&g, "ts");
     assert_eq!(
         ts.timestamp,
         Some(exposition::Timestamp::Seconds(1700000000.123))
     );
-    let neg = g
-        .samples
-        .iter()
-        .find(|s| s.label("i") == Some("3"))
-        .unwrap();
+    let neg = sample_i(&g, "3");
     assert!(neg.value == 0.0 && neg.value.is_sign_negative());
     let ex = by("with_exemplar").samples[0].exemplar.clone().unwrap();
     assert_eq!(ex.labels, vec![("trace_id".into(), "abc".into())]);
@@ -104,12 +101,9 @@ fn python_output_has_what_python_put_in() {
     let g = text
         .iter()
         .find(|f| f.name == "temperature_celsius")
-        .unwrap();
-    let ts = g
-        .samples
-        .iter()
-        .find(|s| s.label("i") == Some("ts"))
-        .unwrap();
+        .unwrap()
+        .clone();
+    let ts = sample_i(&g, "ts");
     assert_eq!(
         ts.timestamp,
         Some(exposition::Timestamp::Millis(1700000000123))
