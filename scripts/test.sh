@@ -20,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The real Python prometheus_client, the oracle of multiproc-exporter's tests.
+# The real Python prometheus_client, the oracle of multiproc-exporter's and exposition's tests.
 PROM_CLIENT=0.26.0
 if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('prometheus-client') != '$PROM_CLIENT')" 2>/dev/null; then
   echo "==> installing prometheus-client==$PROM_CLIENT"

@@ -3,10 +3,12 @@
 //! `le`/`quantile` where the type needs them, `# EOF` last (OpenMetrics).
 
 use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 
 use crate::error::{ErrorKind, ParseError};
 use crate::float::parse_value;
-use crate::model::{MetricFamily, MetricType, Sample, Timestamp};
+use crate::model::{MetricFamily, MetricType, Sample};
 use crate::parse::line::{Line, RawSample, lex};
 
 /// Suffixes that give a sample name structure: one of these after a typed family's name
@@ -15,8 +17,8 @@ const STRUCTURAL: [&str; 8] = [
     "_bucket", "_count", "_sum", "_total", "_created", "_gcount", "_gsum", "_info",
 ];
 
-/// A series: sample name and sorted labels.
-type SeriesKey = (String, Vec<(String, String)>);
+/// Where a series was first seen: family index, sample index, line.
+type SeriesAt = (usize, usize, usize);
 
 struct Fam {
     /// The name of its metadata lines (`foo_total` for a text counter).
@@ -36,8 +38,9 @@ pub(crate) struct Builder {
     fams: Vec<Fam>,
     by_key: HashMap<String, usize>,
     current: Option<usize>,
-    /// Where each series was first seen, and its timestamp there.
-    series: HashMap<SeriesKey, (usize, Option<Timestamp>)>,
+    /// Series by a hash of name and sorted labels; a hit is compared in full. Keys are
+    /// not cloned strings: that was most of the parse time of a large body.
+    series: HashMap<u64, Vec<SeriesAt>>,
     eof_line: Option<usize>,
     pub errors: Vec<ParseError>,
 }
@@ -236,20 +239,29 @@ impl Builder {
                 return Err(ErrorKind::ExemplarNotAllowed(s.name));
             }
         }
-        let mut sorted = s.labels.clone();
-        sorted.sort();
-        let key = (s.name.clone(), sorted);
-        if let Some(&(first_line, ts)) = self.series.get(&key) {
+        let sorted = sorted_labels(&s.labels);
+        let fingerprint = {
+            let mut h = DefaultHasher::new();
+            s.name.hash(&mut h);
+            sorted.hash(&mut h);
+            h.finish()
+        };
+        let seen = self.series.entry(fingerprint).or_default();
+        for &(fi, si, first_line) in seen.iter() {
+            let other = &self.fams[fi].model.samples[si];
+            if other.name != s.name || sorted_labels(&other.labels) != sorted {
+                continue;
+            }
             // The same series at different timestamps is history, not a duplicate.
-            if ts.is_none() || s.timestamp.is_none() || ts == s.timestamp {
+            let (a, b) = (other.timestamp, s.timestamp);
+            if a.is_none() || b.is_none() || a == b {
                 return Err(ErrorKind::DuplicateSeries {
                     series: series_name(&s),
                     first_line,
                 });
             }
-        } else {
-            self.series.insert(key, (n, s.timestamp));
         }
+        seen.push((i, self.fams[i].model.samples.len(), n));
         self.fams[i].model.samples.push(Sample {
             name: s.name,
             labels: s.labels,
@@ -282,6 +294,12 @@ impl Builder {
             .collect();
         (fams, self.errors)
     }
+}
+
+fn sorted_labels(labels: &[(String, String)]) -> Vec<&(String, String)> {
+    let mut v: Vec<&(String, String)> = labels.iter().collect();
+    v.sort();
+    v
 }
 
 fn series_name(s: &RawSample) -> String {

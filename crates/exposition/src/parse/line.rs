@@ -125,6 +125,14 @@ impl<'a> Cursor<'a> {
         if !self.eat(b'"') {
             return Err(syntax("expected '\"'"));
         }
+        // Fast path: no escape before the closing quote (almost every value).
+        let rest = self.rest();
+        if let Some(end) = rest.find(['"', '\\'])
+            && rest.as_bytes()[end] == b'"'
+        {
+            self.pos += end + 1;
+            return Ok(rest[..end].to_string());
+        }
         let mut out = String::new();
         let mut chars = self.rest().char_indices();
         while let Some((i, c)) = chars.next() {
