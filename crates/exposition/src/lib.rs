@@ -4,7 +4,7 @@
 //!   [`Exemplar`]) and [`FamilyView`], the trait the encoder reads families through, so
 //!   that a program with its own representation (multiproc-exporter's interned families)
 //!   encodes without copying.
-//! * [`encode`]: [`encode_text`] and [`encode_openmetrics`] write byte for byte what
+//! * [`encode`](mod@encode): [`encode_text`] and [`encode_openmetrics`] write byte for byte what
 //!   Python's prometheus_client 0.26.0 `generate_latest` and
 //!   `openmetrics.exposition.generate_latest` write (float formatting, escaping, name
 //!   escaping schemes, `_created`/`_gsum`/`_gcount` gauges in text, timestamps as both
