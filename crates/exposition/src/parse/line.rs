@@ -341,6 +341,12 @@ fn sample(c: &mut Cursor<'_>) -> Result<Line, ErrorKind> {
     } else {
         Some(c.metric_name()?)
     };
+    // Text: blanks may separate the name from its labels (Prometheus and Python allow it).
+    let before = c.pos;
+    c.skip_optional_blanks();
+    if c.peek() != Some(b'{') {
+        c.pos = before;
+    }
     let set = if c.eat(b'{') {
         c.labels(name)?
     } else {

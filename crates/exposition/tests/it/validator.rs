@@ -207,7 +207,7 @@ fn invalid_utf8_names_its_line() {
 #[test]
 fn lenient_text_forms_prometheus_accepts() {
     let fams = parse(
-        "# HELP a  two spaces\n# TYPE a counter\na{x=\"1\",} \t+Inf -5\n",
+        "# HELP a  two spaces\n# TYPE a counter\na {x=\"1\",} \t+Inf -5\n",
         TEXT,
     )
     .unwrap();
