@@ -26,6 +26,12 @@ fn timestamps_are_written_as_python_writes_them() {
         encode_openmetrics(&f, Escaping::Underscores),
         "# HELP g h\n# TYPE g gauge\ng{a=\"1\",b=\"2\"} 1.5 1700000000.123\n# EOF\n"
     );
+    // The values of the fork's own expose.rs test (its `latest` gauges' timestamps).
+    let f = gauge_with(Timestamp::Seconds(1796004087.0623777));
+    assert!(encode_text(&f, Escaping::Underscores).ends_with(" 1.5 1796004087062\n"));
+    assert!(encode_openmetrics(&f, Escaping::Underscores).contains(" 1.5 1796004087.0623777\n"));
+    let f = gauge_with(Timestamp::Seconds(-0.0001));
+    assert!(encode_text(&f, Escaping::Underscores).ends_with(" 1.5 0\n"));
     // int() truncates toward zero: 0.0015 s is 1 ms; -0.0015 s is -1 ms.
     let f = gauge_with(Timestamp::Seconds(0.0015));
     assert!(encode_text(&f, Escaping::Underscores).ends_with(" 1.5 1\n"));
