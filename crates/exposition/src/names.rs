@@ -142,30 +142,25 @@ pub(crate) fn escape(s: &str, esc: Escaping, valid: fn(char, usize) -> bool) -> 
     }
 }
 
+/// Python's `escape_metric_name` and `escape_label_name`, which differ only in the
+/// character set: quoted under `allow-utf-8` when not legacy-valid.
+fn escape_name(s: &str, esc: Escaping, legacy: bool, rune: fn(char, usize) -> bool) -> String {
+    match esc {
+        _ if s.is_empty() => String::new(),
+        Escaping::AllowUtf8 if !legacy => format!("\"{}\"", escape(s, esc, rune)),
+        Escaping::Underscores | Escaping::Values if legacy => s.to_string(),
+        _ => escape(s, esc, rune),
+    }
+}
+
 /// Python's `escape_metric_name`: quoted under `allow-utf-8` when not legacy-valid.
 pub fn escape_metric_name(s: &str, esc: Escaping) -> String {
-    if s.is_empty() {
-        return String::new();
-    }
-    let legacy = is_valid_legacy_metric_name(s);
-    match esc {
-        Escaping::AllowUtf8 if !legacy => format!("\"{}\"", escape(s, esc, metric_rune)),
-        Escaping::Underscores | Escaping::Values if legacy => s.to_string(),
-        _ => escape(s, esc, metric_rune),
-    }
+    escape_name(s, esc, is_valid_legacy_metric_name(s), metric_rune)
 }
 
 /// Python's `escape_label_name`.
 pub fn escape_label_name(s: &str, esc: Escaping) -> String {
-    if s.is_empty() {
-        return String::new();
-    }
-    let legacy = is_valid_legacy_label_name(s);
-    match esc {
-        Escaping::AllowUtf8 if !legacy => format!("\"{}\"", escape(s, esc, label_rune)),
-        Escaping::Underscores | Escaping::Values if legacy => s.to_string(),
-        _ => escape(s, esc, label_rune),
-    }
+    escape_name(s, esc, is_valid_legacy_label_name(s), label_rune)
 }
 
 /// [`escape_metric_name`] written into `out`, without allocating for legacy names.
