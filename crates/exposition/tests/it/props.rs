@@ -1,5 +1,6 @@
 //! Property tests (issue 20, item 3): encode then parse is the identity on valid families,
-//! in both formats; arbitrary text never panics and every error names a line of the input.
+//! in both formats; a repeated line is refused on its copy; arbitrary text never panics and
+//! every error names a line of the input.
 //! `PROPTEST_CASES=100000 cargo test -p exposition --test it props` runs them longer.
 
 use exposition::{
@@ -183,6 +184,33 @@ proptest! {
         let body = encode(&fams, &format);
         let parsed = parse(&body, format).map_err(|e| TestCaseError::fail(format!("{e}\n{body}")))?;
         prop_assert_eq!(parsed, fams);
+    }
+
+    #[test]
+    fn a_repeated_line_is_an_error_on_its_copy(
+        fams in families(Which::OpenMetrics),
+        text_fams in families(Which::Text),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        for (format, fams) in [
+            (Format::OpenMetrics(Escaping::Underscores), fams),
+            (Format::Text(Escaping::Underscores), text_fams),
+        ] {
+            let body = encode(&fams, &format);
+            let Some(body) = body.strip_suffix('\n') else {
+                continue;
+            };
+            let mut lines: Vec<&str> = body.split('\n').collect();
+            if lines.is_empty() {
+                continue;
+            }
+            // Every line is a HELP, TYPE, UNIT, sample or EOF: none may appear twice.
+            let k = pick.index(lines.len());
+            lines.insert(k + 1, lines[k]);
+            let broken = lines.join("\n") + "\n";
+            let e = parse(&broken, format).expect_err("a repeated line must be refused");
+            prop_assert_eq!(e.line, k + 2, "{}\n{}", e, broken);
+        }
     }
 
     #[test]
