@@ -33,8 +33,9 @@ pub struct PoolSettings {
     /// Modules provided, by source, when no installed package provides them (module
     /// name, source).
     pub shims: Vec<(String, String)>,
-    /// `sys.argv[0]` in the workers.
-    pub argv0: String,
+    /// The program's name: the workers' `sys.argv[0]`, and their runner's file name
+    /// (`<NAME-runner>`, on their command line, so `ps` tells whose they are).
+    pub name: String,
     /// Where the workers' output goes (see [`OutputSink`]).
     pub output: Arc<dyn OutputSink>,
 }
@@ -53,7 +54,7 @@ impl PoolSettings {
             code_cache: None,
             env_remove: Vec::new(),
             shims: Vec::new(),
-            argv0: "python-pool".into(),
+            name: "python-pool".into(),
             output: Arc::new(LogOutput),
         }
     }
@@ -86,9 +87,11 @@ pub(crate) struct PoolConfig {
     pub memory_limit: u64,
     pub code_cache: String,
     pub env_remove: Vec<String>,
-    /// The settings line every first worker reads (without the copies' fds).
+    /// Module name to source (see [`PoolSettings::shims`]).
     pub shims: serde_json::Map<String, serde_json::Value>,
-    pub argv0: String,
+    pub name: String,
+    /// `python -c` code of the workers (see `boot`).
+    pub boot: String,
     pub output: Arc<dyn OutputSink>,
     /// Workers' output is polled rather than waited on (see `polled_pipe`).
     pub polled: bool,
@@ -118,7 +121,8 @@ impl PoolConfig {
             max_run_time: settings.max_run_time,
             memory_limit: settings.memory_limit,
             env_remove: settings.env_remove,
-            argv0: settings.argv0,
+            boot: crate::boot::boot_code(&settings.name),
+            name: settings.name,
             output: settings.output,
             polled: warmth == Warmth::Forked,
         }

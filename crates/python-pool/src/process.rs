@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use tokio::process::{Child, Command};
 
-use crate::boot::BOOT;
 use crate::config::PoolConfig;
 
-/// Starts `python -c BOOT` as the leader of its own process group, with piped stdio,
+/// Starts `python -c BOOT` (`config.boot`) as the leader of its own process group, with piped stdio,
 /// killed when the pool's process dies, and with the fds in `passed` (the forked
 /// copies' pipe ends) kept open across exec.
 pub(crate) fn spawn_interpreter(
@@ -22,7 +21,7 @@ pub(crate) fn spawn_interpreter(
     let mut command = Command::new(&config.python);
     command
         .arg("-c")
-        .arg(BOOT)
+        .arg(&config.boot)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

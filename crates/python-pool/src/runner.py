@@ -1,6 +1,6 @@
 # The python-pool worker: embedded in the program that uses the python-pool crate and
 # started by it as `python -c BOOT`; BOOT reads from stdin a line with the length of
-# this source, then the source, runs it as "<python-pool-runner>" and calls main(stdin),
+# this source, then the source, runs it as "<NAME-runner>" and calls main(stdin),
 # which reads one JSON line of settings (and, when they list "copies", forks a copy of
 # itself for each).
 #
@@ -472,7 +472,7 @@ def main(stream):
     _SHIM_SOURCES.update(settings.get("shims") or {})
     if _SHIM_SOURCES:
         sys.meta_path.append(_ShimFinder)
-    sys.argv = [settings.get("argv0") or "python-pool"]
+    sys.argv = [settings.get("name") or "python-pool"]
 
     # Move the protocol off fds 0 and 1 (the copies are not inherited by children).
     proto_in = os.fdopen(os.dup(0), "rb")

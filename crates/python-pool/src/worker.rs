@@ -227,7 +227,7 @@ pub(crate) async fn spawn_family(
         "max_result": MAX_RESULT,
         "copies": copy_fds,
         "shims": config.shims,
-        "argv0": config.argv0,
+        "name": config.name,
     });
     let first_started = async {
         match finish_start(config, &mut first, Some(&settings)).await {

@@ -111,7 +111,7 @@ impl PythonRunner {
                 .iter()
                 .map(|(name, source)| (name.to_string(), source.to_string()))
                 .collect(),
-            argv0: "httpsd".into(),
+            name: "httpsd".into(),
             output: Arc::new(GeneratorOutput),
         };
         let pool = Pool::start(pool_settings, warmth)
