@@ -79,25 +79,36 @@ pub enum Warmth {
 /// The fixed settings workers are started from.
 #[derive(Clone)]
 pub(crate) struct PoolConfig {
+    /// The interpreter.
     pub python: PathBuf,
+    /// How users set it (for messages).
     pub python_option: String,
+    /// The code's directory.
     pub root: PathBuf,
+    /// Deadline of calls that set none, and of each item of a batch.
     pub max_run_time: Duration,
+    /// Limit on one worker's start-up.
     pub startup_timeout: Duration,
+    /// Address-space limit in bytes (0: none).
     pub memory_limit: u64,
+    /// The code cache line the boot code reads (empty: no cache).
     pub code_cache: String,
+    /// Environment variables the workers do not inherit.
     pub env_remove: Vec<String>,
     /// Module name to source (see [`PoolSettings::shims`]).
     pub shims: serde_json::Map<String, serde_json::Value>,
+    /// The program's name (see [`PoolSettings::name`]).
     pub name: String,
     /// `python -c` code of the workers (see `boot`).
     pub boot: String,
+    /// Where output goes.
     pub output: Arc<dyn OutputSink>,
     /// Workers' output is polled rather than waited on (see `polled_pipe`).
     pub polled: bool,
 }
 
 impl PoolConfig {
+    /// The configuration of a pool started with `settings` and `warmth`.
     pub fn new(settings: PoolSettings, warmth: Warmth) -> PoolConfig {
         PoolConfig {
             startup_timeout: settings

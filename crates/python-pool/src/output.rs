@@ -65,6 +65,7 @@ struct OutputState {
 }
 
 impl Output {
+    /// The output of worker `pid`, passed to `sink`.
     pub fn new(pid: i32, sink: Arc<dyn OutputSink>) -> Output {
         Output {
             pid: AtomicI32::new(pid),
@@ -77,6 +78,7 @@ impl Output {
         self.pid.load(Ordering::Relaxed)
     }
 
+    /// Sets the pid (a forked copy's is known from its handshake).
     pub fn set_pid(&self, pid: i32) {
         self.pid.store(pid, Ordering::Relaxed);
     }

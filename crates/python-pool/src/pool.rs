@@ -25,7 +25,9 @@ pub struct Pool {
 
 /// The state all clones of a [`Pool`] share.
 pub(crate) struct Shared {
+    /// What workers are started from.
     pub config: PoolConfig,
+    /// The number of slots.
     pub size: usize,
     slots_tx: mpsc::Sender<Option<Worker>>,
     slots_rx: tokio::sync::Mutex<mpsc::Receiver<Option<Worker>>>,

@@ -53,11 +53,13 @@ fn read_end(fd: OwnedFd, polled: bool) -> std::io::Result<ReadEnd> {
 
 /// A live worker process and its channel.
 pub(crate) struct Worker {
+    /// Its process id, which is also its process group's.
     pub pid: i32,
     /// `None` for a forked copy: it is the first worker's child.
     child: Option<Child>,
     stdin: pipe::Sender,
     stdout: BufReader<ReadEnd>,
+    /// What it prints.
     pub output: Arc<Output>,
     pump: Option<tokio::task::JoinHandle<()>>,
 }
