@@ -247,7 +247,7 @@ async fn one_server_two_workers_generate_once_and_serve_stale_while_refreshing()
     let server = server_only(
         tree.root(),
         &redis.url(),
-        &["-m", "2", "--max-stale", "60", "--wait", "10"],
+        &["--cache-time", "2", "--max-stale", "60", "--wait", "10"],
     );
     let _w1 = worker(tree.root(), &redis.url(), &["--num-workers", "1"]);
     let _w2 = worker(tree.root(), &redis.url(), &["--num-workers", "1"]);
