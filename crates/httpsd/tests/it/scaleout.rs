@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::helpers::{Resp, Server, Tree, client, get, wait_for};
 
 /// A `redis-server` of our own on a free loopback port, killed on drop.
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
     extra: Vec<String>,
@@ -20,7 +20,7 @@ struct RedisServer {
 }
 
 impl RedisServer {
-    fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         RedisServer::start_with(&[])
     }
 
@@ -95,7 +95,7 @@ impl RedisServer {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
@@ -144,7 +144,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn server_only(root: &Path, redis: &str, extra: &[&str]) -> Server {
+pub(crate) fn server_only(root: &Path, redis: &str, extra: &[&str]) -> Server {
     let mut args: Vec<String> = vec![
         "server-only".into(),
         root.display().to_string(),
@@ -157,7 +157,7 @@ fn server_only(root: &Path, redis: &str, extra: &[&str]) -> Server {
     Server::start(&args)
 }
 
-fn worker(root: &Path, redis: &str, extra: &[&str]) -> Server {
+pub(crate) fn worker(root: &Path, redis: &str, extra: &[&str]) -> Server {
     let mut args: Vec<String> = vec![
         "worker-only".into(),
         root.display().to_string(),
