@@ -33,7 +33,7 @@ use crate::settings::DEFAULT_MAX_FILE_SIZE;
 use crate::tree::Selection;
 
 /// After a failure, requests answer with that failure (no new run) for this long,
-/// at most --cache-seconds: a broken generator is not hammered by every request.
+/// at most --cache-time: a broken generator is not hammered by every request.
 pub const ERROR_RETRY_SECONDS: f64 = 10.0;
 /// Most results remembered in memory for answering while Redis is unreachable.
 const MEMORY_ENTRIES: usize = 10_000;
