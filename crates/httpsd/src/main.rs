@@ -8,7 +8,7 @@ use httpsd::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_guard = httpsd::logging::init(cli.log_level, cli.log_format);
+    let log_guard = httpsd::logging::init(cli.log_level, cli.log_format.into());
     let result = httpsd::cli::run(cli);
     // Flush queued log lines before the final error line, so the order is kept.
     drop(log_guard);

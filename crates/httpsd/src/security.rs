@@ -93,6 +93,11 @@ impl SecuritySettings {
         })
     }
 
+    /// `https` with TLS, else `http` (for the "Serving on" line).
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// Sets the URL prefix the policy uses to recognise the admin and metrics routes.
     pub fn with_prefix(mut self, prefix: &str) -> SecuritySettings {
         let mut policy = (*self.policy).clone();

@@ -90,11 +90,7 @@ pub async fn run_with(
     });
     let addr = listener.local_addr()?;
     let snapshot = catalog.snapshot();
-    let scheme = if security.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = security.scheme();
     tracing::info!(
         root = %settings.root.display(),
         generators = snapshot.listing.generators.len(),

@@ -38,13 +38,31 @@ pub struct Cli {
     pub log_level: LogLevel,
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    pub log_format: LogFormatArg,
     /// Print help.
     #[arg(long, global = true, action = ArgAction::Help)]
     pub help: Option<bool>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> LogFormat {
+        match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 /// The subcommands.
@@ -99,79 +117,61 @@ pub fn generate(what: &Generate, out: &mut dyn std::io::Write) -> std::io::Resul
     }
 }
 
-/// Prints a usage error (a bad option value or file) the way clap does: exit status 2.
-fn usage_error(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("Error: {e}");
-    ExitCode::from(2)
+/// A bad option value or file: reported like clap's usage errors (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// Marks an error in the options as a usage error.
+fn usage<T>(r: Result<T, impl std::fmt::Display>) -> anyhow::Result<T> {
+    r.map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// Runs the parsed command line; bad option values are reported here (status 2).
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Serve(args) => {
-            let settings = match serve::serve_settings(&args) {
-                Ok(s) => s,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            let security = match listen::security_settings(&args.security) {
-                Ok(s) => s,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            let _sentry = match crate::sentry_report::init(args.sentry_url.as_deref()) {
-                Ok(g) => g,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            serve::warn_ignored_options(&args);
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async {
-                let addr = format!("{}:{}", settings.host, settings.port);
-                let listener = tokio::net::TcpListener::bind(&addr)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-                crate::serve::run_with(
-                    settings,
-                    security,
-                    listener,
-                    crate::listener::shutdown_signal(),
-                )
-                .await
-            })?;
-            Ok(ExitCode::SUCCESS)
+    match run_command(cli.command) {
+        Err(e) if e.is::<UsageError>() => {
+            eprintln!("Error: {e}");
+            Ok(ExitCode::from(2))
         }
-        Command::Check(args) => match check::check_settings(&args) {
-            Ok(settings) => crate::check::run(settings),
-            Err(e) => Ok(usage_error(e)),
-        },
+        other => other,
+    }
+}
+
+fn run_command(command: Command) -> anyhow::Result<ExitCode> {
+    use crate::listener::{run_blocking, shutdown_signal};
+    match command {
+        Command::Serve(args) => {
+            let settings = usage(serve::serve_settings(&args))?;
+            let security = usage(listen::security_settings(&args.security))?;
+            let _sentry = usage(crate::sentry_report::init(args.sentry_url.as_deref()))?;
+            serve::warn_ignored_options(&args);
+            let (host, port) = (settings.host.clone(), settings.port);
+            run_blocking(&host, port, "", |listener| {
+                crate::serve::run_with(settings, security, listener, shutdown_signal())
+            })?;
+        }
+        Command::Check(args) => return crate::check::run(usage(check::check_settings(&args))?),
         Command::ServerOnly(args) => {
-            let settings = match scaleout::server_settings(&args) {
-                Ok(s) => s,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            let security = match listen::security_settings(&args.security) {
-                Ok(s) => s,
-                Err(e) => return Ok(usage_error(e)),
-            };
+            let settings = usage(scaleout::server_settings(&args))?;
+            let security = usage(listen::security_settings(&args.security))?;
             if args.listen.threads.is_some() {
                 warn_ignored("-t/--threads (httpsd runs one async worker per core)");
             }
-            crate::scaleout::run_server(settings, security, &args.listen.host, args.listen.port)
+            run_blocking(&args.listen.host, args.listen.port, "", |listener| {
+                crate::scaleout::frontend::run(settings, security, listener, shutdown_signal())
+            })?;
         }
         Command::WorkerOnly(args) => {
-            let settings = match scaleout::worker_settings(&args) {
-                Ok(s) => s,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            let security = match listen::security_settings(&args.security) {
-                Ok(s) => s,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            crate::scaleout::run_worker(settings, security, &args.host, args.port)
+            let settings = usage(scaleout::worker_settings(&args))?;
+            let security = usage(listen::security_settings(&args.security))?;
+            run_blocking(&args.host, args.port, " (worker metrics)", |listener| {
+                crate::scaleout::worker::run(settings, security, listener, shutdown_signal())
+            })?;
         }
-        Command::Generate { what } => {
-            generate(&what, &mut std::io::stdout().lock())?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Generate { what } => generate(&what, &mut std::io::stdout().lock())?,
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs, once, an original option that this version accepts but does not use.

@@ -117,11 +117,7 @@ pub async fn run(
         redis_prefix = %settings.keys.prefix(),
         "Starting server-only instance on {addr}; workers must be started separately to process jobs"
     );
-    let scheme = if security.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = security.scheme();
     tracing::info!(
         auth = security.policy.enabled(),
         "Serving on {scheme}://{addr}{}/targets",

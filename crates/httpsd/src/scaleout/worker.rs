@@ -170,11 +170,7 @@ pub async fn run(
         with_metrics_routes(metrics_app, "", metrics.clone()),
         security.policy.clone(),
     );
-    let scheme = if security.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = security.scheme();
     let mut metrics_stop = stop_rx.clone();
     let metrics_server = tokio::spawn(crate::listener::run_with_tls(
         listener,

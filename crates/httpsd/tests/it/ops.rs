@@ -639,18 +639,7 @@ async fn json_request_logs_have_path_status_and_duration() {
     let s = Server::serve(t.root(), &["--log-format", "json"]);
     assert_eq!(get(&s.url("/targets/good.json?secret=x")).await.status, 200);
     assert_eq!(get(&s.url("/targets/missing")).await.status, 404);
-    let lines: Vec<serde_json::Value> = wait_for(Duration::from_secs(5), "request logs", || {
-        let log = s.log_text();
-        async move {
-            let v: Vec<serde_json::Value> = log
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|v: &serde_json::Value| v["target"] == "httpsd::access")
-                .collect();
-            (v.len() >= 2).then_some(v)
-        }
-    })
-    .await;
+    let lines = crate::helpers::access_log_lines(&s, 2).await;
     let ok = &lines[0];
     assert_eq!(ok["path"], "/targets/good.json");
     assert_eq!(ok["status"], 200);

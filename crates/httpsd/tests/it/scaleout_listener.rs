@@ -3,9 +3,7 @@
 //! `server-only` with a real `redis-server` and a real worker; the worker's metrics
 //! server is protected the same way.
 
-use std::time::Duration;
-
-use crate::helpers::{Tree, wait_for};
+use crate::helpers::{Tree, access_log_lines};
 use crate::ops::{
     PASSWORD, TOKEN, USER, auth_files, basic, https_get, https_get_with, make_pki, status_with,
 };
@@ -24,15 +22,26 @@ fn tree() -> Tree {
     t
 }
 
+/// A CA with a certificate for 127.0.0.1, and user and token files: the paths of
+/// the certificate, its key, the users and the tokens.
+fn tls_and_auth_files() -> (crate::ops::Pki, [String; 4]) {
+    let pki = make_pki();
+    let (users, tokens) = auth_files(pki.dir.path());
+    let file = |n: &str| pki.dir.path().join(n).display().to_string();
+    let files = [
+        file("good.crt"),
+        file("good.key"),
+        users.display().to_string(),
+        tokens.display().to_string(),
+    ];
+    (pki, files)
+}
+
 #[tokio::test]
 async fn server_only_over_tls_with_basic_auth_end_to_end() {
     let redis = RedisServer::start();
     let t = tree();
-    let pki = make_pki();
-    let (users, _) = auth_files(pki.dir.path());
-    let file = |n: &str| pki.dir.path().join(n).display().to_string();
-    let (crt, key) = (file("good.crt"), file("good.key"));
-    let users = users.display().to_string();
+    let (pki, [crt, key, users, _]) = tls_and_auth_files();
     let server = server_only(
         t.root(),
         &redis.url(),
@@ -126,18 +135,7 @@ async fn server_only_bearer_auth_public_metrics_and_request_log() {
         assert!(body.contains("httpsd_redis_up"), "{body}");
     }
     // One access-log line per request, refused ones included.
-    let lines: Vec<serde_json::Value> = wait_for(Duration::from_secs(10), "request logs", || {
-        let log = server.log_text();
-        async move {
-            let v: Vec<serde_json::Value> = log
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|v: &serde_json::Value| v["target"] == "httpsd::access")
-                .collect();
-            (v.len() >= 5).then_some(v)
-        }
-    })
-    .await;
+    let lines = access_log_lines(&server, 5).await;
     assert_eq!(lines[0]["path"], "/sd/targets/static");
     assert_eq!(lines[0]["status"], 401);
     assert_eq!(lines[2]["status"], 200);
@@ -149,11 +147,7 @@ async fn server_only_bearer_auth_public_metrics_and_request_log() {
 async fn worker_only_metrics_server_takes_the_listener_options() {
     let redis = RedisServer::start();
     let t = tree();
-    let pki = make_pki();
-    let (users, tokens) = auth_files(pki.dir.path());
-    let file = |n: &str| pki.dir.path().join(n).display().to_string();
-    let (crt, key) = (file("good.crt"), file("good.key"));
-    let (users, tokens) = (users.display().to_string(), tokens.display().to_string());
+    let (pki, [crt, key, users, tokens]) = tls_and_auth_files();
     let w = worker(
         t.root(),
         &redis.url(),
