@@ -8,18 +8,15 @@
 //! meta refresh.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use askama::Template;
-use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::catalog::Snapshot;
-use crate::http::AppState;
+use crate::catalog::{Catalog, Snapshot};
 use crate::status::{GeneratorStatus, RunStatus, StatusBoard};
-use crate::tree::{Selection, SubPath};
+use crate::tree::{Selection, SubPath, encode_path};
 
 /// The admin page's data, filled into `templates/admin.html`.
 #[derive(Template)]
@@ -107,21 +104,15 @@ pub struct ErrorView {
     pub traceback: Option<String>,
 }
 
-/// Renders the admin page.
-pub async fn admin_handler(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
-    let refresh = q.as_deref().and_then(|q| {
+/// Renders the admin page of `catalog`'s tree; `raw_query` may ask for `?refresh=N`.
+pub fn render(catalog: &Catalog, prefix: &str, raw_query: Option<&str>) -> Response {
+    let refresh = raw_query.and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "refresh")
             .and_then(|(_, v)| v.parse::<u32>().ok())
             .map(|n| n.clamp(2, 3600))
     });
-    let catalog = state.engine.catalog();
-    let page = build_page(
-        &catalog.snapshot(),
-        catalog.status(),
-        &state.prefix,
-        refresh,
-    );
+    let page = build_page(&catalog.snapshot(), catalog.status(), prefix, refresh);
     match page.render() {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
@@ -262,17 +253,4 @@ fn generator_view(
         ),
         error,
     }
-}
-
-/// Percent-encodes each component of a `/`-separated relative path for a URL.
-pub fn encode_path(rel: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    rel.split('/')
-        .map(|c| percent_encoding::utf8_percent_encode(c, SET).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
 }

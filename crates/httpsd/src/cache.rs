@@ -4,8 +4,9 @@
 //! proactive refresh of entries pollers still ask for, bounded memory, and last good
 //! results persisted to `--cache-dir`. See `docs/cache.md` for the model.
 //!
-//! - [`options`]: the command-line options (1.x `--cache-type`/`--cache-opt`, the 3.x
-//!   flags, ours) and the validated [`CacheSettings`].
+//! - [`policy`]: the rules ([`Policy`]), their defaults and the validated
+//!   [`CacheSettings`] (the command line that fills them is `cli::cache`).
+//! - [`key`]: the identity of a run ([`RunKey`]), shared by the cache and the store.
 //! - [`core`]: the cache itself, generic over what it runs; it knows time and
 //!   concurrency only, so it is unit-tested with tokio's paused clock.
 //! - [`generators`]: the cache instantiated for generator runs (key, run, metrics).
@@ -13,9 +14,11 @@
 
 pub mod core;
 pub mod generators;
-pub mod options;
+pub mod key;
 pub mod persist;
+pub mod policy;
 
-pub use self::core::{Cache, EntryState, EntryView, Lookup, Policy, Served, Source};
-pub use generators::{GeneratorCache, RunKey};
-pub use options::{CacheArgs, CacheOpt, CacheSettings, CacheType};
+pub use self::core::{Cache, EntryState, EntryView, Lookup, Served, Source};
+pub use generators::GeneratorCache;
+pub use key::RunKey;
+pub use policy::{CacheSettings, Policy};

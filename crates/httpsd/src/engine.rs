@@ -13,7 +13,8 @@ use crate::catalog::{Catalog, Snapshot};
 use crate::error::{ErrorKind, FailedGenerator, GeneratorError, PathError};
 use crate::metrics::Metrics;
 use crate::params::Params;
-use crate::runner::Runners;
+use crate::runner::python::Warmth;
+use crate::runner::{RunnerSettings, Runners};
 use crate::tree::{GeneratorFile, Selection, SubPath};
 use crate::validate::GeneratorOutput;
 
@@ -345,6 +346,40 @@ impl Engine {
     ) -> Lookup<Arc<GeneratorOutput>, GeneratorError> {
         self.cache.get(RunKey::new(generator.clone(), params)).await
     }
+}
+
+/// Scans the tree once, keeps it fresh (the returned watcher task), and starts the
+/// runners (the Python pool warm only when the tree has Python generators): what
+/// `serve` and `worker-only` start with.
+pub async fn start_tree(
+    root: &std::path::Path,
+    max_file_size: u64,
+    rescan_interval: std::time::Duration,
+    runner: &RunnerSettings,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<Catalog>, tokio::task::JoinHandle<()>, Arc<Runners>)> {
+    let root = root.to_path_buf();
+    let catalog = Arc::new(
+        tokio::task::spawn_blocking(move || Catalog::new(&root, max_file_size, metrics)).await?,
+    );
+    let watcher = tokio::spawn(crate::watch::run(catalog.clone(), rescan_interval));
+    // Warm when the tree has a Python generator now, lazy otherwise (a tree without
+    // Python keeps no interpreter resident until one appears).
+    let has_python = (catalog.snapshot().listing.generators.iter())
+        .any(|g| g.kind == crate::tree::GeneratorKind::Python);
+    let warmth = if has_python {
+        Warmth::Warm
+    } else {
+        Warmth::Lazy
+    };
+    let runners = match Runners::start(runner, warmth).await {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            watcher.abort();
+            anyhow::bail!("cannot start the generator runners: {e}");
+        }
+    };
+    Ok((catalog, watcher, runners))
 }
 
 #[cfg(test)]

@@ -1,9 +1,20 @@
 //! httpsd: Prometheus HTTP service discovery served from a directory of generators.
 //!
-//! The crate is a library with a thin binary on top. Each module owns one concern:
-//! the `tree` knows files, `static_files` loads JSON/YAML, `runner` runs dynamic
-//! generators, `engine` combines a path's generators into one response, `validate`
-//! says what Prometheus accepts, `http` knows HTTP, `server` owns the accept loop.
+//! The crate is a library with a thin binary on top, in layers (docs/architecture.md
+//! draws them); a module imports only modules below it, which a test keeps true:
+//!
+//! - `cli`: every clap type and the conversion into each command's settings; the
+//!   dispatch of a parsed command line. Nothing imports it.
+//! - commands: `serve` (its settings and wiring), `check`, `scaleout` (`server-only`'s
+//!   `frontend`, `worker-only`'s `worker`).
+//! - `http`: the routes (targets, admin page, the one `/metrics`) and the operator
+//!   layers; `admin` renders the admin page; `listener` owns the accept loop (TLS,
+//!   connection limit, graceful shutdown); `security` checks TLS and credentials.
+//! - `engine` combines a path's generators into one response, through `cache` and
+//!   `runner` (dynamic generators).
+//! - below: `catalog`/`watch` (the tree in memory), `tree` (files and paths),
+//!   `static_files`, `validate`, `pyjson`, `metrics`, `status`, `error`, `params`,
+//!   `logging`, and `settings` (the settings vocabulary, importing nothing).
 // One `unsafe` block in the whole crate, allowed where it stands: the pre-exec hook
 // of the Python workers (runner/python.rs).
 #![deny(unsafe_code)]
@@ -16,6 +27,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod listener;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;
@@ -26,7 +38,6 @@ pub mod scaleout;
 pub mod security;
 pub mod sentry_report;
 pub mod serve;
-pub mod server;
 pub mod settings;
 pub mod static_files;
 pub mod status;

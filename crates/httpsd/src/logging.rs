@@ -49,8 +49,8 @@ impl FromStr for LogLevel {
     }
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Log line format (`--log-format`, parsed by `cli`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,

@@ -18,29 +18,6 @@ use axum::response::Response;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-/// TLS and authentication options.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SecurityArgs {
-    /// PEM certificate chain: serve HTTPS instead of HTTP (needs --tls-key).
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Require HTTP basic auth; FILE has `user:bcrypt-hash` lines (`htpasswd -B` format).
-    #[arg(long, value_name = "FILE")]
-    pub basic_auth_file: Option<PathBuf>,
-    /// Accept `Authorization: Bearer TOKEN`; FILE has one token per line.
-    #[arg(long, value_name = "FILE")]
-    pub bearer_token_file: Option<PathBuf>,
-    /// Serve /metrics without authentication.
-    #[arg(long)]
-    pub public_metrics: bool,
-    /// Serve the admin page without authentication.
-    #[arg(long)]
-    pub public_admin: bool,
-}
-
 /// Why the security options cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -85,20 +62,21 @@ impl std::fmt::Debug for SecuritySettings {
 }
 
 impl SecuritySettings {
-    /// Loads the certificate, key, user and token files named by `args`.
-    pub fn from_args(args: &SecurityArgs) -> Result<SecuritySettings, SecurityError> {
-        let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(Arc::new(load_tls(cert, key)?)),
-            _ => None,
-        };
-        let users = match &args.basic_auth_file {
-            Some(p) => Some(load_users(p)?),
+    /// Loads the certificate and key (`tls`), the user and token files, and sets
+    /// which routes stay open.
+    pub fn load(
+        tls: Option<(&Path, &Path)>,
+        basic_auth_file: Option<&Path>,
+        bearer_token_file: Option<&Path>,
+        public_metrics: bool,
+        public_admin: bool,
+    ) -> Result<SecuritySettings, SecurityError> {
+        let tls = match tls {
+            Some((cert, key)) => Some(Arc::new(load_tls(cert, key)?)),
             None => None,
         };
-        let tokens = match &args.bearer_token_file {
-            Some(p) => Some(load_tokens(p)?),
-            None => None,
-        };
+        let users = basic_auth_file.map(load_users).transpose()?;
+        let tokens = bearer_token_file.map(load_tokens).transpose()?;
         let auth = if users.is_some() || tokens.is_some() {
             Some(Arc::new(Auth::new(users, tokens)))
         } else {
@@ -108,11 +86,16 @@ impl SecuritySettings {
             tls,
             policy: Arc::new(AccessPolicy {
                 auth,
-                public_metrics: args.public_metrics,
-                public_admin: args.public_admin,
+                public_metrics,
+                public_admin,
                 prefix: String::new(),
             }),
         })
+    }
+
+    /// `https` with TLS, else `http` (for the "Serving on" line).
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// Sets the URL prefix the policy uses to recognise the admin and metrics routes.

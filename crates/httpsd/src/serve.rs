@@ -1,71 +1,39 @@
-//! The `serve` command: wires the catalog, watcher, runners, engine and HTTP layer
-//! together and runs until shutdown.
+//! The `serve` command: its settings, and the wiring of the catalog, watcher,
+//! runners, engine and HTTP routes, run on the accept loop until shutdown.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::catalog::Catalog;
-use crate::cli::ServeArgs;
-use crate::engine::Engine;
+use crate::engine::{Engine, start_tree};
 use crate::http::{AppState, app, with_ops_layers};
 use crate::metrics::Metrics;
-use crate::runner::python::Warmth;
-use crate::runner::{RunnerSettings, Runners};
 use crate::security::SecuritySettings;
-use crate::settings::ServeSettings;
 
-/// Logs, once, each original option that this version accepts but does not use.
-pub fn warn_ignored_options(args: &ServeArgs) {
-    let mut ignored: Vec<&str> = Vec::new();
-    if args.listen.threads.is_some() {
-        ignored.push("-t/--threads (httpsd runs one async worker per core)");
-    }
-    if args.enable_tracer {
-        ignored.push("-v/--enable-tracer (no tracemalloc in Rust; see /metrics for memory)");
-    }
-    ignored.extend(args.cache.ignored_options());
-    for opt in ignored {
-        tracing::warn!(
-            option = opt,
-            "option accepted for compatibility but ignored by this version"
-        );
-    }
-}
-
-/// Scans the tree once, keeps it fresh (the returned watcher task), and starts the
-/// runners (the Python pool warm only when the tree has Python generators): what
-/// `serve` and `worker-only` start with.
-pub async fn start_tree(
-    root: &std::path::Path,
-    max_file_size: u64,
-    rescan_interval: std::time::Duration,
-    runner: &RunnerSettings,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<(Arc<Catalog>, tokio::task::JoinHandle<()>, Arc<Runners>)> {
-    let root = root.to_path_buf();
-    let catalog = Arc::new(
-        tokio::task::spawn_blocking(move || Catalog::new(&root, max_file_size, metrics)).await?,
-    );
-    let watcher = tokio::spawn(crate::watch::run(catalog.clone(), rescan_interval));
-    // Warm when the tree has a Python generator now, lazy otherwise (a tree without
-    // Python keeps no interpreter resident until one appears).
-    let has_python = (catalog.snapshot().listing.generators.iter())
-        .any(|g| g.kind == crate::tree::GeneratorKind::Python);
-    let warmth = if has_python {
-        Warmth::Warm
-    } else {
-        Warmth::Lazy
-    };
-    let runners = match Runners::start(runner, warmth).await {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            watcher.abort();
-            anyhow::bail!("cannot start the generator runners: {e}");
-        }
-    };
-    Ok((catalog, watcher, runners))
+/// Settings of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Canonical root directory.
+    pub root: PathBuf,
+    /// Host to bind.
+    pub host: String,
+    /// Port to bind.
+    pub port: u16,
+    /// Normalised URL prefix.
+    pub prefix: String,
+    /// Maximum concurrent connections.
+    pub connection_limit: usize,
+    /// Largest static file accepted.
+    pub max_file_size: u64,
+    /// Fallback rescan period.
+    pub rescan_interval: Duration,
+    /// Settings of the dynamic generator runners.
+    pub runner: crate::runner::RunnerSettings,
+    /// Caching of dynamic generator results.
+    pub cache: crate::cache::CacheSettings,
 }
 
 /// Runs `serve` on an already bound listener until `shutdown` resolves, without TLS
@@ -122,11 +90,7 @@ pub async fn run_with(
     });
     let addr = listener.local_addr()?;
     let snapshot = catalog.snapshot();
-    let scheme = if security.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = security.scheme();
     tracing::info!(
         root = %settings.root.display(),
         generators = snapshot.listing.generators.len(),
@@ -135,7 +99,7 @@ pub async fn run_with(
         settings.prefix
     );
     let router = with_ops_layers(app(state), security.policy.clone());
-    crate::server::run_with_tls(
+    crate::listener::run_with_tls(
         listener,
         router,
         settings.connection_limit,

@@ -1,9 +1,10 @@
-//! Validated settings: what the handlers and components see, built from the CLI once.
+//! The vocabulary of validated settings, below every other module: the error a bad
+//! option gives, checks shared by several commands, and defaults shared by several
+//! commands. It imports nothing from the crate; each command's settings struct lives
+//! with the command, and `cli` builds it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use crate::cli::ServeArgs;
 
 /// A setting that cannot be used, with the option it came from.
 #[derive(Debug, thiserror::Error)]
@@ -21,68 +22,27 @@ pub enum SettingsError {
     },
 }
 
-/// Settings of `serve`.
-#[derive(Debug, Clone)]
-pub struct ServeSettings {
-    /// Canonical root directory.
-    pub root: PathBuf,
-    /// Host to bind.
-    pub host: String,
-    /// Port to bind.
-    pub port: u16,
-    /// Normalised URL prefix.
-    pub prefix: String,
-    /// Maximum concurrent connections.
-    pub connection_limit: usize,
-    /// Largest static file accepted.
-    pub max_file_size: u64,
-    /// Fallback rescan period.
-    pub rescan_interval: Duration,
-    /// Settings of the dynamic generator runners.
-    pub runner: crate::runner::RunnerSettings,
-    /// Caching of dynamic generator results.
-    pub cache: crate::cache::CacheSettings,
-}
+/// Default `--max-file-size`: static files larger than this many bytes are refused
+/// (one value for `serve`, `check`, `server-only` and `worker-only`).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 32 * 1024 * 1024;
 
-impl ServeSettings {
-    /// Validates `args`.
-    pub fn from_args(args: &ServeArgs) -> Result<ServeSettings, SettingsError> {
-        let root = canonical_root(&args.listen.root_dir)?;
-        if !(0.05..=3600.0).contains(&args.rescan_interval) {
-            return Err(SettingsError::Option {
-                option: "--rescan-interval",
-                reason: format!(
-                    "{} is not between 0.05 and 3600 seconds",
-                    args.rescan_interval
-                ),
-            });
-        }
-        if args.listen.connection_limit == 0 {
-            return Err(SettingsError::Option {
-                option: "--connection-limit",
-                reason: "must be at least 1".into(),
-            });
-        }
-        let runner = crate::runner::RunnerSettings::from_args(&root, &args.runner)?;
-        let cache = crate::cache::CacheSettings::from_args(&args.cache)
-            .with_max_run_time(runner.max_run_time);
-        Ok(ServeSettings {
-            root: root.clone(),
-            host: args.listen.host.clone(),
-            port: args.listen.port,
-            prefix: normalize_prefix(&args.listen.url_prefix).map_err(|reason| {
-                SettingsError::Option {
-                    option: "--url_prefix",
-                    reason,
-                }
-            })?,
-            connection_limit: args.listen.connection_limit,
-            max_file_size: args.max_file_size,
-            rescan_interval: Duration::from_secs_f64(args.rescan_interval),
-            runner,
-            cache,
-        })
+/// Checks that a duration option is a finite number of seconds within `range`.
+pub fn seconds(
+    option: &'static str,
+    value: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<Duration, SettingsError> {
+    if !value.is_finite() || !range.contains(&value) {
+        return Err(SettingsError::Option {
+            option,
+            reason: format!(
+                "{value} is not between {} and {} seconds",
+                range.start(),
+                range.end()
+            ),
+        });
     }
+    Ok(Duration::from_secs_f64(value))
 }
 
 /// Checks that `dir` is an existing directory and returns its canonical path.

@@ -358,6 +358,19 @@ fn prefix_cmp(rel: &str, prefix: &[String], n: usize) -> Ordering {
     head.cmp(prefix.iter().map(String::as_str))
 }
 
+/// Percent-encodes each component of a `/`-separated relative path for a URL.
+pub fn encode_path(rel: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    rel.split('/')
+        .map(|c| percent_encoding::utf8_percent_encode(c, SET).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
+use super::policy::Policy;
 use crate::metrics::Metrics;
 use crate::status::CacheState;
 use prometheus_client::metrics::counter::Counter;
@@ -59,88 +60,6 @@ pub trait Source: Send + Sync + 'static {
     }
     /// Called (under the cache lock: spawn, do not block) when an entry is evicted.
     fn evicted(&self, _key: &Self::Key) {}
-}
-
-/// The time and concurrency rules of a cache.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    /// Keep results at all (`--cache-type None` sets false: single-flight only).
-    pub enabled: bool,
-    /// A successful result is fresh for this long (`cache_time`).
-    pub cache_time: Duration,
-    /// A failure is remembered for this long when there is no servable result.
-    pub cache_exception_time: Duration,
-    /// How long a caller waits for a run (`None`: until it ends).
-    pub timeout: Option<Duration>,
-    /// Nothing older than this is served (`cache_time` + `--max-stale`, or `-m`).
-    pub max_age: Duration,
-    /// Period of the proactive refresh pass.
-    pub refresh_interval: Duration,
-    /// Background refreshes running at once.
-    pub refresh_concurrency: usize,
-    /// Hard cap on entries.
-    pub max_entries: usize,
-    /// Period of the idle-entry sweep.
-    pub gc_interval: Duration,
-    /// Idle entries are swept only when there are more entries than this.
-    pub gc_count: usize,
-    /// A run still going after this long is abandoned (recorded as a timeout failure).
-    pub hard_limit: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        use super::options as o;
-        let cache_time = o::DEFAULT_CACHE_TIME;
-        Policy {
-            enabled: true,
-            cache_time,
-            cache_exception_time: Duration::ZERO,
-            timeout: Some(o::DEFAULT_TIMEOUT),
-            max_age: cache_time + Duration::from_secs_f64(o::DEFAULT_MAX_STALE_SECS),
-            refresh_interval: o::DEFAULT_REFRESH_INTERVAL,
-            refresh_concurrency: o::DEFAULT_UPDATE_THREADS,
-            max_entries: o::DEFAULT_MAX_ENTRIES,
-            gc_interval: o::DEFAULT_GC_INTERVAL,
-            gc_count: o::DEFAULT_GC_COUNT,
-            hard_limit: o::MIN_HARD_LIMIT,
-        }
-    }
-}
-
-impl Policy {
-    /// Single-flight only, callers wait until the run ends.
-    pub fn uncached() -> Policy {
-        Policy {
-            enabled: false,
-            timeout: None,
-            hard_limit: Duration::from_secs(86400),
-            ..Policy::default()
-        }
-    }
-
-    /// Entries requested within this window are refreshed proactively.
-    fn recent_window(&self) -> Duration {
-        (self.cache_time * 2).max(self.refresh_interval * 2)
-    }
-
-    /// The period of the refresh pass (`refresh_interval`, at least 50 ms).
-    pub fn refresh_period(&self) -> Duration {
-        self.refresh_interval.max(Duration::from_millis(50))
-    }
-
-    /// Entries not requested for this long are evicted by the sweep.
-    fn idle_for(&self) -> Duration {
-        self.max_age
-            .max(self.cache_time)
-            .max(self.cache_exception_time)
-    }
-
-    /// A failed background refresh is retried no sooner than this.
-    fn retry_after(&self) -> Duration {
-        self.cache_exception_time
-            .max(self.cache_time.min(Duration::from_secs(5)))
-    }
 }
 
 /// How a lookup was answered.

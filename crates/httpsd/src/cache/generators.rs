@@ -3,15 +3,15 @@
 //! results) plus the canonical parameters; a run goes through the runners and is
 //! validated once; successful results are persisted when `--cache-dir` is set.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
 
 use super::core::{Cache, Source};
-use super::options::CacheSettings;
+use super::key::RunKey;
 use super::persist::DiskStore;
+use super::policy::CacheSettings;
 use crate::catalog::Snapshot;
 use crate::error::{ErrorKind, GeneratorError};
 use crate::metrics::Metrics;
@@ -20,44 +20,6 @@ use crate::runner::{RunMode, Runners};
 use crate::status::{CacheState, StatusBoard};
 use crate::tree::GeneratorFile;
 use crate::validate::{self, GeneratorOutput};
-
-/// The identity of a dynamic run: which generator (path and content version) and
-/// which parameters (canonical: `?a=1&b=2` equals `?b=2&a=1`).
-#[derive(Debug, Clone)]
-pub struct RunKey {
-    /// The generator as scanned.
-    pub generator: GeneratorFile,
-    /// Canonical parameters.
-    pub params: Params,
-}
-
-impl RunKey {
-    /// The key of `generator` run with `params` (canonicalised here).
-    pub fn new(generator: GeneratorFile, params: &Params) -> RunKey {
-        RunKey {
-            generator,
-            params: params.canonical(),
-        }
-    }
-}
-
-impl PartialEq for RunKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.generator.rel == other.generator.rel
-            && self.generator.stamp == other.generator.stamp
-            && self.params == other.params
-    }
-}
-
-impl Eq for RunKey {}
-
-impl Hash for RunKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.generator.rel.hash(state);
-        self.generator.stamp.hash(state);
-        self.params.hash(state);
-    }
-}
 
 /// Runs generators for the cache.
 pub struct GeneratorSource {

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::generators::RunKey;
+use super::key::RunKey;
 use crate::params::Params;
 use crate::tree::FileStamp;
 use crate::validate::{self, GeneratorOutput};

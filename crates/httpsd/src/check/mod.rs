@@ -18,8 +18,7 @@ use std::time::Instant;
 
 use crate::error::{ErrorKind, GeneratorError};
 use crate::runner::python::Warmth;
-use crate::runner::{RunnerArgs, RunnerSettings, Runners};
-use crate::settings::canonical_root;
+use crate::runner::{RunnerSettings, Runners};
 use crate::tree::{self, GeneratorKind, Skipped};
 use crate::validate::Profile;
 
@@ -28,7 +27,7 @@ use report::{CheckReport, Ignored, Listed};
 use run::{Job, RunOptions};
 
 /// Output format of `check`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     /// One PASS/FAIL line per generator, every problem, then a summary.
     Text,
@@ -36,60 +35,41 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Arguments of `check`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CheckArgs {
-    /// The directory of target generators.
-    #[arg(value_name = "ROOT_DIR")]
-    pub root_dir: PathBuf,
-    /// Leave out files under P: a path relative to ROOT_DIR (`fail`), or the original's
-    /// raw prefix of ROOT_DIR/path as typed (`t/fail`). Repeatable.
-    #[arg(short = 'i', long = "ignore-path", value_name = "P")]
+/// Validated settings of `check` (built by `cli::check`).
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    /// Canonical root directory.
+    pub root: PathBuf,
+    /// The root directory as typed (file names in the report start with it).
+    pub typed_root: String,
+    /// `--ignore-path` patterns.
     pub ignore_path: Vec<String>,
-    /// Accept targets without a port (for trees relying on the scheme's default port).
-    #[arg(long)]
+    /// Accept targets without a port.
     pub allow_missing_port: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
-    /// How many executable generators run at once (default: 4 per core, at least 8);
-    /// Python generators run on the --python-workers workers.
-    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: Option<u16>,
-    /// Refuse static files larger than this many bytes (same default as serve).
-    #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
+    /// How many executable generators run at once (`None`: the default).
+    pub jobs: Option<usize>,
+    /// Largest static file accepted.
     pub max_file_size: u64,
-    /// How dynamic generators are run (same options and timeout as serve).
-    #[command(flatten)]
-    pub runner: RunnerArgs,
+    /// Settings of the runners.
+    pub runner: RunnerSettings,
+    /// `--python-workers` was given (otherwise check picks its own count).
+    pub python_workers_given: bool,
 }
 
-/// Runs `check` and returns the exit code (usage errors are reported here as code 2).
-pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let root = match canonical_root(&args.root_dir) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let runner = match RunnerSettings::from_args(&root, &args.runner) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+/// Runs `check` and returns the exit code: 0 when every generator passes, 1 otherwise.
+pub fn run(settings: CheckSettings) -> anyhow::Result<ExitCode> {
     // One thread drives the workers' pipes: the work between two replies is small, and
     // more runtime threads only hand wake-ups to each other on cores that the Python
     // workers and the static-file threads keep busy.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(check_tree(&args, &root, &runner))?;
+    let report = rt.block_on(check_tree(&settings))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match args.format {
+    match settings.format {
         OutputFormat::Text => report.write_text(&mut out)?,
         OutputFormat::Json => report.write_json(&mut out)?,
     }
@@ -102,11 +82,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Scans `root` (canonical), runs and validates every generator, and builds the report.
-pub async fn check_tree(
-    args: &CheckArgs,
-    root: &Path,
-    runner: &RunnerSettings,
-) -> anyhow::Result<CheckReport> {
+pub async fn check_tree(settings: &CheckSettings) -> anyhow::Result<CheckReport> {
+    let root = settings.root.as_path();
+    let runner = &settings.runner;
     let started = Instant::now();
     // Python's start-up (tens of milliseconds per interpreter) is the slowest step
     // of a check, so the pool starts while the tree is scanned, as soon as a quick
@@ -114,7 +92,7 @@ pub async fn check_tree(
     // after all. A check runs each generator once, in batches: as many workers as
     // cores keep them busy, more would only add start-up time.
     let mut python_runner = runner.clone();
-    if args.runner.python_workers.is_none() {
+    if !settings.python_workers_given {
         python_runner.python_workers = crate::runner::cores().max(2);
     }
     let early_python = (python_runner.python_workers > 0).then(|| {
@@ -134,7 +112,7 @@ pub async fn check_tree(
             }
         })
     });
-    let typed = args.root_dir.to_string_lossy().into_owned();
+    let typed = settings.typed_root.clone();
     let scan_root = root.to_path_buf();
     let listing = tokio::task::spawn_blocking(move || tree::scan(&scan_root)).await?;
 
@@ -145,12 +123,17 @@ pub async fn check_tree(
         unreadable,
         ignored,
         unused_patterns,
-    } = plan(listing, &IgnoreRules::new(&args.ignore_path), &typed, root);
+    } = plan(
+        listing,
+        &IgnoreRules::new(&settings.ignore_path),
+        &typed,
+        root,
+    );
 
     let options = RunOptions {
-        profile: Profile::check(args.allow_missing_port),
-        max_file_size: args.max_file_size,
-        concurrency: args.jobs.map_or_else(default_concurrency, usize::from),
+        profile: Profile::check(settings.allow_missing_port),
+        max_file_size: settings.max_file_size,
+        concurrency: settings.jobs.unwrap_or_else(default_concurrency),
         max_run_time: runner.max_run_time,
     };
     let tracker = Arc::new(progress::Tracker::default());

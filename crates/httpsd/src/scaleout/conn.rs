@@ -1,7 +1,6 @@
 //! Connections to Redis: the shared auto-reconnecting manager for short commands, the
 //! dedicated connections a worker's blocking pop needs, and URLs safe to log.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -46,44 +45,21 @@ impl std::fmt::Debug for RedisTarget {
 }
 
 impl RedisTarget {
-    /// Validates the Redis options: the URL parses, TLS files are readable and only
-    /// given with `rediss://`.
-    pub fn from_args(args: &super::RedisArgs) -> Result<RedisTarget, SettingsError> {
-        let read = |option: &'static str,
-                    path: &Option<PathBuf>|
-         -> Result<Option<Vec<u8>>, SettingsError> {
-            match path {
-                None => Ok(None),
-                Some(p) => std::fs::read(p)
-                    .map(Some)
-                    .map_err(|e| SettingsError::Option {
-                        option,
-                        reason: format!("cannot read {}: {e}", p.display()),
-                    }),
-            }
-        };
-        let ca_cert = read("--redis-ca-cert", &args.redis_ca_cert)?;
-        let client_tls = match (
-            read("--redis-client-cert", &args.redis_client_cert)?,
-            read("--redis-client-key", &args.redis_client_key)?,
-        ) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => {
-                return Err(SettingsError::Option {
-                    option: "--redis-client-cert",
-                    reason: "--redis-client-cert and --redis-client-key go together".into(),
-                });
-            }
-        };
-        if (ca_cert.is_some() || client_tls.is_some()) && !args.redis_url.starts_with("rediss://") {
+    /// Checks a Redis URL and its TLS files (PEM bytes): the URL parses, and TLS
+    /// files come only with `rediss://`.
+    pub fn new(
+        url: String,
+        ca_cert: Option<Vec<u8>>,
+        client_tls: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<RedisTarget, SettingsError> {
+        if (ca_cert.is_some() || client_tls.is_some()) && !url.starts_with("rediss://") {
             return Err(SettingsError::Option {
                 option: "--redis-ca-cert",
                 reason: "TLS files need a rediss:// URL".into(),
             });
         }
         let target = RedisTarget {
-            url: args.redis_url.clone(),
+            url,
             ca_cert,
             client_tls,
         };

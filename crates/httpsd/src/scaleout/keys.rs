@@ -73,7 +73,7 @@ pub fn job_id(sub: &SubPath, params: &Params) -> String {
     let path = if sub.is_root() {
         String::new()
     } else {
-        crate::admin::encode_path(&sub.as_rel())
+        crate::tree::encode_path(&sub.as_rel())
     };
     format!("/targets/{path}?{}", params.canonical())
 }

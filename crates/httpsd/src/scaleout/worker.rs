@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use redis::Client;
 use serde_json::json;
@@ -23,12 +21,12 @@ use tokio::sync::watch;
 use super::conn;
 use super::keys::{Keys, parse_job_id};
 use super::store::{Heartbeat, Outcome, Store};
-use super::{WorkerOnlyArgs, check_prefix, seconds};
-use crate::engine::Engine;
+use crate::engine::{Engine, start_tree};
 use crate::error::PathError;
-use crate::metrics::{self, Metrics, RedisMetrics, WorkerLabel, WorkerStatusLabels};
+use crate::http::{with_metrics_routes, with_ops_layers};
+use crate::metrics::{Metrics, RedisMetrics, WorkerLabel, WorkerStatusLabels};
 use crate::runner::RunnerSettings;
-use crate::settings::{SettingsError, canonical_root};
+use crate::security::SecuritySettings;
 
 /// How long a worker keeps retrying to store a finished job before leaving it to the
 /// stale-job recovery.
@@ -36,7 +34,7 @@ const STORE_RETRY: Duration = Duration::from_secs(30);
 /// Seconds of BLMOVE blocking; bounds how long a stop takes to be noticed.
 const POP_BLOCK_SECONDS: f64 = 1.0;
 
-/// Validated settings of `worker-only`.
+/// Validated settings of `worker-only` (built by `cli::scaleout`).
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// Canonical root directory.
@@ -65,64 +63,8 @@ pub struct WorkerSettings {
     pub runner: RunnerSettings,
 }
 
-impl WorkerSettings {
-    /// Validates `args`.
-    pub fn from_args(args: &WorkerOnlyArgs) -> Result<WorkerSettings, SettingsError> {
-        let root = canonical_root(&args.root_dir)?;
-        check_prefix(&args.redis.redis_prefix)?;
-        let worker_ids = match &args.worker_id {
-            Some(id) if id.trim().is_empty() || id.chars().any(char::is_control) => {
-                return Err(SettingsError::Option {
-                    option: "--worker-id",
-                    reason: "must be non-empty, without control characters".into(),
-                });
-            }
-            Some(id) => vec![id.clone()],
-            None => {
-                if !(1..=1024).contains(&args.num_workers) {
-                    return Err(SettingsError::Option {
-                        option: "--num-workers",
-                        reason: format!("{} is not between 1 and 1024", args.num_workers),
-                    });
-                }
-                let base = format!("{}-{}", hostname(), std::process::id());
-                (0..args.num_workers)
-                    .map(|i| format!("{base}-{i}"))
-                    .collect()
-            }
-        };
-        if args.stale_job_check_interval == 0 {
-            return Err(SettingsError::Option {
-                option: "--stale-job-check-interval",
-                reason: "must be at least 1 second".into(),
-            });
-        }
-        Ok(WorkerSettings {
-            worker_ids,
-            redis: conn::RedisTarget::from_args(&args.redis)?,
-            keys: Keys::new(&args.redis.redis_prefix),
-            result_ttl: args
-                .redis
-                .cache_seconds
-                .saturating_add(args.redis.max_stale)
-                .max(1),
-            stale_job_timeout: args.stale_job_timeout as f64,
-            stale_job_check_interval: Duration::from_secs(args.stale_job_check_interval),
-            heartbeat_timeout: seconds(
-                "--heartbeat-timeout",
-                args.heartbeat_timeout,
-                0.5..=3600.0,
-            )?,
-            shutdown_timeout: seconds("--shutdown-timeout", args.shutdown_timeout, 0.0..=3600.0)?,
-            max_file_size: args.max_file_size,
-            rescan_interval: seconds("--rescan-interval", args.rescan_interval, 0.05..=3600.0)?,
-            runner: RunnerSettings::from_args(&root, &args.runner)?,
-            root,
-        })
-    }
-}
-
-fn hostname() -> String {
+/// The host name, for worker ids and heartbeats (`localhost` when unknown).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
@@ -186,6 +128,7 @@ impl Ctx {
 /// Runs `worker-only` until `shutdown` resolves; `listener` serves its metrics.
 pub async fn run(
     settings: WorkerSettings,
+    security: SecuritySettings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
@@ -198,7 +141,7 @@ pub async fn run(
         settings.keys.clone(),
         redis_metrics.clone(),
     );
-    let (catalog, watcher, runners) = crate::serve::start_tree(
+    let (catalog, watcher, runners) = start_tree(
         &settings.root,
         settings.max_file_size,
         settings.rescan_interval,
@@ -214,33 +157,30 @@ pub async fn run(
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let addr = listener.local_addr()?;
-    let metrics_app = Router::new()
-        .route(
-            "/",
-            get(|| async {
-                crate::error::json_response(
-                    axum::http::StatusCode::OK,
-                    &json!({"service": "worker-metrics", "status": "healthy"}),
-                )
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-                        metrics.encode(),
-                    )
-                        .into_response()
-                }
-            }),
-        );
+    let metrics_app = Router::new().route(
+        "/",
+        get(|| async {
+            crate::error::json_response(
+                axum::http::StatusCode::OK,
+                &json!({"service": "worker-metrics", "status": "healthy"}),
+            )
+        }),
+    );
+    let metrics_app = with_ops_layers(
+        with_metrics_routes(metrics_app, "", metrics.clone()),
+        security.policy.clone(),
+    );
+    let scheme = security.scheme();
     let mut metrics_stop = stop_rx.clone();
-    let metrics_server = tokio::spawn(crate::server::run(listener, metrics_app, 64, async move {
-        let _ = metrics_stop.wait_for(|s| *s).await;
-    }));
+    let metrics_server = tokio::spawn(crate::listener::run_with_tls(
+        listener,
+        metrics_app,
+        64,
+        security.tls.clone(),
+        async move {
+            let _ = metrics_stop.wait_for(|s| *s).await;
+        },
+    ));
     let ctx = Arc::new(Ctx {
         instance: format!("{}-{}-{}", hostname(), std::process::id(), unix_now()),
         host: hostname(),
@@ -255,7 +195,8 @@ pub async fn run(
         redis = %ctx.settings.redis.redacted(),
         redis_prefix = %ctx.settings.keys.prefix(),
         workers = ?ctx.settings.worker_ids,
-        "Starting worker-only instance; worker metrics: Serving on http://{addr}/metrics"
+        auth = security.policy.enabled(),
+        "Starting worker-only instance; worker metrics: Serving on {scheme}://{addr}/metrics"
     );
     let heartbeat = tokio::spawn(heartbeat_loop(ctx.clone()));
     let cleaner = tokio::spawn(cleaner_loop(ctx.clone()));
@@ -606,7 +547,7 @@ fn error_details(
         "job_id": job,
         "path": rel,
         "extra_args": params.to_json(),
-        "timestamp": super::server::iso_time(unix_now()),
+        "timestamp": super::frontend::iso_time(unix_now()),
         "processing_time": elapsed.as_secs_f64(),
         "generators": generators,
     })

@@ -216,18 +216,16 @@ async fn concurrent_requests_share_one_run_then_cache_then_one_refresh(kind: Kin
             .all(|(s, b)| *s == 200 && target_of(b) == "run:1")
     );
     assert_eq!(counter.runs(), 1);
-    assert!(
-        stored_at.elapsed() < Duration::from_secs(2),
-        "too slow to test cache_time"
+    // Served fresh from the cache, not as stale: the second round was within cache_time.
+    assert_eq!(
+        metric(&srv, "httpsd_cache_lookups_total", &[("result", "hit")]).await,
+        50.0
     );
     // After cache_time: the stale value at once, and exactly one refresh behind it.
     tokio::time::sleep(Duration::from_millis(2200).saturating_sub(stored_at.elapsed())).await;
-    let started = Instant::now();
+    // Served at once: every answer is the old run's, none waited for the refresh
+    // (and each lookup is counted as stale, below).
     let all = get_many(&url, 50).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(450),
-        "stale was not served at once"
-    );
     assert!(
         all.iter()
             .all(|(s, b)| *s == 200 && target_of(b) == "run:1")
@@ -269,8 +267,10 @@ async fn timeout_answers_500_and_the_run_serves_the_next_caller(kind: Kind) {
     let waited = started.elapsed();
     assert_eq!(r.status, 500, "{}", r.body);
     assert_eq!(r.json()["generators"][0]["kind"], "timeout", "{}", r.body);
+    // Answered at the caller timeout (1 s), not at the end of the 2 s run: a run that
+    // had ended would have answered 200, not "timeout".
     assert!(
-        waited >= Duration::from_millis(950) && waited < Duration::from_millis(1900),
+        waited >= Duration::from_millis(950),
         "answered after {waited:?}"
     );
     // The run went on: once it has finished, the next caller gets its result at once.
@@ -279,11 +279,15 @@ async fn timeout_answers_500_and_the_run_serves_the_next_caller(kind: Kind) {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(2300).saturating_sub(started.elapsed())).await;
-    let t = Instant::now();
+    let hits = metric(&srv, "httpsd_cache_lookups_total", &[("result", "hit")]).await;
     let r = get(&url).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(target_of(&r.body), "run:1");
-    assert!(t.elapsed() < Duration::from_millis(500));
+    // At once: a cache hit, without a run.
+    assert_eq!(
+        metric(&srv, "httpsd_cache_lookups_total", &[("result", "hit")]).await,
+        hits + 1.0
+    );
     assert_eq!(counter.runs(), 1);
     assert_eq!(
         metric(
@@ -303,14 +307,12 @@ async fn exception_time_holds_a_failure_then_retries(kind: Kind) {
     write_gen(&tree, kind, "flaky", &counter, Does::FailFirst);
     let srv = Server::serve(tree.root(), &["--cache-opt", "cache_exception_time=1.5"]);
     let url = srv.url("/targets/flaky");
-    let started = Instant::now();
     let r = get(&url).await;
     assert_eq!(r.status, 500, "{}", r.body);
     assert_eq!(r.json()["generators"][0]["kind"], kind.failure_kind());
     let r = get(&url).await;
     assert_eq!(r.status, 500, "{}", r.body);
     assert_eq!(counter.runs(), 1, "the failure was not held");
-    assert!(started.elapsed() < Duration::from_millis(1400));
     // The hold counts from the end of the failed run, which a loaded machine delays:
     // poll for the retry instead of sleeping a fixed time. Requests during the hold
     // are answered from the held failure without running the generator.
@@ -365,10 +367,6 @@ async fn stale_result_is_served_while_refreshes_fail_until_max_stale(kind: Kind)
     let r = get(&url).await;
     assert_eq!((r.status, target_of(&r.body).as_str()), (200, "good:1"));
     assert!(
-        stored.elapsed() < Duration::from_millis(2400),
-        "test too slow"
-    );
-    assert!(
         srv.log_text()
             .contains("refresh failed; serving the last good result"),
         "{}",
@@ -394,7 +392,6 @@ async fn first_request_of_a_new_path_waits_and_answers_200(kind: Kind) {
     let r = get(&srv.url("/targets/slow?cluster=a")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(started.elapsed() >= Duration::from_millis(500));
-    assert!(started.elapsed() < Duration::from_secs(5));
     // A path created while serving: its first answer that is not 404 is a 200.
     write_gen(&tree, kind, "later", &counter, Does::Sleep("0.3"));
     let first = wait_for(Duration::from_secs(10), "the new path", || async {

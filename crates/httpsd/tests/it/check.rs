@@ -769,11 +769,10 @@ fn crashing_and_hanging_generators_fail_alone_within_the_timeout() {
         "bad/hang.py",
         "import time\ndef generate_targets():\n    time.sleep(30)\n",
     );
-    let started = Instant::now();
+    // The hung generators are stopped at --max-run-time (their kind is "timeout",
+    // below); check_json's own deadline bounds the run.
     let (code, r) = check_json(t.root(), &["--max-run-time", "1"]);
-    let took = started.elapsed();
     assert_eq!(code, 1, "{r:#}");
-    assert!(took < Duration::from_secs(15), "check took {took:?}");
     for good in paths(&r, "generators")
         .iter()
         .filter(|p| p.starts_with("good/"))
@@ -913,11 +912,8 @@ fn python_batches_isolate_a_hanging_and_a_crashing_generator() {
         };
         t.write(&format!("many/p{i:02}.py"), body);
     }
-    let started = Instant::now();
     let (code, r) = check_json(t.root(), &["--max-run-time", "1", "--python-workers", "1"]);
-    let took = started.elapsed();
     assert_eq!(code, 1, "{r:#}");
-    assert!(took < Duration::from_secs(15), "check took {took:?}");
     assert_eq!(r["summary"]["passed"], 38, "{r:#}");
     assert_eq!(r["summary"]["failed"], 2, "{r:#}");
     let kind = |p: &str| {

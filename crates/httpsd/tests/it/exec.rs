@@ -1,7 +1,5 @@
 //! Executable generators: any language, params in env and on stdin, errors named.
 
-use std::time::{Duration, Instant};
-
 use serde_json::json;
 
 use crate::helpers::{Server, Tree, get, require_python};
@@ -83,11 +81,10 @@ async fn failures_name_the_program_and_others_keep_serving() {
     }
     let exit = get(&srv.url("/targets/exit")).await.json();
     assert_eq!(exit["generators"][0]["traceback"], "it broke");
-    let started = Instant::now();
+    // Stopped at --max-run-time: a "timeout", not the end of its sleep.
     let r = get(&srv.url("/targets/hang")).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.json()["generators"][0]["kind"], "timeout");
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(get(&srv.url("/targets/ok")).await.status, 200);
     // The whole process group died: no process of the program survives.
     let out = std::process::Command::new("pgrep")

@@ -339,3 +339,20 @@ pub fn live_descendants(pid: u32) -> Vec<u32> {
     found.remove(0);
     found
 }
+
+/// Waits (up to 10 s) until `server`'s JSON log has at least `n` request-log lines
+/// (target `httpsd::access`), and returns them all.
+pub async fn access_log_lines(server: &Server, n: usize) -> Vec<serde_json::Value> {
+    wait_for(Duration::from_secs(10), "request logs", || {
+        let log = server.log_text();
+        async move {
+            let v: Vec<serde_json::Value> = log
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|v: &serde_json::Value| v["target"] == "httpsd::access")
+                .collect();
+            (v.len() >= n).then_some(v)
+        }
+    })
+    .await
+}

@@ -10,4 +10,5 @@ mod helpers;
 mod ops;
 mod python;
 mod scaleout;
+mod scaleout_listener;
 mod serve_static;

@@ -299,11 +299,11 @@ async fn metrics_doc_matches_exposition() {
 // ---------------------------------------------------------------------------------
 // Authentication
 
-const USER: &str = "prometheus";
-const PASSWORD: &str = "s3cret:with colon";
-const TOKEN: &str = "tok-0123456789abcdef";
+pub(crate) const USER: &str = "prometheus";
+pub(crate) const PASSWORD: &str = "s3cret:with colon";
+pub(crate) const TOKEN: &str = "tok-0123456789abcdef";
 
-fn auth_files(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn auth_files(dir: &Path) -> (PathBuf, PathBuf) {
     // Cost 4 keeps the test fast; production hashes use 10 or more.
     let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
     let users = dir.join("users");
@@ -313,7 +313,7 @@ fn auth_files(dir: &Path) -> (PathBuf, PathBuf) {
     (users, tokens)
 }
 
-async fn status_with(url: &str, auth: Option<&str>) -> (u16, String, Vec<String>) {
+pub(crate) async fn status_with(url: &str, auth: Option<&str>) -> (u16, String, Vec<String>) {
     let mut req = crate::helpers::client().get(url);
     if let Some(a) = auth {
         req = req.header("authorization", a);
@@ -332,7 +332,7 @@ async fn status_with(url: &str, auth: Option<&str>) -> (u16, String, Vec<String>
     (status, r.text().await.unwrap_or_default(), www)
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!(
         "Basic {}",
@@ -496,13 +496,13 @@ fn bad_auth_and_tls_files_are_refused_at_startup() {
 // ---------------------------------------------------------------------------------
 // TLS
 
-struct Pki {
-    ca_pem: String,
-    dir: tempfile::TempDir,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 /// A CA and leaf certificates for 127.0.0.1, generated at test time (no committed keys).
-fn make_pki() -> Pki {
+pub(crate) fn make_pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().expect("key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -530,7 +530,17 @@ fn make_pki() -> Pki {
 
 /// GETs `path` over HTTPS with a rustls client trusting only `ca_pem`; returns the
 /// status line and body, or the TLS error.
-async fn https_get(addr: &str, path: &str, ca_pem: &str) -> Result<String, String> {
+pub(crate) async fn https_get(addr: &str, path: &str, ca_pem: &str) -> Result<String, String> {
+    https_get_with(addr, path, ca_pem, None).await
+}
+
+/// [`https_get`] with an optional `Authorization` header.
+pub(crate) async fn https_get_with(
+    addr: &str,
+    path: &str,
+    ca_pem: &str,
+    authorization: Option<&str>,
+) -> Result<String, String> {
     use rustls_pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut roots = rustls::RootCertStore::empty();
@@ -553,7 +563,8 @@ async fn https_get(addr: &str, path: &str, ca_pem: &str) -> Result<String, Strin
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| format!("{e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let auth = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     tls.write_all(req.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
@@ -628,18 +639,7 @@ async fn json_request_logs_have_path_status_and_duration() {
     let s = Server::serve(t.root(), &["--log-format", "json"]);
     assert_eq!(get(&s.url("/targets/good.json?secret=x")).await.status, 200);
     assert_eq!(get(&s.url("/targets/missing")).await.status, 404);
-    let lines: Vec<serde_json::Value> = wait_for(Duration::from_secs(5), "request logs", || {
-        let log = s.log_text();
-        async move {
-            let v: Vec<serde_json::Value> = log
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|v: &serde_json::Value| v["target"] == "httpsd::access")
-                .collect();
-            (v.len() >= 2).then_some(v)
-        }
-    })
-    .await;
+    let lines = crate::helpers::access_log_lines(&s, 2).await;
     let ok = &lines[0];
     assert_eq!(ok["path"], "/targets/good.json");
     assert_eq!(ok["status"], 200);

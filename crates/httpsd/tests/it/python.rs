@@ -320,7 +320,12 @@ def generate_targets(**p):
             }
             "child_outlives" => {
                 assert_eq!(r.status, 200, "{name}: {}", r.body);
-                assert!(*took < Duration::from_secs(4), "{name} took {took:?}");
+                // Answered while its child still runs (the child sleeps an hour).
+                let child = read_pid(&scratch.path().join("outlive_child"));
+                assert!(
+                    alive(child),
+                    "{name}: answered only after its child ({took:?})"
+                );
             }
             _ => {
                 let (g, kind, msg, tb) = failure(r);
@@ -332,8 +337,8 @@ def generate_targets(**p):
                     _ => "exception",
                 };
                 assert_eq!(kind, expect_kind, "{name}: {msg}");
-                // Timeouts are answered at once, not after the generator gives up.
-                assert!(*took < Duration::from_secs(10), "{name} took {took:?}");
+                // Timeouts are answered at --max-run-time, not after the generator
+                // gives up: their kind says so (a run that ended would not be a timeout).
                 match *name {
                     "os_exit" => assert!(msg.contains("exited with status 1"), "{msg}"),
                     "sigkill" => assert!(msg.contains("SIGKILL"), "{msg}"),
@@ -548,14 +553,14 @@ async fn missing_or_broken_interpreter_is_a_startup_error() {
         .map(|(python, expect)| {
             let root = tree.root().to_path_buf();
             std::thread::spawn(move || {
-                let (status, text, took) =
+                // serve_expecting_exit's own deadline bounds the wait.
+                let (status, text, _) =
                     serve_expecting_exit(&root, &["--python", &python, "--max-run-time", "1"]);
                 assert!(!status.success(), "{python}: exit {status:?}");
                 assert!(
                     text.contains(expect),
                     "{python}: expected {expect:?} in:\n{text}"
                 );
-                assert!(took < Duration::from_secs(20), "{python}: took {took:?}");
             })
         })
         .collect();

@@ -113,6 +113,24 @@ pub async fn run_with_tls(
     Ok(())
 }
 
+/// Starts a Tokio runtime, binds `host:port` and runs `serve` on the bound listener
+/// until it returns: how every serving command starts (`what` names the listener in
+/// the bind error).
+pub fn run_blocking<F, Fut>(host: &str, port: u16, what: &str, serve: F) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let addr = format!("{host}:{port}");
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}{what}: {e}"))?;
+        serve(listener).await
+    })
+}
+
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -1,5 +1,5 @@
-//! The cache's command-line options, compatible with both originals, and the
-//! validated settings built from them.
+//! The cache's command-line options, compatible with both originals, and their
+//! conversion into [`CacheSettings`].
 //!
 //! 1.x: `--cache-type Timeout|None` and repeatable `--cache-opt key=value` with the
 //! keys of its `TimeoutDecorator`. 3.x: `-m/--cache-seconds`, `--cache-refresh-interval`,
@@ -10,30 +10,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::core::Policy;
-
-/// Default `cache_time`: a result is reused for 60 s, like 1.x.
-pub const DEFAULT_CACHE_TIME: Duration = Duration::from_secs(60);
-/// Default `timeout`: a caller waits up to 60 s for a run, like 1.x.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default `--max-stale`: a result is served up to 1 h past its `cache_time`.
-pub const DEFAULT_MAX_STALE_SECS: f64 = 3600.0;
-/// Default `--cache-refresh-interval`: one proactive refresh pass every 10 s.
-pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
-/// Default `--update-threads`: at most 8 background refreshes run at once.
-pub const DEFAULT_UPDATE_THREADS: usize = 8;
-/// Default `--cache-max-entries`: the hard cap on cached (generator, parameters) entries.
-pub const DEFAULT_MAX_ENTRIES: usize = 4096;
-/// Default `garbage_collection_interval` (1.x): idle entries are swept every 5 s.
-pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(5);
-/// Default `garbage_collection_count` (1.x CLI): idle entries are swept only above 100.
-pub const DEFAULT_GC_COUNT: usize = 100;
-/// Default `name` (1.x CLI): the `name` label of the garbage-collection metrics.
-pub const DEFAULT_NAME: &str = "target_generator";
-/// A run still going after this long (or the caller timeout, if longer) is abandoned
-/// by the cache. The runners' own limits normally kill a hung generator much sooner;
-/// this only guarantees that a key can never stay blocked for ever.
-pub const MIN_HARD_LIMIT: Duration = Duration::from_secs(600);
+use crate::cache::policy::{
+    DEFAULT_MAX_ENTRIES, DEFAULT_MAX_STALE_SECS, DEFAULT_NAME, DEFAULT_REFRESH_INTERVAL,
+    MIN_HARD_LIMIT,
+};
+use crate::cache::{CacheSettings, Policy};
 
 /// `--cache-type`: the 1.x cache implementations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -146,7 +127,8 @@ pub fn parse_seconds(value: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_positive_seconds(value: &str) -> Result<Duration, String> {
+/// Parses a number of seconds above 0 (see [`parse_seconds`]).
+pub fn parse_positive_seconds(value: &str) -> Result<Duration, String> {
     let d = parse_seconds(value)?;
     if d.is_zero() {
         return Err(format!("{value:?}: must be more than 0 seconds"));
@@ -154,7 +136,8 @@ fn parse_positive_seconds(value: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_positive_count(value: &str) -> Result<usize, String> {
+/// Parses a whole number of at least 1.
+pub fn parse_positive_count(value: &str) -> Result<usize, String> {
     match value.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{value:?} is not a whole number of at least 1")),
@@ -216,96 +199,55 @@ impl CacheArgs {
     }
 }
 
-/// Validated cache settings: the policy the cache enforces plus where it persists.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CacheSettings {
-    /// Time and concurrency rules.
-    pub policy: Policy,
-    /// Where last good results are persisted (only when caching is enabled).
-    pub cache_dir: Option<PathBuf>,
-    /// The `name` label of the 1.x garbage-collection metrics.
-    pub name: String,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings {
-            policy: Policy::default(),
-            cache_dir: None,
-            name: DEFAULT_NAME.to_string(),
+/// Builds the cache settings from the command line; later `--cache-opt` keys win.
+pub fn cache_settings(args: &CacheArgs) -> CacheSettings {
+    let mut p = Policy::default();
+    let mut name = DEFAULT_NAME.to_string();
+    for opt in &args.cache_opt {
+        match opt {
+            CacheOpt::Timeout(t) => p.timeout = *t,
+            CacheOpt::CacheTime(d) => p.cache_time = *d,
+            CacheOpt::CacheExceptionTime(d) => p.cache_exception_time = *d,
+            CacheOpt::Name(n) => name.clone_from(n),
+            CacheOpt::GarbageCollectionCount(n) => p.gc_count = *n,
+            CacheOpt::GarbageCollectionInterval(d) => p.gc_interval = *d,
+            CacheOpt::CopyResponse(_) => {}
         }
     }
-}
-
-impl CacheSettings {
-    /// No caching and no caller timeout: one run at a time per key, nothing kept.
-    /// For `check` and workers, which want every run fresh.
-    pub fn uncached() -> CacheSettings {
-        CacheSettings {
-            policy: Policy::uncached(),
-            cache_dir: None,
-            name: DEFAULT_NAME.to_string(),
-        }
+    let max_stale = args
+        .max_stale
+        .unwrap_or(Duration::from_secs_f64(DEFAULT_MAX_STALE_SECS));
+    p.max_age = p.cache_time.saturating_add(max_stale);
+    if let Some(m) = args.cache_seconds {
+        // 3.x `-m`: nothing older than this is ever served.
+        p.max_age = p.max_age.min(m);
+        p.cache_time = p.cache_time.min(m);
     }
-
-    /// Makes sure the cache never abandons a run the runners would still let finish:
-    /// its hard limit is at least `max_run_time` plus a margin for the kill.
-    pub fn with_max_run_time(mut self, max_run_time: Duration) -> CacheSettings {
-        let floor = max_run_time.saturating_add(Duration::from_secs(30));
-        self.policy.hard_limit = self.policy.hard_limit.max(floor);
-        self
+    p.refresh_interval = match args.cache_refresh_interval {
+        Some(i) => i,
+        // By default a pass runs at least every cache_time / 2, so that results do
+        // not expire between two passes.
+        None => DEFAULT_REFRESH_INTERVAL.min(p.cache_time / 2),
+    };
+    if let Some(n) = args.update_threads {
+        p.refresh_concurrency = n;
     }
-
-    /// Builds the settings from the command line; later `--cache-opt` keys win.
-    pub fn from_args(args: &CacheArgs) -> CacheSettings {
-        let mut p = Policy::default();
-        let mut name = DEFAULT_NAME.to_string();
-        for opt in &args.cache_opt {
-            match opt {
-                CacheOpt::Timeout(t) => p.timeout = *t,
-                CacheOpt::CacheTime(d) => p.cache_time = *d,
-                CacheOpt::CacheExceptionTime(d) => p.cache_exception_time = *d,
-                CacheOpt::Name(n) => name.clone_from(n),
-                CacheOpt::GarbageCollectionCount(n) => p.gc_count = *n,
-                CacheOpt::GarbageCollectionInterval(d) => p.gc_interval = *d,
-                CacheOpt::CopyResponse(_) => {}
-            }
-        }
-        let max_stale = args
-            .max_stale
-            .unwrap_or(Duration::from_secs_f64(DEFAULT_MAX_STALE_SECS));
-        p.max_age = p.cache_time.saturating_add(max_stale);
-        if let Some(m) = args.cache_seconds {
-            // 3.x `-m`: nothing older than this is ever served.
-            p.max_age = p.max_age.min(m);
-            p.cache_time = p.cache_time.min(m);
-        }
-        p.refresh_interval = match args.cache_refresh_interval {
-            Some(i) => i,
-            // By default a pass runs at least every cache_time / 2, so that results do
-            // not expire between two passes.
-            None => DEFAULT_REFRESH_INTERVAL.min(p.cache_time / 2),
-        };
-        if let Some(n) = args.update_threads {
-            p.refresh_concurrency = n;
-        }
-        p.max_entries = args.cache_max_entries;
-        p.hard_limit = p
-            .timeout
-            .map_or(Duration::from_secs(86400), |t| t.max(MIN_HARD_LIMIT));
-        let enabled = args.cache_type != Some(CacheType::Disabled);
-        if !enabled {
-            p.enabled = false;
-        }
-        CacheSettings {
-            policy: p,
-            cache_dir: if enabled {
-                args.cache_dir.clone()
-            } else {
-                None
-            },
-            name,
-        }
+    p.max_entries = args.cache_max_entries;
+    p.hard_limit = p
+        .timeout
+        .map_or(Duration::from_secs(86400), |t| t.max(MIN_HARD_LIMIT));
+    let enabled = args.cache_type != Some(CacheType::Disabled);
+    if !enabled {
+        p.enabled = false;
+    }
+    CacheSettings {
+        policy: p,
+        cache_dir: if enabled {
+            args.cache_dir.clone()
+        } else {
+            None
+        },
+        name,
     }
 }
 
@@ -323,7 +265,7 @@ mod tests {
     fn parse(args: &[&str]) -> Result<CacheSettings, clap::Error> {
         let mut v = vec!["t"];
         v.extend_from_slice(args);
-        T::try_parse_from(v).map(|t| CacheSettings::from_args(&t.cache))
+        T::try_parse_from(v).map(|t| cache_settings(&t.cache))
     }
 
     #[test]

@@ -15,7 +15,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -23,23 +22,23 @@ use tokio::net::TcpListener;
 use super::conn;
 use super::keys::{Keys, job_id};
 use super::store::{JobState, Lookup, Store, StoreError, StoredError, StoredResult};
-use super::{ServerOnlyArgs, check_prefix, seconds};
 use crate::catalog::Catalog;
 use crate::error::{PathError, json_response};
+use crate::http::paths::{parse_subpath, targets_subpath};
+use crate::http::{with_metrics_routes, with_ops_layers};
 use crate::metrics::{self, Metrics, RedisMetrics};
 use crate::params::Query;
-use crate::settings::{SettingsError, canonical_root, normalize_prefix};
+use crate::security::SecuritySettings;
+use crate::settings::DEFAULT_MAX_FILE_SIZE;
 use crate::tree::Selection;
 
 /// After a failure, requests answer with that failure (no new run) for this long,
-/// at most --cache-seconds: a broken generator is not hammered by every request.
+/// at most --cache-time: a broken generator is not hammered by every request.
 pub const ERROR_RETRY_SECONDS: f64 = 10.0;
 /// Most results remembered in memory for answering while Redis is unreachable.
 const MEMORY_ENTRIES: usize = 10_000;
-/// Largest static file the server's catalog loads (the server only needs the listing).
-const MAX_FILE_SIZE: u64 = 32 * 1024 * 1024;
 
-/// Validated settings of `server-only`.
+/// Validated settings of `server-only` (built by `cli::scaleout`).
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// Canonical root directory.
@@ -66,46 +65,6 @@ pub struct ServerSettings {
     pub rescan_interval: Duration,
 }
 
-impl ServerSettings {
-    /// Validates `args`.
-    pub fn from_args(args: &ServerOnlyArgs) -> Result<ServerSettings, SettingsError> {
-        let root = canonical_root(&args.listen.root_dir)?;
-        check_prefix(&args.redis.redis_prefix)?;
-        if args.listen.connection_limit == 0 {
-            return Err(SettingsError::Option {
-                option: "--connection-limit",
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(ServerSettings {
-            root,
-            prefix: normalize_prefix(&args.listen.url_prefix).map_err(|reason| {
-                SettingsError::Option {
-                    option: "--url_prefix",
-                    reason,
-                }
-            })?,
-            connection_limit: args.listen.connection_limit,
-            redis: conn::RedisTarget::from_args(&args.redis)?,
-            keys: Keys::new(&args.redis.redis_prefix),
-            fresh: args.redis.cache_seconds as f64,
-            max_stale: args.redis.max_stale as f64,
-            wait: seconds("--wait", args.wait, 0.0..=3600.0)?,
-            reload_timeout: seconds(
-                "--hard-reload-timeout",
-                args.hard_reload_timeout,
-                0.0..=3600.0,
-            )?,
-            reload_poll: seconds(
-                "--hard-reload-poll-interval",
-                args.hard_reload_poll_interval,
-                0.01..=60.0,
-            )?,
-            rescan_interval: seconds("--rescan-interval", args.rescan_interval, 0.05..=3600.0)?,
-        })
-    }
-}
-
 /// A result remembered for outages (and to skip fetching a body Redis says is still
 /// current): its body and when it was generated.
 struct Remembered {
@@ -130,9 +89,11 @@ pub struct ServerState {
 /// keeps retrying.
 pub async fn run(
     settings: ServerSettings,
+    security: SecuritySettings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let security = security.with_prefix(&settings.prefix);
     let mut metrics = Metrics::new();
     let redis_metrics = RedisMetrics::register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
@@ -141,8 +102,9 @@ pub async fn run(
     let store = Store::new(manager, settings.keys.clone(), redis_metrics.clone());
     let root = settings.root.clone();
     let m = metrics.clone();
-    let catalog =
-        Arc::new(tokio::task::spawn_blocking(move || Catalog::new(&root, MAX_FILE_SIZE, m)).await?);
+    let catalog = Arc::new(
+        tokio::task::spawn_blocking(move || Catalog::new(&root, DEFAULT_MAX_FILE_SIZE, m)).await?,
+    );
     let watcher = tokio::spawn(crate::watch::run(catalog.clone(), settings.rescan_interval));
     let monitor = tokio::spawn(super::health::monitor(
         store.clone(),
@@ -155,7 +117,12 @@ pub async fn run(
         redis_prefix = %settings.keys.prefix(),
         "Starting server-only instance on {addr}; workers must be started separately to process jobs"
     );
-    tracing::info!("Serving on http://{addr}{}/targets", settings.prefix);
+    let scheme = security.scheme();
+    tracing::info!(
+        auth = security.policy.enabled(),
+        "Serving on {scheme}://{addr}{}/targets",
+        settings.prefix
+    );
     let limit = settings.connection_limit;
     let state = Arc::new(ServerState {
         settings,
@@ -165,7 +132,8 @@ pub async fn run(
         redis_metrics,
         memory: Mutex::new(HashMap::new()),
     });
-    crate::server::run(listener, app(state), limit, shutdown).await?;
+    let router = with_ops_layers(app(state), security.policy.clone());
+    crate::listener::run_with_tls(listener, router, limit, security.tls.clone(), shutdown).await?;
     watcher.abort();
     monitor.abort();
     tracing::info!("stopped");
@@ -174,24 +142,13 @@ pub async fn run(
 
 /// Builds the router of `server-only`.
 pub fn app(state: Arc<ServerState>) -> Router {
-    let p = state.settings.prefix.clone();
-    let mut router = Router::new().route("/metrics", get(metrics_handler));
-    if !p.is_empty() {
-        router = router.route(&format!("{p}/metrics"), get(metrics_handler));
-    }
-    router.fallback(fallback_handler).with_state(state)
-}
-
-async fn metrics_handler(State(state): State<Arc<ServerState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        state.metrics.encode(),
-    )
-        .into_response()
+    with_metrics_routes(Router::new(), &state.settings.prefix, state.metrics.clone())
+        .fallback(fallback_handler)
+        .with_state(state)
 }
 
 async fn fallback_handler(State(state): State<Arc<ServerState>>, req: Request) -> Response {
-    let rest = match crate::http::targets_subpath(&state.settings.prefix, &req) {
+    let rest = match targets_subpath(&state.settings.prefix, &req) {
         Ok(rest) => rest,
         Err(resp) => return *resp,
     };
@@ -207,7 +164,7 @@ async fn targets(
     headers: &HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let sub = match crate::http::parse_subpath(&state.metrics, raw_rest, started) {
+    let sub = match parse_subpath(&state.metrics, raw_rest, started) {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
