@@ -17,7 +17,7 @@
 //! others once it has loaded the runner.
 //!
 //! Modules, lowest first: `polled_pipe`, `error`, `protocol` (wire types), `output`
-//! (capture and attribution), `config`, `boot` (boot code, runner, code cache),
+//! (capture and attribution), `boot` (boot code, runner, code cache), `config`,
 //! `process` (spawn, `/proc`, kill: the only `unsafe`), `worker`, `pool`, `batch`.
 
 #![deny(unsafe_code)]

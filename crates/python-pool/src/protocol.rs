@@ -14,6 +14,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
+use crate::error::PoolError;
+
 /// Whether a module is imported again for a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -150,13 +152,13 @@ pub(crate) struct Reply {
 
 impl Reply {
     /// The call's value, or its error.
-    pub fn into_result(self, name: &str) -> Result<serde_json::Value, crate::PoolError> {
+    pub fn into_result(self, name: &str) -> Result<serde_json::Value, PoolError> {
         if self.ok {
-            return self.result.ok_or_else(|| crate::PoolError::NoResult {
+            return self.result.ok_or_else(|| PoolError::NoResult {
                 name: name.to_string(),
             });
         }
-        Err(crate::PoolError::Exception {
+        Err(PoolError::Exception {
             name: name.to_string(),
             message: self.message.unwrap_or_else(|| "unknown error".into()),
             traceback: self.traceback,
