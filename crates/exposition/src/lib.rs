@@ -9,8 +9,8 @@
 //!   `openmetrics.exposition.generate_latest` write (float formatting, escaping, name
 //!   escaping schemes, `_created`/`_gsum`/`_gcount` gauges in text, timestamps as both
 //!   upstream and the postmates fork write them, exemplars).
-//! * [`negotiate`]: Python's `choose_encoder` ([`choose_format`]), `gzip_accepted`, and
-//!   gzip detection.
+//! * [`negotiate`]: Python's `choose_encoder` ([`choose_format`]), `gzip_accepted`, gzip
+//!   detection, and [`Negotiated`]: format, Content-Type and gzip of one scrape.
 //! * [`parse`](mod@parse): the parser and validator; errors name the line and what is wrong.
 //! * [`float`] and [`names`]: the number and name rules both sides share.
 //!
@@ -34,6 +34,7 @@ pub use model::{
 };
 pub use names::Escaping;
 pub use negotiate::{
-    CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Format, choose_format, gzip_accepted, is_gzip,
+    CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Format, Negotiated, choose_format, gzip,
+    gzip_accepted, is_gzip,
 };
 pub use parse::{parse, parse_bytes, validate};

@@ -101,6 +101,51 @@ pub fn gzip_accepted(accept_encoding: &str) -> bool {
     })
 }
 
+/// What one scrape asked for: the format, the Content-Type to answer with, and whether
+/// the body is gzipped. Built once from the request's headers, so every server that
+/// serves exposition text negotiates the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The encoder to use.
+    pub format: Format,
+    /// The `Content-Type` header value of the answer.
+    pub content_type: String,
+    /// Whether the answer is gzipped (`Content-Encoding: gzip`).
+    pub gzip: bool,
+}
+
+impl Negotiated {
+    /// From the request's `Accept` and `Accept-Encoding` values (`""` when absent).
+    pub fn from_headers(accept: &str, accept_encoding: &str) -> Negotiated {
+        let (format, content_type) = choose_format(accept);
+        Negotiated {
+            format,
+            content_type,
+            gzip: gzip_accepted(accept_encoding),
+        }
+    }
+
+    /// The body to send: `text` itself, or gzipped when the scraper accepts it.
+    pub fn body(&self, text: String) -> std::io::Result<Vec<u8>> {
+        if self.gzip {
+            gzip(text.as_bytes())
+        } else {
+            Ok(text.into_bytes())
+        }
+    }
+}
+
+/// Gzips a body at the fast level: scrapes are frequent and bodies compress well either way.
+pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body)?;
+    enc.finish()
+}
+
 /// Whether `body` starts with the gzip magic bytes (RFC 1952): an exporter's output or a
 /// fetched body that must be inflated before it is parsed.
 pub fn is_gzip(body: &[u8]) -> bool {
@@ -146,6 +191,16 @@ mod tests {
         );
         assert!(gzip_accepted("br, gzip;q=1"));
         assert!(!gzip_accepted("identity"));
+        let n = Negotiated::from_headers("text/plain", "gzip");
+        assert_eq!(n.content_type, CONTENT_TYPE_TEXT);
+        let body = n.body("a 1.0\n".into()).unwrap();
+        assert!(is_gzip(&body));
+        let mut plain = String::new();
+        use std::io::Read as _;
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut plain)
+            .unwrap();
+        assert_eq!(plain, "a 1.0\n");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use exposition::{Escaping, Format};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -19,9 +20,6 @@ use crate::validate::GeneratorOutput;
 
 /// The `path` label value used for every request whose path does not exist.
 pub const UNKNOWN_PATH: &str = "__unknown__";
-
-/// Content type of the `/metrics` body.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Labels of `httpsd_path_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -291,6 +289,16 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Every metric in the scraper's format. `prometheus-client` writes OpenMetrics only;
+    /// the exposition crate reads that back and writes text 0.0.4 or OpenMetrics byte
+    /// for byte as Python's prometheus_client would, so scrapers that expect the
+    /// original's text format (Telegraf, older agents, scripts) get it.
+    pub fn render(&self, format: &Format) -> Result<String, exposition::ParseError> {
+        let openmetrics = self.encode();
+        let families = exposition::parse(&openmetrics, Format::OpenMetrics(Escaping::Underscores))?;
+        Ok(exposition::encode(&families, format))
     }
 
     /// Records a path request. `path` must be a known path or [`UNKNOWN_PATH`].

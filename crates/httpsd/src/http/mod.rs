@@ -14,12 +14,14 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{RawQuery, Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::engine::Engine;
-use crate::metrics::{self, Metrics};
+use exposition::Negotiated;
+
+use crate::metrics::Metrics;
 
 /// Shared state of the HTTP handlers.
 pub struct AppState {
@@ -102,11 +104,43 @@ pub fn with_metrics_routes<S: Clone + Send + Sync + 'static>(
     }
 }
 
-/// `/metrics`: our own metrics, encoded in this one place.
-async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        metrics.encode(),
-    )
-        .into_response()
+/// `/metrics`: our own metrics, encoded in this one place, in the format the scraper
+/// asks for (text 0.0.4 unless its `Accept` asks for OpenMetrics, as Python's and Go's
+/// clients negotiate), gzipped when accepted.
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
+    let value_of = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let want =
+        Negotiated::from_headers(value_of(header::ACCEPT), value_of(header::ACCEPT_ENCODING));
+    let body = match metrics.render(&want.format) {
+        Ok(text) => want
+            .body(text)
+            .map_err(|e| format!("cannot gzip the metrics: {e}")),
+        Err(e) => Err(format!("cannot re-encode our own metrics: {e}")),
+    };
+    match body {
+        Ok(body) => {
+            let mut response = body.into_response();
+            let h = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&want.content_type) {
+                h.insert(header::CONTENT_TYPE, v);
+            }
+            if want.gzip {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            h.insert(
+                header::VARY,
+                HeaderValue::from_static("Accept, Accept-Encoding"),
+            );
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "/metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, e).into_response()
+        }
+    }
 }

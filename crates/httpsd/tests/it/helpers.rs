@@ -211,8 +211,19 @@ impl Resp {
 
 /// GET `url`.
 pub async fn get(url: &str) -> Resp {
-    let r = client()
-        .get(url)
+    get_with(url, &[]).await
+}
+
+/// The `Accept` header Prometheus sends: OpenMetrics first, text 0.0.4 as fallback.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// GET `url` with extra request headers.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut request = client().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let r = request
         .send()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));

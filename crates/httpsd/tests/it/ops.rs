@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use crate::helpers::{Server, Tree, bin, get, wait_for};
+use crate::helpers::{PROMETHEUS_ACCEPT, Server, Tree, bin, get, get_with, wait_for};
 
 /// `Command::output` with a deadline: a command that should exit at once but serves
 /// instead (a regression) is killed after 20 s instead of hanging the suite.
@@ -266,7 +266,7 @@ async fn metrics_doc_matches_exposition() {
     );
     assert_eq!(get(&s.url("/targets/nope")).await.status, 404);
     get(&s.url("/targets/dyn")).await;
-    let metrics = get(&s.url("/metrics")).await;
+    let metrics = get_with(&s.url("/metrics"), &[("accept", PROMETHEUS_ACCEPT)]).await;
     assert_eq!(metrics.status, 200);
     let exposed = exposed_families(&metrics.body);
     let documented = documented_families();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Server, Tree, get, raw_get, wait_for};
+use crate::helpers::{PROMETHEUS_ACCEPT, Server, Tree, get, get_with, raw_get, wait_for};
 
 fn group(targets: &[&str], labels: serde_json::Value) -> serde_json::Value {
     json!({"targets": targets, "labels": labels})
@@ -356,15 +356,23 @@ async fn metrics_count_requests_and_stay_bounded() {
         get(&srv.url(&format!("/targets/random-{i}"))).await;
     }
     raw_get(&srv.base, "/targets/../x");
-    let m = get(&srv.url("/metrics")).await;
+    let m = get_with(&srv.url("/metrics"), &[("accept", PROMETHEUS_ACCEPT)]).await;
     assert_eq!(m.status, 200);
     assert!(m.content_type.starts_with("application/openmetrics-text"));
     assert!(m.body.ends_with("# EOF\n"));
-    let line = |prefix: &str| -> f64 {
+    // The sample of `name` carrying every `k="v"` of `labels` (labels are written sorted
+    // by name, as Python's client writes them).
+    let line = |series: &str| -> f64 {
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
         m.body
             .lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line starting with {prefix}:\n{}", m.body))
+            .find(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{'))
+                    && labels.iter().all(|kv| l.contains(kv))
+            })
+            .unwrap_or_else(|| panic!("no sample {series}:\n{}", m.body))
             .rsplit(' ')
             .next()
             .unwrap()
@@ -423,4 +431,62 @@ async fn deleted_generators_leave_the_admin_page() {
         },
     )
     .await;
+}
+
+/// `/metrics` negotiates as Python's and Go's clients do: text 0.0.4 by default and for
+/// `Accept: text/plain`, OpenMetrics only when asked, gzip when accepted; both formats
+/// carry the same families and values.
+#[tokio::test]
+async fn metrics_negotiate_text_openmetrics_and_gzip() {
+    use exposition::{Escaping, Format, MetricType};
+    let tree = sample_tree();
+    let srv = Server::serve(tree.root(), &[]);
+    get(&srv.url("/targets/sub")).await;
+    let plain = get(&srv.url("/metrics")).await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(
+        plain.content_type,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(!plain.body.contains("# EOF"), "{}", plain.body);
+    assert!(
+        plain
+            .body
+            .contains("# TYPE httpsd_path_requests_total counter\n"),
+        "{}",
+        plain.body
+    );
+    let asked_text = get_with(&srv.url("/metrics"), &[("accept", "text/plain")]).await;
+    assert_eq!(asked_text.content_type, plain.content_type);
+    let text = exposition::parse(&plain.body, Format::Text(Escaping::Underscores))
+        .unwrap_or_else(|e| panic!("{e}:\n{}", plain.body));
+    let om = get_with(&srv.url("/metrics"), &[("accept", PROMETHEUS_ACCEPT)]).await;
+    assert!(
+        om.content_type
+            .starts_with("application/openmetrics-text; version=1.0.0")
+    );
+    let om = exposition::parse(&om.body, Format::OpenMetrics(Escaping::Underscores))
+        .unwrap_or_else(|e| panic!("{e}:\n{}", om.body));
+    let requests = |fams: &[exposition::MetricFamily], name: &str| -> f64 {
+        let fam = fams.iter().find(|f| f.name == name).expect(name);
+        assert_eq!(fam.typ, MetricType::Counter);
+        fam.samples
+            .iter()
+            .find(|s| s.name == "httpsd_path_requests_total" && s.label("path") == Some("sub"))
+            .map(|s| s.value)
+            .expect("sample")
+    };
+    assert_eq!(requests(&text, "httpsd_path_requests"), 1.0);
+    assert_eq!(requests(&om, "httpsd_path_requests"), 1.0);
+    // gzip when accepted, and only then.
+    let r = crate::helpers::client()
+        .get(srv.url("/metrics"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let body = r.bytes().await.expect("body");
+    assert!(exposition::is_gzip(&body));
+    assert!(plain.body.len() > body.len());
 }
