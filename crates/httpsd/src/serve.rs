@@ -49,7 +49,16 @@ pub async fn start_tree(
         tokio::task::spawn_blocking(move || Catalog::new(&root, max_file_size, metrics)).await?,
     );
     let watcher = tokio::spawn(crate::watch::run(catalog.clone(), rescan_interval));
-    let runners = match Runners::start(runner, Warmth::for_tree(&catalog)).await {
+    // Warm when the tree has a Python generator now, lazy otherwise (a tree without
+    // Python keeps no interpreter resident until one appears).
+    let has_python = (catalog.snapshot().listing.generators.iter())
+        .any(|g| g.kind == crate::tree::GeneratorKind::Python);
+    let warmth = if has_python {
+        Warmth::Warm
+    } else {
+        Warmth::Lazy
+    };
+    let runners = match Runners::start(runner, warmth).await {
         Ok(r) => Arc::new(r),
         Err(e) => {
             watcher.abort();

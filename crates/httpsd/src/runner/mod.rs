@@ -2,7 +2,6 @@
 //! JSON output. Validation, caching and merging happen above this layer.
 
 pub mod exec;
-mod polled_pipe;
 pub mod python;
 
 use crate::error::GeneratorError;

@@ -1,13 +1,13 @@
 //! The read end of a pipe, read by polling on a timer instead of waiting for data.
 //!
 //! A reader that waits on a pipe is woken by every write to it: the writer pays for
-//! the wake-up and the reader's thread goes idle and wakes once per write. `check`
-//! gets one reply and one output mark per generator from each Python worker, about
-//! one every 50 microseconds per worker, and those wake-ups (on a virtual machine,
+//! the wake-up and the reader's thread goes idle and wakes once per write. A batch of
+//! short calls (httpsd's `check`) gets one reply and one output mark per module from
+//! each worker, about one every 50 microseconds per worker, and those wake-ups (on a virtual machine,
 //! each one an exit to the hypervisor) cost more than the generators. Polled, the
 //! pipe is not in the runtime's epoll set at all: writes wake nobody, and each poll
 //! reads everything written since the last one. The price is up to one `POLL` of
-//! latency per read, which `check` hides by keeping the next batch queued in each
+//! latency per read, which batches hide by keeping the next batch queued in each
 //! worker. Tokio has no such mode, hence this small type.
 
 use std::future::Future;

@@ -1,16 +1,18 @@
-# The httpsd Python worker: embedded in the httpsd binary and started by it as
-# `python -c BOOT`; BOOT reads from stdin a line with the length of this source, then
-# the source, runs it as "<httpsd-runner>" and calls main(stdin), which reads one JSON
-# line of settings (and, when they list "copies", forks a copy of itself for each).
+# The python-pool worker: embedded in the program that uses the python-pool crate and
+# started by it as `python -c BOOT`; BOOT reads from stdin a line with the length of
+# this source, then the source, runs it as "<NAME-runner>" and calls main(stdin),
+# which reads one JSON line of settings (and, when they list "copies", forks a copy of
+# itself for each).
 #
-# Protocol (private to httpsd, one JSON object per line):
-#   in  (fd 0 at start, moved to a private fd): {"id", "path", "params", "check"}
-#        or, for `check`, a batch {"id", "batch": [path, ...]} run in check mode
+# Protocol (private to the crate, one JSON object per line; protocol.rs):
+#   in  (fd 0 at start, moved to a private fd): {"id", "path", "params", "functions",
+#        "import", "env"}, or a batch {"id", "batch": [path, ...], "functions", "import",
+#        "env"} whose paths are called without parameters
 #   out (fd 1 at start, moved to a private fd): {"id", "ok", "result" | "kind",
 #        "message", "traceback", "recycle", "secs"}, one per request; a batch gets
 #        one per path, in order, each with its "index", written as soon as it is done
 #        (a batch stops early after a reply with "recycle")
-# After the handshake, fd 0 is /dev/null and fd 1 is fd 2 (a pipe httpsd logs),
+# After the handshake, fd 0 is /dev/null and fd 1 is fd 2 (a pipe the pool reads),
 # so nothing user code prints can reach the protocol channel.
 import importlib
 import importlib.machinery
@@ -18,10 +20,9 @@ import os
 import sys
 import time
 
-TEST_ENV = "PROMETHEUS_HTTP_SD_IS_TEST"
-# Starts the line written to the output stream before each generator runs (OUTPUT_MARK
-# in python.rs).
-OUTPUT_MARK = b"\x1e\x1fhttpsd-generator "
+# Starts the line written to the output stream before each call runs (OUTPUT_MARK in
+# output.rs).
+OUTPUT_MARK = b"\x1e\x1fpython-pool-call "
 
 try:
     # What importlib.util re-exports, without the import of importlib.util (and of
@@ -114,21 +115,13 @@ _ModuleType = type(sys)
 _SourceFileLoader = importlib.machinery.SourceFileLoader
 _ModuleSpec = importlib.machinery.ModuleSpec
 
-_SHIM_SOURCES = {
-    "prometheus_http_sd": "",
-    "prometheus_http_sd.const": 'TEST_ENV_NAME = "PROMETHEUS_HTTP_SD_IS_TEST"\n',
-    "prometheus_http_sd.targets": (
-        "from typing import Dict, List, TypedDict\n"
-        "class Target(TypedDict):\n"
-        "    targets: List[str]\n"
-        "    labels: Dict[str, str]\n"
-        "TargetList = List[Target]\n"
-    ),
-}
+# Modules provided by source when nothing installed provides them (settings "shims").
+_SHIM_SOURCES = {}
 
 
 class _ShimFinder:
-    """Provides prometheus_http_sd.targets when the real package is not installed.
+    """Provides the shim modules (a package when another shim is inside it) when no
+    installed package does.
 
     It sits last on sys.meta_path, so an installed package always wins."""
 
@@ -136,8 +129,9 @@ class _ShimFinder:
     def find_spec(cls, name, path=None, target=None):
         if name not in _SHIM_SOURCES:
             return None
+        prefix = name + "."
         return spec_from_loader(
-            name, cls, is_package=(name == "prometheus_http_sd")
+            name, cls, is_package=any(n.startswith(prefix) for n in _SHIM_SOURCES)
         )
 
     @staticmethod
@@ -202,6 +196,7 @@ class Worker:
         self.root_prefix = os.path.join(root, "")
         self.max_result = max_result
         self.generators = {}  # path -> (stamp, module)
+        self.kept = {}  # path -> (stamp, module), never purged (Import::Kept)
         self.helpers = {}  # file of a root-local module in sys.modules -> stamp
         self.seen_modules = 0
 
@@ -284,47 +279,71 @@ class Worker:
         self.generators[path] = (stamp, module)
         return module
 
+    def _kept(self, path):
+        # Imported once and kept while its file is unchanged: its state accumulates.
+        stamp = _stamp(path)
+        cached = self.kept.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        module = self._load(path)
+        self.kept[path] = (stamp, module)
+        return module
+
     def run(self, req):
         path = req["path"]
-        check = bool(req.get("check"))
-        if check:
-            # Check mode: a fresh module that sees the test variable at import time
-            # (set here unless the batch set it already and no generator changed it).
-            previous = os.environ.get(TEST_ENV)
-            if previous != "1":
-                os.environ[TEST_ENV] = "1"
-            try:
+        # Set while the module is imported and called (unless a batch set them already
+        # and no call changed them), then restored.
+        previous = _set_env(req.get("env"))
+        try:
+            how = req.get("import")
+            if how == "fresh":
                 module = self._load(path)
-                func = getattr(module, "test_generate_targets", None)
-                if func is None:
-                    func = _generate_targets(module)
-                result = func()
-            finally:
-                if previous != "1":
-                    _restore_env(previous)
-        else:
-            module = self._module(path)
-            result = _generate_targets(module)(**req.get("params", {}))
-        return result
+            elif how == "kept":
+                module = self._kept(path)
+            else:
+                module = self._module(path)
+            return _function(module, req.get("functions") or ())(**req.get("params", {}))
+        finally:
+            _restore_env(previous)
+
+
+def _set_env(env):
+    """Sets `env`; returns what to restore: the earlier values of the names changed."""
+    previous = {}
+    for name, value in (env or {}).items():
+        old = os.environ.get(name)
+        if old != value:
+            previous[name] = old
+            os.environ[name] = value
+    return previous
 
 
 def _restore_env(previous):
-    if previous is None:
-        os.environ.pop(TEST_ENV, None)
-    else:
-        os.environ[TEST_ENV] = previous
+    for name, old in previous.items():
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 class _Reject(Exception):
     """A result or module that cannot be used, reported without a traceback."""
 
 
-def _generate_targets(module):
-    func = getattr(module, "generate_targets", None)
+def _function(module, names):
+    # The first of `names` the module defines; the last one is required.
+    for name in names[:-1]:
+        func = getattr(module, name, None)
+        if func is not None:
+            return func
+    if not names:
+        raise _Reject("the request names no function")
+    name = names[-1]
+    func = getattr(module, name, None)
     if func is None:
-        raise _Reject("the module defines no generate_targets(**params) function")
+        raise _Reject("the module defines no %s(**params) function" % name)
     if not callable(func):
-        raise _Reject("generate_targets is not callable")
+        raise _Reject("%s is not callable" % name)
     return func
 
 
@@ -374,7 +393,7 @@ def _error(rid, index, kind, message, tb=None, recycle=False, secs=0.0):
 
 
 def _watch_parent(ppid):
-    # httpsd set PR_SET_PDEATHSIG before exec, so the worker dies with it; it may have
+    # The pool set PR_SET_PDEATHSIG before exec, so the worker dies with it; it may have
     # died before that, though: then exit now.
     if os.getppid() != ppid:
         os._exit(0)
@@ -382,16 +401,16 @@ def _watch_parent(ppid):
 
 def _fork_copies(fd_triples):
     """Forks one copy of this worker per (stdin, stdout, stderr) triple of pipe fds that
-    httpsd passed: once the interpreter has started, a fork costs a small part of
+    the pool passed: once the interpreter has started, a fork costs a small part of
     starting another one. Returns True in a copy, whose fds 0-2 are then its pipes."""
     copy = False
     for fds in fd_triples:
         try:
             pid = os.fork()
         except OSError:
-            continue  # httpsd sees this copy's pipes close and starts a worker itself
+            continue  # the pool sees this copy's pipes close and starts a worker itself
         if pid == 0:
-            os.setpgid(0, 0)  # its own process group: httpsd kills it alone
+            os.setpgid(0, 0)  # its own process group: the pool kills it alone
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
             copy = True
@@ -406,8 +425,8 @@ def _fork_copies(fd_triples):
 
 
 def _lifeline(fd):
-    # A copy is the first worker's child, not httpsd's, so PR_SET_PDEATHSIG cannot tie
-    # it to httpsd: a thread waits for the request pipe to hang up (httpsd is gone) and
+    # A copy is the first worker's child, not the pool's, so PR_SET_PDEATHSIG cannot tie
+    # it to the pool: a thread waits for the request pipe to hang up (the pool is gone) and
     # kills the copy's process group, even while a generator runs. It only polls for
     # the hang-up, so it never takes a request and never holds the GIL while waiting.
     import _thread
@@ -450,8 +469,10 @@ def main(stream):
     if sys.path and sys.path[0] == "":
         del sys.path[0]
     sys.path.append(root)
-    sys.meta_path.append(_ShimFinder)
-    sys.argv = ["httpsd"]
+    _SHIM_SOURCES.update(settings.get("shims") or {})
+    if _SHIM_SOURCES:
+        sys.meta_path.append(_ShimFinder)
+    sys.argv = [settings.get("name") or "python-pool"]
 
     # Move the protocol off fds 0 and 1 (the copies are not inherited by children).
     proto_in = os.fdopen(os.dup(0), "rb")
@@ -480,7 +501,7 @@ def main(stream):
     while True:
         line = proto_in.readline()
         if not line:
-            return  # httpsd closed the channel: exit quietly
+            return  # the pool closed the channel: exit quietly
         req = _loads(line)
         rid = req.get("id")
         batch = req.get("batch")
@@ -489,22 +510,21 @@ def main(stream):
             continue
         last = len(batch) - 1
         # Set for the whole batch (each run still sees it, see Worker.run).
-        previous = os.environ.get(TEST_ENV)
-        os.environ[TEST_ENV] = "1"
+        previous = _set_env(req.get("env"))
+        item = {"functions": req.get("functions"), "import": req.get("import"), "env": req.get("env")}
         try:
             for index, path in enumerate(batch):
-                out, recycle = _answer(
-                    worker, rid, {"path": path, "check": True}, index, index < last
-                )
+                item["path"] = path
+                out, recycle = _answer(worker, rid, item, index, index < last)
                 _write_all(proto_out, out)
                 if recycle:
-                    break  # httpsd replaces this worker and runs the rest elsewhere
+                    break  # the pool replaces this worker and runs the rest elsewhere
         finally:
             _restore_env(previous)
 
 
 def _announce(worker, path):
-    # Tells httpsd, in the output stream itself, which generator prints what follows
+    # Tells the pool, in the output stream itself, which module prints what follows
     # ("" once a call or batch is done): the reply comes on another pipe, so only an
     # in-band mark attributes output exactly (a batch runs many generators between
     # two replies).
@@ -519,7 +539,7 @@ def _answer(worker, rid, req, index, more=False):
     """Runs one request; returns the reply line and whether the worker must go.
 
     `more`: another generator of the batch follows at once, so its start mark also
-    ends this one's output (one write, and one wake-up of httpsd, less per file)."""
+    ends this one's output (one write, and one wake-up of the pool, less per file)."""
     _announce(worker, req.get("path") or "")
     started = time.perf_counter()
     recycle = False

@@ -1,0 +1,6 @@
+//! Integration tests of the pool with a real `python3`: calls, import modes, deadlines,
+//! crashes, output capture, memory limit and batches.
+
+mod calls;
+mod failures;
+mod support;
