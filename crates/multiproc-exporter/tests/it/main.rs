@@ -4,6 +4,10 @@
 mod archive;
 mod cli;
 mod concurrent;
+mod daemons;
 mod helpers;
 mod oracle;
+mod procstats;
+mod push;
 mod robustness;
+mod textfile;
