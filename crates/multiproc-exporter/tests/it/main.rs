@@ -3,6 +3,7 @@
 
 mod archive;
 mod cli;
+mod collectors;
 mod concurrent;
 mod daemons;
 mod helpers;
