@@ -67,11 +67,7 @@ fn seed_002_component_collector_is_served_with_the_workers_metrics() {
 #[test]
 fn failing_collectors_are_left_out_and_the_rest_is_served() {
     require_python();
-    let dir = tempfile::tempdir().expect("tempdir");
-    run_py(
-        "workers.py",
-        &[dir.path().to_str().expect("utf-8"), "count", "1", "2"],
-    );
+    let dir = counted_dir(1, 2);
     let cols = tempfile::tempdir().expect("tempdir");
     let c = cols.path();
     write(
@@ -193,11 +189,7 @@ fn stop_and_log(mut exp: Exporter) -> String {
 #[test]
 fn clashing_names_are_served_once_and_reported() {
     require_python();
-    let dir = tempfile::tempdir().expect("tempdir");
-    run_py(
-        "workers.py",
-        &[dir.path().to_str().expect("utf-8"), "count", "1", "2"],
-    );
+    let dir = counted_dir(1, 2);
     let cols = tempfile::tempdir().expect("tempdir");
     let c = cols.path();
     // a_first.py's `shared` wins over b_second.py's; `work_done` is the directory's.
@@ -326,34 +318,27 @@ fn bad_collector_options_are_refused_at_start() {
     let cols = tempfile::tempdir().expect("tempdir");
     let notpy = write(cols.path(), "notes.txt", "hello");
     let ok = write(cols.path(), "ok.py", "");
-    for (args, needle) in [
-        (
-            vec!["--collector", "/nonexistent/x.py"],
-            "/nonexistent/x.py",
-        ),
-        (vec!["--collector", notpy.as_str()], "not a .py file"),
-        (
-            vec![
-                "--collector",
-                ok.as_str(),
-                "--python",
+    assert_refused(
+        dir.path(),
+        &[
+            (
+                vec!["--collector", "/nonexistent/x.py"],
+                "/nonexistent/x.py",
+            ),
+            (vec!["--collector", notpy.as_str()], "not a .py file"),
+            (
+                vec![
+                    "--collector",
+                    ok.as_str(),
+                    "--python",
+                    "/nonexistent/python3",
+                ],
                 "/nonexistent/python3",
-            ],
-            "/nonexistent/python3",
-        ),
-        (
-            vec!["--collector", ok.as_str(), "--collector-timeout", "0"],
-            "--collector-timeout",
-        ),
-    ] {
-        let out = std::process::Command::new(exporter_bin())
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&args)
-            .output()
-            .expect("run");
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+            ),
+            (
+                vec!["--collector", ok.as_str(), "--collector-timeout", "0"],
+                "--collector-timeout",
+            ),
+        ],
+    );
 }

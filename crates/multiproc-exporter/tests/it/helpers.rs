@@ -272,3 +272,35 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// A multiprocess directory written by `procs` real processes, `incs` increments each
+/// (the `count` scenario of workers.py: `work_done_total{worker="all"}`).
+pub fn counted_dir(procs: u32, incs: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_py(
+        "workers.py",
+        &[
+            dir.path().to_str().expect("utf-8"),
+            "count",
+            &procs.to_string(),
+            &incs.to_string(),
+        ],
+    );
+    dir
+}
+
+/// Asserts that the exporter refuses each argument list at start (exit 1) with a message
+/// holding the paired text.
+pub fn assert_refused(dir: &Path, cases: &[(Vec<&str>, &str)]) {
+    for (args, needle) in cases {
+        let out = Command::new(exporter_bin())
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

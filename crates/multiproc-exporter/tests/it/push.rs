@@ -26,19 +26,19 @@ fn pushgateway_holds_the_pushed_series_and_the_last_push_at_sigterm() {
     run_py("workers.py", &[d, "count", "2", "3"]);
     let pgw = pushgateway();
     let gateway = format!("http://{}", pgw.addr);
-    let mut exp = Exporter::start(
-        dir.path(),
-        &[
+    let args = |interval| {
+        [
             "--push-to",
-            &gateway,
+            gateway.as_str(),
             "--push-job",
             "batch/nightly",
             "--push-label",
             "instance=pod 1",
             "--push-interval",
-            "0.3",
-        ],
-    );
+            interval,
+        ]
+    };
+    let mut exp = Exporter::start(dir.path(), &args("0.3"));
     // The grouping key, escaped as push_to_gateway does, is on every pushed series.
     let series = "work_done_total{instance=\"pod 1\",job=\"batch/nightly\",worker=\"all\"}";
     let mut body = String::new();
@@ -67,19 +67,7 @@ fn pushgateway_holds_the_pushed_series_and_the_last_push_at_sigterm() {
     // At SIGTERM the final values are pushed before the exporter exits; a long interval
     // makes sure it is the shutdown push that carries them.
     drop(exp);
-    exp = Exporter::start(
-        dir.path(),
-        &[
-            "--push-to",
-            &gateway,
-            "--push-job",
-            "batch/nightly",
-            "--push-label",
-            "instance=pod 1",
-            "--push-interval",
-            "3600",
-        ],
-    );
+    exp = Exporter::start(dir.path(), &args("3600"));
     assert!(wait_until(Duration::from_secs(20), || {
         sample_value(&daemon_metrics(&pgw), series) == Some(10.0)
     }));
@@ -124,36 +112,29 @@ fn a_missing_pushgateway_is_counted_and_never_breaks_scrapes() {
 #[test]
 fn bad_push_options_are_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for (args, needle) in [
-        (
-            vec!["--push-to", "https://pgw:9091"],
-            "https is not supported",
-        ),
-        (
-            vec!["--push-to", "pgw:9091", "--push-label", "nolabel"],
-            "NAME=VALUE",
-        ),
-        (
-            vec!["--push-to", "pgw:9091", "--push-label", "1x=y"],
-            "not a usable label name",
-        ),
-        (
-            vec!["--push-to", "pgw:9091", "--push-interval", "0"],
-            "--push-interval",
-        ),
-        (
-            vec!["--textfile", "/tmp/x.prom", "--textfile-interval", "nan"],
-            "--textfile-interval",
-        ),
-    ] {
-        let out = std::process::Command::new(exporter_bin())
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&args)
-            .output()
-            .expect("run");
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    assert_refused(
+        dir.path(),
+        &[
+            (
+                vec!["--push-to", "https://pgw:9091"],
+                "https is not supported",
+            ),
+            (
+                vec!["--push-to", "pgw:9091", "--push-label", "nolabel"],
+                "NAME=VALUE",
+            ),
+            (
+                vec!["--push-to", "pgw:9091", "--push-label", "1x=y"],
+                "not a usable label name",
+            ),
+            (
+                vec!["--push-to", "pgw:9091", "--push-interval", "0"],
+                "--push-interval",
+            ),
+            (
+                vec!["--textfile", "/tmp/x.prom", "--textfile-interval", "nan"],
+                "--textfile-interval",
+            ),
+        ],
+    );
 }
