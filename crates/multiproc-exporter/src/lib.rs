@@ -6,10 +6,11 @@
 //! [`expose`] feeds merged families to the `exposition` crate's encoders, [`archive`] the
 //! crash-safe compaction of dead processes' files. [`server`] is the HTTP sidecar built on them;
 //! [`extras`] adds what multiprocess mode cannot serve ([`collectors`], [`procstats`]) and
-//! [`outputs`] writes the scrape elsewhere ([`textfile`], [`push`]).
+//! [`background`] writes the scrape elsewhere ([`textfile`], [`push`]).
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod background;
 pub mod collector;
 pub mod collectors;
 pub mod expose;

@@ -1,9 +1,7 @@
-//! The periodic outputs besides `/metrics`: the textfile for node_exporter ([`crate::textfile`])
-//! and the Pushgateway ([`crate::push`]). Both render the same scrape through a [`Render`]
-//! callback (so they know nothing of the server), run on their own interval in their own
-//! task (never in a scrape's way), and run once more when the program stops. What they did
-//! is counted in [`OutputStats`], served as `multiproc_exporter_textfile_*` and
-//! `multiproc_exporter_push_*`.
+//! What the periodic outputs besides `/metrics` (the textfile for node_exporter, the
+//! Pushgateway) share: the [`Render`] callback through which they get a scrape (so they
+//! know nothing of the server), their format, their wait, and [`OutputStats`], what they
+//! did, served as `multiproc_exporter_textfile_*` and `multiproc_exporter_push*`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,27 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use exposition::{Escaping, Format, MetricFamily, MetricType, Sample};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::push::PushSettings;
-use crate::textfile::TextfileSettings;
-
-/// Renders one scrape in a format (the server's [`crate::server::AppState::render`]).
+/// Renders one scrape in a format (the server's `AppState::render`).
 pub type Render = Arc<
     dyn Fn(Format) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync,
 >;
 
 /// The text format both outputs write (what node_exporter and the Pushgateway read).
 pub const OUTPUT_FORMAT: Format = Format::Text(Escaping::Underscores);
-
-/// The outputs to run (none by default).
-#[derive(Debug, Clone, Default)]
-pub struct Outputs {
-    /// Write the scrape to a file for node_exporter's textfile collector.
-    pub textfile: Option<TextfileSettings>,
-    /// Push the scrape to a Pushgateway.
-    pub push: Option<PushSettings>,
-}
 
 /// Successes and failures of one output.
 #[derive(Debug, Default)]
@@ -118,33 +103,6 @@ impl OutputStats {
                 .families("pushes", "push", "Pushes to the Pushgateway", &mut out);
         }
         out
-    }
-}
-
-impl Outputs {
-    /// Starts a task per output. Sending `true` on the returned channel makes each run
-    /// once more and end.
-    pub fn start(
-        self,
-        render: Render,
-        stats: Arc<OutputStats>,
-    ) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        if let Some(t) = self.textfile {
-            stats.textfile_on.store(true, Ordering::Relaxed);
-            tasks.push(tokio::spawn(crate::textfile::run(
-                t,
-                render.clone(),
-                stats.clone(),
-                stop_rx.clone(),
-            )));
-        }
-        if let Some(p) = self.push {
-            stats.push_on.store(true, Ordering::Relaxed);
-            tasks.push(tokio::spawn(crate::push::run(p, render, stats, stop_rx)));
-        }
-        (stop_tx, tasks)
     }
 }
 

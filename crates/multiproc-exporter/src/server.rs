@@ -17,11 +17,11 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::archive::{ArchiveOptions, Archiver};
+use crate::background::Outputs;
 use crate::collector::Collector;
 use crate::expose::{self, Format};
 use crate::extras::Extras;
 use crate::merge::{MergedFamily, MergedSample};
-use crate::outputs::Outputs;
 use crate::scan::ScanStats;
 
 /// One own-metric sample: name suffix, labels, value.
