@@ -342,3 +342,36 @@ fn bad_collector_options_are_refused_at_start() {
         ],
     );
 }
+
+#[test]
+fn files_added_to_and_removed_from_a_collector_directory_are_noticed() {
+    require_python();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cols = tempfile::tempdir().expect("tempdir");
+    let c = cols.path();
+    write(c, "first.py", &counting(0.0, 1));
+    let exp = Exporter::start(dir.path(), &["--collector", c.to_str().expect("utf-8")]);
+    assert_eq!(up(&exp.scrape(), "first.py"), Some(1.0));
+    write(
+        c,
+        "second.py",
+        "from prometheus_client.core import GaugeMetricFamily\n\
+         def collect():\n    yield GaugeMetricFamily('second_value', 'added later', value=5)\n",
+    );
+    // Not collectors: a helper and a non-Python file.
+    write(
+        c,
+        "_helper.py",
+        "raise SystemExit('never imported as a collector')\n",
+    );
+    write(c, "notes.txt", "not a collector\n");
+    let text = exp.scrape();
+    assert_eq!(up(&text, "second.py"), Some(1.0), "{text}");
+    assert_eq!(sample_value(&text, "second_value"), Some(5.0));
+    assert!(!text.contains("_helper.py") && !text.contains("notes.txt"));
+    std::fs::remove_file(c.join("first.py")).expect("remove");
+    let text = exp.scrape();
+    assert_eq!(up(&text, "first.py"), None, "{text}");
+    assert!(!text.contains("# TYPE calls gauge"));
+    assert_eq!(up(&text, "second.py"), Some(1.0));
+}
