@@ -109,12 +109,26 @@ impl Slot {
         Ok(())
     }
 
-    /// Kills the worker.
-    pub fn shutdown(&self) {
-        if let Ok(p) = self.pool.try_lock()
-            && let Some((pool, _)) = p.as_ref()
-        {
-            pool.shutdown();
+    /// Kills the worker (after the collection that holds it, if one runs).
+    pub fn shutdown(self: &Arc<Self>) {
+        match self.pool.try_lock() {
+            Ok(p) => {
+                if let Some((pool, _)) = p.as_ref() {
+                    pool.shutdown();
+                }
+            }
+            Err(_) => {
+                // A collection holds the pool: kill it once that ends. (At exit the
+                // workers die with us anyway: the pool sets their parent-death signal.)
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let me = self.clone();
+                    rt.spawn(async move {
+                        if let Some((pool, _)) = me.pool.lock().await.as_ref() {
+                            pool.shutdown();
+                        }
+                    });
+                }
+            }
         }
     }
 
