@@ -125,13 +125,14 @@ impl ProcStats {
             if *last != Some(visible) {
                 if visible {
                     if last.is_some() {
-                        tracing::info!("process metrics: the writers' pids are visible again");
+                        tracing::info!("process metrics on: the writers' pids are visible");
                     }
                 } else {
                     tracing::warn!(
                         dir = %self.dir.display(),
-                        "process metrics off: the writers' pid namespace is not visible \
-                         (share it with the application, e.g. shareProcessNamespace in Kubernetes)"
+                        "process metrics off: no writer of the directory is visible in our pid \
+                         namespace (none is running, or the namespace is not shared with the \
+                         application: shareProcessNamespace in Kubernetes, --pid in Docker)"
                     );
                 }
                 *last = Some(visible);
