@@ -5,29 +5,43 @@
 //! writers' pid namespace is not visible (the sidecar runs in another container without a
 //! shared pid namespace) nothing is reported, with one log line saying why.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use exposition::{MetricFamily, MetricType, Sample};
 use nix::unistd::{SysconfVar, sysconf};
 
-use crate::liveness::{PidState, maps_own_db_file, namespace_visible, pid_state};
+use crate::liveness::{PidState, namespace_visible, pid_state};
 
-/// The owner pids named by the directory's `*.db` files.
-pub fn writer_pids(dir: &Path) -> BTreeSet<i32> {
+/// The owner pids named by the directory's `*.db` files, each with the change time of
+/// its newest file (Unix seconds).
+pub fn writer_pids(dir: &Path) -> BTreeMap<i32, f64> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return BTreeSet::new();
+        return out;
     };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name();
-            let stem = name.to_str()?.strip_suffix(".db")?;
-            let pid = stem.rsplit_once('_')?.1;
-            pid.parse::<i32>().ok().filter(|p| *p > 0)
-        })
-        .collect()
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".db"))
+            .and_then(|stem| stem.rsplit_once('_'))
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+            .filter(|p| *p > 0)
+        else {
+            continue;
+        };
+        // A file that vanished since the listing counts as new (never hides its writer).
+        let ctime = e
+            .metadata()
+            .map(|m| m.ctime() as f64 + m.ctime_nsec() as f64 / 1e9)
+            .unwrap_or(f64::INFINITY);
+        let newest = out.entry(pid).or_insert(ctime);
+        *newest = newest.max(ctime);
+    }
+    out
 }
 
 /// One process's numbers, as `ProcessCollector` computes them.
@@ -119,7 +133,8 @@ impl ProcStats {
     /// The live writers' numbers, by pid (empty when their namespace is not visible).
     pub fn read(&self) -> Vec<ProcessStats> {
         let pids = writer_pids(&self.dir);
-        let visible = pids.is_empty() || namespace_visible(&pids);
+        let owners: BTreeSet<i32> = pids.keys().copied().collect();
+        let visible = pids.is_empty() || namespace_visible(&owners);
         {
             let mut last = self.visible.lock().unwrap_or_else(|p| p.into_inner());
             if *last != Some(visible) {
@@ -145,12 +160,13 @@ impl ProcStats {
             return Vec::new();
         };
         pids.into_iter()
-            // A dead writer's pid may now belong to an unrelated process: skip one whose
-            // maps show it does not hold its own .db file.
-            .filter(|&pid| {
-                pid_state(pid) == PidState::Alive && maps_own_db_file(pid) != Some(false)
-            })
-            .filter_map(|pid| read_process(pid, c))
+            .filter(|&(pid, _)| pid_state(pid) == PidState::Alive)
+            .filter_map(|(pid, ctime)| read_process(pid, c).map(|s| (s, ctime)))
+            // A dead writer's pid may now belong to an unrelated process, one that started
+            // after the file was written. (Cheaper than reading every process's maps; 1 s
+            // of slack for btime's whole seconds.)
+            .filter(|(s, ctime)| s.start_time <= ctime + 1.0)
+            .map(|(s, _)| s)
             .collect()
     }
 
@@ -242,7 +258,8 @@ mod tests {
         ] {
             std::fs::write(d.path().join(n), b"").expect("write");
         }
-        assert_eq!(writer_pids(d.path()), BTreeSet::from([12, 345]));
+        let pids: Vec<i32> = writer_pids(d.path()).into_keys().collect();
+        assert_eq!(pids, vec![12, 345]);
     }
 
     #[test]
