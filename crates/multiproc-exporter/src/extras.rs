@@ -21,7 +21,7 @@ pub struct Extras {
     /// Custom collectors.
     pub collectors: Option<Collectors>,
     /// Process metrics of the writers.
-    pub procstats: Option<ProcStats>,
+    pub procstats: Option<Arc<ProcStats>>,
     /// What the outputs did.
     output_stats: Arc<OutputStats>,
     /// Clashes logged already (logged again only when the set changes).
@@ -37,10 +37,13 @@ impl std::fmt::Debug for Extras {
     }
 }
 
-/// What the collectors gave for one scrape.
+/// What the collectors gave for one scrape, and the process metrics being read.
 #[derive(Debug, Default)]
 pub struct Gathered {
     results: Vec<CollectorResult>,
+    /// Reads `/proc` on its own thread while the directory is merged (200 writers cost
+    /// about as much as the merge).
+    procstats: Option<std::thread::JoinHandle<Vec<MetricFamily>>>,
 }
 
 impl Extras {
@@ -48,7 +51,7 @@ impl Extras {
     pub fn new(collectors: Option<Collectors>, procstats: Option<ProcStats>) -> Extras {
         Extras {
             collectors,
-            procstats,
+            procstats: procstats.map(Arc::new),
             ..Extras::default()
         }
     }
@@ -60,12 +63,18 @@ impl Extras {
 
     /// Runs the collectors (concurrent scrapes share one collection).
     pub async fn gather(&self) -> Gathered {
-        match &self.collectors {
-            Some(c) => Gathered {
-                results: c.collect().await,
-            },
-            None => Gathered::default(),
-        }
+        let results = match &self.collectors {
+            Some(c) => c.collect().await,
+            None => Vec::new(),
+        };
+        let procstats = self.procstats.clone().and_then(|p| {
+            std::thread::Builder::new()
+                .name("procstats".into())
+                .spawn(move || p.families())
+                .map_err(|e| tracing::warn!("process metrics skipped: no thread: {e}"))
+                .ok()
+        });
+        Gathered { results, procstats }
     }
 
     /// Stops the collectors' workers.
@@ -108,8 +117,8 @@ impl Gathered {
                 }
             }
         };
-        if let Some(p) = &extras.procstats {
-            for fam in p.families() {
+        if let Some(h) = self.procstats {
+            for fam in h.join().unwrap_or_default() {
                 admit(fam, "process metrics", &mut out);
             }
         }
