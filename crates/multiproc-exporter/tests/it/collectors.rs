@@ -27,37 +27,76 @@ fn up(text: &str, collector: &str) -> Option<f64> {
     )
 }
 
+/// Rows of the example's `Component` model (read by the test's stand-in Django).
+const SLAAPP_ROWS: &str = r#"[{"name": "billing-db", "team": "payments", "window_start_hour": 1},
+    {"name": "search", "team": "discovery", "window_start_hour": 3, "window_hours": 4}]"#;
+
+/// The example's collector directory and the environment its stand-in Django needs.
+fn django_example() -> (String, Vec<(&'static str, String)>) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/multiproc-django/collectors")
+        .canonicalize()
+        .expect("examples/multiproc-django");
+    let fake = py_script("fake_django");
+    (
+        example.to_str().expect("utf-8").to_string(),
+        vec![
+            ("PYTHONPATH", fake.to_str().expect("utf-8").to_string()),
+            ("SLAAPP_ROWS", SLAAPP_ROWS.to_string()),
+        ],
+    )
+}
+
+/// What Python itself serves for the example's collector, in `format`.
+fn python_serves(collectors: &str, env: &[(&str, String)], format: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .arg(py_script("oracle_collectors.py"))
+        .args([format, &format!("{collectors}/components.py")])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
 #[test]
 fn seed_002_component_collector_is_served_with_the_workers_metrics() {
     require_python();
-    let dir = tempfile::tempdir().expect("tempdir");
     // gunicorn-style workers: several processes writing the directory.
-    run_py(
-        "workers.py",
-        &[dir.path().to_str().expect("utf-8"), "count", "3", "5"],
-    );
-    let cols = py_script("collectors");
-    let exp = Exporter::start(dir.path(), &["--collector", cols.to_str().expect("utf-8")]);
+    let dir = counted_dir(3, 5);
+    // The Django example (seed 002's collector, no registration hooks), run unchanged
+    // against a stand-in Django with two components in its "database".
+    let (cols, env) = django_example();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let exp = Exporter::start_env(dir.path(), &["--collector", &cols], &env_refs);
     let text = exp.scrape();
-    assert_eq!(up(&text, "monitoring.py"), Some(1.0), "{text}");
+    assert_eq!(up(&text, "components.py"), Some(1.0), "{text}");
+    assert!(
+        text.contains(
+            "billing_db_service_window_in_window{component=\"billing-db\",team=\"payments\"} 1.0"
+        ),
+        "{text}"
+    );
     // Python's own encoder for both halves is the oracle, in both formats.
-    let expected = oracle(dir.path(), "text") + &run_py("oracle_collectors.py", &["text"]);
+    let expected = oracle(dir.path(), "text") + &python_serves(&cols, &env, "text");
     assert_same_exposition(&expected, &strip_own(&text));
     let om = scrape_om(&exp);
     let mp_om = oracle(dir.path(), "openmetrics");
     let expected_om = mp_om.strip_suffix("# EOF\n").expect("EOF").to_string()
-        + &run_py("oracle_collectors.py", &["openmetrics"]);
+        + &python_serves(&cols, &env, "openmetrics");
     assert_same_exposition(&expected_om, &strip_own(&om));
     assert!(om.ends_with("# EOF\n") && om.matches("# EOF").count() == 1);
     // Info and Enum (stateset) keep their types in OpenMetrics.
-    assert!(om.contains("# TYPE app_build info\n"), "{om}");
+    assert!(om.contains("# TYPE slaapp_build info\n"), "{om}");
     assert!(
-        om.contains("app_state{app_state=\"serving\"} 1.0\n"),
+        om.contains("slaapp_maintenance{slaapp_maintenance=\"off\"} 1.0\n"),
         "{om}"
     );
-    // The helper module (_models.py) is not a collector; the worker's own process,
-    // platform and gc collectors are not served.
-    assert!(!text.contains("_models.py"));
+    // The worker's own process, platform and gc collectors are not served.
     assert!(
         !text.contains("python_info") && !text.contains("python_gc_"),
         "{text}"

@@ -79,9 +79,15 @@ pub fn exporter_bin() -> &'static str {
 impl Exporter {
     /// Starts the exporter on `dir` and waits until /healthz answers.
     pub fn start(dir: &Path, extra: &[&str]) -> Exporter {
+        Exporter::start_env(dir, extra, &[])
+    }
+
+    /// [`Exporter::start`] with more environment variables.
+    pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
         for _ in 0..5 {
             let addr = free_addr();
             let mut child = Command::new(exporter_bin())
+                .envs(env.iter().copied())
                 .arg(dir)
                 .arg("--listen")
                 .arg(addr.to_string())

@@ -1,26 +1,33 @@
 #!/usr/bin/env python3
-"""What Python itself serves for monitoring.py in one process (its REGISTRY without the
-default collectors, plus its collect()): `oracle_collectors.py FORMAT` (text|openmetrics)."""
+"""What Python itself serves for one collector file in one process (its REGISTRY without
+the default collectors, plus the module's collect()):
+
+    oracle_collectors.py FORMAT FILE      FORMAT: text | openmetrics
+"""
+import importlib.util
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "collectors"))
-import prometheus_client  # noqa: E402
-from prometheus_client import REGISTRY, CollectorRegistry  # noqa: E402
+import prometheus_client
+from prometheus_client import REGISTRY
 
+fmt, path = sys.argv[1], sys.argv[2]
 for c in (prometheus_client.PROCESS_COLLECTOR, prometheus_client.PLATFORM_COLLECTOR,
           prometheus_client.GC_COLLECTOR):
     REGISTRY.unregister(c)
-import monitoring  # noqa: E402
+sys.path.append(os.path.dirname(path))
+spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
 
 
 class Own:
     def collect(self):
-        return monitoring.collect()
+        return module.collect() if callable(getattr(module, "collect", None)) else []
 
 
 REGISTRY.register(Own())
-if sys.argv[1] == "openmetrics":
+if fmt == "openmetrics":
     from prometheus_client.openmetrics.exposition import generate_latest
 else:
     from prometheus_client import generate_latest
