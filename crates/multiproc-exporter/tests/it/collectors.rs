@@ -48,19 +48,9 @@ fn django_example() -> (String, Vec<(&'static str, String)>) {
 }
 
 /// What Python itself serves for the example's collector, in `format`.
-fn python_serves(collectors: &str, env: &[(&str, String)], format: &str) -> String {
-    let out = std::process::Command::new("python3")
-        .arg(py_script("oracle_collectors.py"))
-        .args([format, &format!("{collectors}/components.py")])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+fn python_serves(collectors: &str, env: &[(&str, &str)], format: &str) -> String {
+    let file = format!("{collectors}/components.py");
+    run_py_env("oracle_collectors.py", &[format, &file], env)
 }
 
 #[test]
@@ -73,6 +63,7 @@ fn seed_002_component_collector_is_served_with_the_workers_metrics() {
     let (cols, env) = django_example();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let exp = Exporter::start_env(dir.path(), &["--collector", &cols], &env_refs);
+    let env = env_refs;
     let text = exp.scrape();
     assert_eq!(up(&text, "components.py"), Some(1.0), "{text}");
     assert!(

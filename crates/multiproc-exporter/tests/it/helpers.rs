@@ -38,10 +38,16 @@ pub fn require_python() {
 
 /// Runs a helper script to completion and returns its stdout.
 pub fn run_py(script: &str, args: &[&str]) -> String {
+    run_py_env(script, args, &[])
+}
+
+/// [`run_py`] with more environment variables.
+pub fn run_py_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     require_python();
     let out = Command::new("python3")
         .arg(py_script(script))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run python3");
     assert!(
