@@ -101,6 +101,29 @@ pub fn list_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CollectorsError> {
     Ok(out)
 }
 
+/// Removes the host directories of earlier runs whose process is gone (one killed with
+/// SIGKILL never removed its own).
+fn remove_stale_host_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("multiproc-exporter-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if crate::liveness::pid_state(pid) == crate::liveness::PidState::Dead
+            && e.path().join("collector_host.py").is_file()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn is_collector_name(f: &Path) -> bool {
     f.file_name()
         .and_then(|n| n.to_str())
@@ -137,6 +160,7 @@ impl Collectors {
     /// path is wrong or a worker cannot start (e.g. `--python` has no prometheus_client).
     pub async fn start(settings: CollectorSettings) -> Result<Collectors, CollectorsError> {
         let files = list_files(&settings.paths)?;
+        remove_stale_host_dirs();
         let host_dir =
             std::env::temp_dir().join(format!("multiproc-exporter-{}", std::process::id()));
         let host = host_dir.join("collector_host.py");
