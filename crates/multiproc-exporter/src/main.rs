@@ -9,7 +9,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use multiproc_exporter::archive::ArchiveOptions;
+use multiproc_exporter::background::Outputs;
+use multiproc_exporter::collectors::{CollectorSettings, Collectors};
+use multiproc_exporter::extras::Extras;
+use multiproc_exporter::procstats::ProcStats;
+use multiproc_exporter::push::PushSettings;
 use multiproc_exporter::server::{self, Settings};
+use multiproc_exporter::textfile::TextfileSettings;
 
 /// Serve (and optionally archive) the per-process .db files of Python's prometheus_client
 /// multiprocess mode, merged exactly like MultiProcessCollector.
@@ -39,12 +45,123 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// A custom collector: a .py file, or a directory of them (names starting with _ or .
+    /// ignored). Repeatable. It registers collectors on prometheus_client.REGISTRY at
+    /// import, or defines a module-level collect().
+    #[arg(long = "collector", value_name = "PATH")]
+    collectors: Vec<PathBuf>,
+    /// The Python interpreter the collectors run in (the application's virtualenv).
+    #[arg(long, default_value = "python3", value_name = "PATH")]
+    python: PathBuf,
+    /// Seconds a collection may take; past it the collector's families are left out and
+    /// its worker is replaced.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    collector_timeout: f64,
+    /// Seconds a collector's result is reused (0: every scrape collects; concurrent scrapes
+    /// share one collection). An expired result is served while a new one is collected.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    collector_cache_seconds: f64,
+    /// Serve process_* metrics (Python's ProcessCollector) of every live writer, with a pid label.
+    #[arg(long)]
+    process_metrics: bool,
+    /// Also write the scrape to this file, atomically, for node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH")]
+    textfile: Option<PathBuf>,
+    /// Seconds between textfile writes.
+    #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+    textfile_interval: f64,
+    /// Also push the scrape to this Pushgateway (http://host:9091), on an interval and at shutdown.
+    #[arg(long, value_name = "URL")]
+    push_to: Option<String>,
+    /// The job of the Pushgateway grouping key.
+    #[arg(long, default_value = "multiproc-exporter", value_name = "NAME")]
+    push_job: String,
+    /// Another grouping key label, NAME=VALUE. Repeatable.
+    #[arg(long = "push-label", value_name = "NAME=VALUE")]
+    push_labels: Vec<String>,
+    /// Seconds between pushes.
+    #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+    push_interval: f64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
     Json,
+}
+
+fn seconds(value: f64, option: &str, zero_ok: bool) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0)) && value < 1e9) {
+        bail!(
+            "{option} must be a {} number of seconds, not {value}",
+            if zero_ok { "non-negative" } else { "positive" }
+        );
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn outputs(cli: &Cli) -> anyhow::Result<Outputs> {
+    let textfile = match &cli.textfile {
+        Some(path) => Some(TextfileSettings {
+            path: path.clone(),
+            interval: seconds(cli.textfile_interval, "--textfile-interval", false)?,
+        }),
+        None => None,
+    };
+    let push = match &cli.push_to {
+        Some(url) => {
+            if url.starts_with("https://") {
+                bail!(
+                    "--push-to {url}: https is not supported; use the Pushgateway's http address"
+                );
+            }
+            let mut labels = Vec::new();
+            for l in &cli.push_labels {
+                let Some((k, v)) = l.split_once('=') else {
+                    bail!("--push-label {l:?}: expected NAME=VALUE");
+                };
+                if !exposition::names::is_valid_legacy_label_name(k) || k == "job" {
+                    bail!("--push-label {l:?}: {k:?} is not a usable label name");
+                }
+                labels.push((k.to_string(), v.to_string()));
+            }
+            if cli.push_job.is_empty() {
+                bail!("--push-job must not be empty");
+            }
+            Some(PushSettings {
+                gateway: url.clone(),
+                job: cli.push_job.clone(),
+                labels,
+                interval: seconds(cli.push_interval, "--push-interval", false)?,
+            })
+        }
+        None => None,
+    };
+    Ok(Outputs { textfile, push })
+}
+
+async fn extras(cli: &Cli, dir: &std::path::Path) -> anyhow::Result<Extras> {
+    let collectors = if cli.collectors.is_empty() {
+        None
+    } else {
+        Some(
+            Collectors::start(CollectorSettings {
+                paths: cli.collectors.clone(),
+                python: cli.python.clone(),
+                timeout: seconds(cli.collector_timeout, "--collector-timeout", false)?,
+                cache: seconds(
+                    cli.collector_cache_seconds,
+                    "--collector-cache-seconds",
+                    true,
+                )?,
+            })
+            .await?,
+        )
+    };
+    let procstats = cli
+        .process_metrics
+        .then(|| ProcStats::new(dir.to_path_buf()));
+    Ok(Extras::new(collectors, procstats))
 }
 
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -98,6 +215,8 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = settings(&cli)?;
+    let outputs = outputs(&cli)?;
+    let extras = std::sync::Arc::new(extras(&cli, &settings.dir).await?);
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
@@ -107,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         archive = settings.archive.is_some(),
         "multiproc-exporter serving"
     );
-    server::run(listener, settings, shutdown_signal()).await?;
+    server::run_with(listener, settings, extras, outputs, shutdown_signal()).await?;
     Ok(())
 }
 

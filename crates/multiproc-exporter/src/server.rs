@@ -17,8 +17,10 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::archive::{ArchiveOptions, Archiver};
+use crate::background::Outputs;
 use crate::collector::Collector;
 use crate::expose::{self, Format};
+use crate::extras::Extras;
 use crate::merge::{MergedFamily, MergedSample};
 use crate::scan::ScanStats;
 
@@ -71,20 +73,50 @@ pub struct AppState {
     settings: Settings,
     collector: Mutex<Collector>,
     metrics: SelfMetrics,
+    /// What is served besides the directory (collectors, process metrics).
+    extras: Arc<Extras>,
 }
 
 impl AppState {
     /// Builds the state (no I/O).
     pub fn new(settings: Settings) -> Arc<AppState> {
+        AppState::with_extras(settings, Arc::new(Extras::default()))
+    }
+
+    /// Builds the state with what is served besides the directory (no I/O).
+    pub fn with_extras(settings: Settings, extras: Arc<Extras>) -> Arc<AppState> {
         Arc::new(AppState {
             collector: Mutex::new(Collector::new(settings.dir.clone(), settings.threads)),
             settings,
             metrics: SelfMetrics::default(),
+            extras,
         })
+    }
+
+    /// One scrape with the extras: gathers them (collectors run in their Python workers,
+    /// bounded by their timeout), then merges and encodes on a blocking thread.
+    pub async fn render(self: &Arc<Self>, format: Format) -> Result<String, String> {
+        let gathered = self.extras.gather().await;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            state.scrape_with(&format, |merged| gathered.finish(merged, &state.extras))
+        })
+        .await
+        .map_err(|e| format!("scrape task failed: {e}"))?
     }
 
     /// One scrape: collect, append our own metrics, encode.
     pub fn scrape(&self, format: &Format) -> Result<String, String> {
+        self.scrape_with(format, |_| Vec::new())
+    }
+
+    /// [`AppState::scrape`], with the families `extra` returns (given the merged ones, so
+    /// that it can leave out clashing names) served after ours.
+    pub fn scrape_with(
+        &self,
+        format: &Format,
+        extra: impl FnOnce(&[MergedFamily]) -> Vec<exposition::MetricFamily>,
+    ) -> Result<String, String> {
         let t0 = Instant::now();
         let collected = {
             let mut c = self.collector.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,14 +161,18 @@ impl AppState {
             last.duration = duration;
         }
         let own = self.own_families();
+        let extra = extra(&collected.families);
         let last_len = m.last_body_len.load(Ordering::Relaxed) as usize;
         // 1/32 slack for growing values; OpenMetrics bodies are a little longer.
         let capacity = (last_len + last_len / 32).max(1 << 16);
-        let body = expose::encode_sized(
+        let mut body = expose::encode_sized(
             collected.families.iter().chain(own.iter()),
             format,
             capacity,
         );
+        if !extra.is_empty() {
+            crate::extras::append_encoded(&mut body, &extra, format);
+        }
         m.last_body_len.store(body.len() as u64, Ordering::Relaxed);
         Ok(body)
     }
@@ -335,8 +371,9 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         .and_then(|v| v.to_str().ok())
         .is_some_and(expose::gzip_accepted);
     let (format, content_type) = expose::choose_format(&accept);
+    let gathered = state.extras.gather().await;
     let res = tokio::task::spawn_blocking(move || {
-        let body = state.scrape(&format)?;
+        let body = state.scrape_with(&format, |merged| gathered.finish(merged, &state.extras))?;
         if gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             enc.write_all(body.as_bytes())
@@ -391,7 +428,32 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(settings.clone());
+    run_with(
+        listener,
+        settings,
+        Arc::new(Extras::default()),
+        Outputs::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`] with extras (collectors, process metrics) and outputs (textfile, Pushgateway),
+/// which get a last run after the server stopped.
+pub async fn run_with(
+    listener: TcpListener,
+    settings: Settings,
+    extras: Arc<Extras>,
+    outputs: Outputs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = AppState::with_extras(settings.clone(), extras.clone());
+    let render_state = state.clone();
+    let render: crate::outputs::Render = Arc::new(move |format| {
+        let state = render_state.clone();
+        Box::pin(async move { state.render(format).await })
+    });
+    let (outputs_stop, outputs_tasks) = outputs.start(render, extras.output_stats());
     // Finish an interrupted archive pass before the first scrape can see its leftovers.
     let archiver = match settings.archive.clone() {
         Some(opts) => {
@@ -427,6 +489,12 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await;
     stop.store(true, Ordering::Relaxed);
+    // Outputs write or push once more with the final values, then end.
+    let _ = outputs_stop.send(true);
+    for t in outputs_tasks {
+        let _ = t.await;
+    }
+    extras.shutdown();
     if let Some(t) = archiver_thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }

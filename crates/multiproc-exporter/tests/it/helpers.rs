@@ -38,10 +38,16 @@ pub fn require_python() {
 
 /// Runs a helper script to completion and returns its stdout.
 pub fn run_py(script: &str, args: &[&str]) -> String {
+    run_py_env(script, args, &[])
+}
+
+/// [`run_py`] with more environment variables.
+pub fn run_py_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     require_python();
     let out = Command::new("python3")
         .arg(py_script(script))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run python3");
     assert!(
@@ -79,9 +85,15 @@ pub fn exporter_bin() -> &'static str {
 impl Exporter {
     /// Starts the exporter on `dir` and waits until /healthz answers.
     pub fn start(dir: &Path, extra: &[&str]) -> Exporter {
+        Exporter::start_env(dir, extra, &[])
+    }
+
+    /// [`Exporter::start`] with more environment variables.
+    pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
         for _ in 0..5 {
             let addr = free_addr();
             let mut child = Command::new(exporter_bin())
+                .envs(env.iter().copied())
                 .arg(dir)
                 .arg("--listen")
                 .arg(addr.to_string())
@@ -271,4 +283,36 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     f()
+}
+
+/// A multiprocess directory written by `procs` real processes, `incs` increments each
+/// (the `count` scenario of workers.py: `work_done_total{worker="all"}`).
+pub fn counted_dir(procs: u32, incs: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run_py(
+        "workers.py",
+        &[
+            dir.path().to_str().expect("utf-8"),
+            "count",
+            &procs.to_string(),
+            &incs.to_string(),
+        ],
+    );
+    dir
+}
+
+/// Asserts that the exporter refuses each argument list at start (exit 1) with a message
+/// holding the paired text.
+pub fn assert_refused(dir: &Path, cases: &[(Vec<&str>, &str)]) {
+    for (args, needle) in cases {
+        let out = Command::new(exporter_bin())
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
 }

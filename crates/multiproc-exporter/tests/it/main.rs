@@ -3,7 +3,12 @@
 
 mod archive;
 mod cli;
+mod collectors;
 mod concurrent;
+mod daemons;
 mod helpers;
 mod oracle;
+mod procstats;
+mod push;
 mod robustness;
+mod textfile;

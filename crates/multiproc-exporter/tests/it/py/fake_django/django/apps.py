@@ -1,0 +1,5 @@
+class _Apps:
+    ready = False
+
+
+apps = _Apps()
