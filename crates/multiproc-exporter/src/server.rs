@@ -200,6 +200,7 @@ impl AppState {
                             .map(|(k, v)| (Arc::from(k), Arc::from(v)))
                             .collect(),
                         value,
+                        timestamp: None,
                     })
                     .collect(),
             });
