@@ -375,6 +375,10 @@ fn text_sample(out: &mut String, s: &crate::merge::MergedSample, esc: Escaping) 
     }
     out.push(' ');
     out.push_str(&float_to_go_string(s.value));
+    if let Some(ts) = s.timestamp {
+        // The fork's `generate_latest`: ' {0:d}'.format(int(float(ts) * 1000)).
+        let _ = write!(out, " {:.0}", (ts * 1000.0).trunc() + 0.0);
+    }
     out.push('\n');
 }
 
@@ -466,7 +470,12 @@ fn encode_openmetrics_sized<'a>(
             if !labelstr.is_empty() {
                 labelstr = format!("{{{labelstr}}}");
             }
-            let value = float_to_go_string(s.value);
+            let mut value = float_to_go_string(s.value);
+            if let Some(ts) = s.timestamp {
+                // The fork's OpenMetrics encoder: ' {0}'.format(timestamp), in seconds.
+                value.push(' ');
+                value.push_str(&python_repr(ts));
+            }
             if esc != Escaping::AllowUtf8 || legacy {
                 let _ = writeln!(
                     out,
@@ -503,6 +512,37 @@ pub fn encode_sized<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_written_like_the_fork() {
+        let fam = MergedFamily {
+            name: "t".into(),
+            help: "h".into(),
+            typ: "gauge".into(),
+            samples: vec![
+                crate::merge::MergedSample {
+                    name: "t".into(),
+                    labels: vec![],
+                    value: 1.0,
+                    timestamp: Some(1796004087.0623777),
+                },
+                crate::merge::MergedSample {
+                    name: "t".into(),
+                    labels: vec![("a".into(), "b".into())],
+                    value: 2.0,
+                    timestamp: Some(-0.0001),
+                },
+            ],
+        };
+        assert_eq!(
+            encode_text([&fam], Escaping::Underscores),
+            "# HELP t h\n# TYPE t gauge\nt 1.0 1796004087062\nt{a=\"b\"} 2.0 0\n"
+        );
+        assert!(
+            encode_openmetrics([&fam], Escaping::Underscores)
+                .contains("t 1.0 1796004087.0623777\n")
+        );
+    }
 
     #[test]
     fn float_to_go_string_matches_python() {
