@@ -18,6 +18,14 @@
 //!   deleted, and the journal removed. Recovery redoes a committed journal and otherwise
 //!   merges the staged files (they are not in any archive yet). A crash at any point
 //!   therefore neither double counts nor loses anything.
+//! * **The postmates fork's directories** (files judged by their keys: the fork's are
+//!   3-element) get the fork's archives: `counter.db`, `histogram.db`, `gauge_latest.db`,
+//!   `gauge_max.db`, `gauge_min.db` with 3-element keys, `+inf` timestamps except for
+//!   `latest` gauges (newest timestamp kept), so the fork's own reader still reads them; we
+//!   also fold dead workers' summaries into `summary.db` (the fork's collector reads it;
+//!   the fork's archiver leaves summary files forever). A pass holds the fork's `lockfile`
+//!   exclusively (see [`crate::lockfile`]), so the fork's archiver never folds a pid we
+//!   are folding and the fork's readers never see half a pass.
 //! * `live*` gauge files of dead processes are deleted (what `mark_process_dead` does);
 //!   `all`/`liveall` ones are kept unless `drop_dead_all_gauges` is set; files of unknown
 //!   modes or types are never touched.
@@ -28,7 +36,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::format::{self, DbName, FormatError};
+use crate::keys::parse_key;
 use crate::liveness::{PidState, maps_own_db_file, namespace_visible, pid_state};
+use crate::lockfile::{self, DirLock, LockError, LockKind};
+
+/// How long a pass waits for readers (ours or the fork's) to release `lockfile`.
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Hidden staging directory inside the multiprocess directory.
 pub const STAGING_DIR: &str = ".mpe-staging";
@@ -94,6 +107,9 @@ pub enum ArchiveError {
     /// The journal is not one we wrote; we refuse to guess.
     #[error("journal {0} is unreadable; fix or remove it by hand")]
     BadJournal(PathBuf),
+    /// The fork's `lockfile` could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError {
@@ -104,15 +120,15 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError {
 /// How a source file of a dead process is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Disposition {
-    /// Fold into the archive of this target.
-    Merge(Target),
+    /// Fold into this archive.
+    Merge(Archive),
     /// Delete (after staging).
     Delete,
     /// Leave alone.
     Keep,
 }
 
-/// An archive file and how its entries combine.
+/// How an archive's entries combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
     Counter,
@@ -122,50 +138,135 @@ enum Target {
     GaugeMax,
     GaugeSum,
     GaugeMostRecent,
+    GaugeLatest,
 }
 
-impl Target {
-    fn file_name(self) -> &'static str {
-        match self {
-            Target::Counter => "counter_archive.db",
-            Target::Histogram => "histogram_archive.db",
-            Target::Summary => "summary_archive.db",
-            Target::GaugeMin => "gauge_min_archive.db",
-            Target::GaugeMax => "gauge_max_archive.db",
-            Target::GaugeSum => "gauge_sum_archive.db",
-            Target::GaugeMostRecent => "gauge_mostrecent_archive.db",
-        }
+/// One archive file: a target in upstream's or the fork's key format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Archive {
+    target: Target,
+    fork: bool,
+}
+
+impl Archive {
+    /// The archive's file name, `None` when the format has no such archive (the fork has
+    /// no `sum`/`mostrecent` gauges, upstream no `latest`).
+    fn file_name(self) -> Option<&'static str> {
+        Some(match (self.fork, self.target) {
+            (false, Target::Counter) => "counter_archive.db",
+            (false, Target::Histogram) => "histogram_archive.db",
+            (false, Target::Summary) => "summary_archive.db",
+            (false, Target::GaugeMin) => "gauge_min_archive.db",
+            (false, Target::GaugeMax) => "gauge_max_archive.db",
+            (false, Target::GaugeSum) => "gauge_sum_archive.db",
+            (false, Target::GaugeMostRecent) => "gauge_mostrecent_archive.db",
+            // The names the fork's `_get_archive_paths` uses (plus summary.db).
+            (true, Target::Counter) => "counter.db",
+            (true, Target::Histogram) => "histogram.db",
+            (true, Target::Summary) => "summary.db",
+            (true, Target::GaugeMin) => "gauge_min.db",
+            (true, Target::GaugeMax) => "gauge_max.db",
+            (true, Target::GaugeLatest) => "gauge_latest.db",
+            _ => return None,
+        })
     }
 
-    fn from_file_name(name: &str) -> Option<Target> {
+    fn from_file_name(name: &str) -> Option<Archive> {
+        use Target::*;
         [
-            Target::Counter,
-            Target::Histogram,
-            Target::Summary,
-            Target::GaugeMin,
-            Target::GaugeMax,
-            Target::GaugeSum,
-            Target::GaugeMostRecent,
+            Counter,
+            Histogram,
+            Summary,
+            GaugeMin,
+            GaugeMax,
+            GaugeSum,
+            GaugeMostRecent,
+            GaugeLatest,
         ]
         .into_iter()
-        .find(|t| t.file_name() == name)
+        .flat_map(|target| [false, true].map(|fork| Archive { target, fork }))
+        .find(|a| a.file_name() == Some(name))
+    }
+
+    /// Timestamp written for an entry: the fork stores `+inf` ("none") for everything but
+    /// `latest` gauges; upstream stores 0.0 except for `mostrecent`.
+    fn stored_ts(self, ts: f64) -> f64 {
+        match (self.fork, self.target) {
+            (false, Target::GaugeMin | Target::GaugeMax | Target::GaugeMostRecent) => ts,
+            (false, _) => 0.0,
+            (true, Target::GaugeLatest) => ts,
+            (true, _) => f64::INFINITY,
+        }
     }
 }
 
-fn disposition(db: &DbName, opts: &ArchiveOptions) -> Disposition {
-    match (db.typ.as_str(), db.mode.as_deref()) {
-        ("counter", _) => Disposition::Merge(Target::Counter),
-        ("histogram", _) => Disposition::Merge(Target::Histogram),
-        ("summary", _) => Disposition::Merge(Target::Summary),
-        ("gauge", Some("min")) => Disposition::Merge(Target::GaugeMin),
-        ("gauge", Some("max")) => Disposition::Merge(Target::GaugeMax),
-        ("gauge", Some("sum")) => Disposition::Merge(Target::GaugeSum),
-        ("gauge", Some("mostrecent")) => Disposition::Merge(Target::GaugeMostRecent),
-        ("gauge", Some("liveall" | "livemin" | "livemax" | "livesum" | "livemostrecent")) => {
-            Disposition::Delete
+/// Which key format a file's entries have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Upstream,
+    Fork,
+    /// No entries: nothing to fold.
+    Empty,
+    /// Both formats in one file: left alone (the scan reads it entry by entry).
+    Mixed,
+}
+
+/// Reads a file's keys to judge its format; an unreadable file counts as upstream, so
+/// that the commit step parks it as corrupt.
+fn flavour(path: &Path, buf: &mut Vec<u8>) -> Flavour {
+    let Ok(mut f) = fs::File::open(path) else {
+        return Flavour::Upstream;
+    };
+    let Ok(used) = format::read_used(&mut f, buf) else {
+        return Flavour::Upstream;
+    };
+    let (mut fork, mut up) = (0usize, 0usize);
+    let r = format::for_each_entry(buf, format::HEADER_LEN, used, |e| {
+        match parse_key(e.key).map(|k| k.is_fork()) {
+            Ok(true) => fork += 1,
+            _ => up += 1,
         }
-        ("gauge", Some("all")) if opts.drop_dead_all_gauges => Disposition::Delete,
-        _ => Disposition::Keep,
+    });
+    match (r.is_ok(), fork, up) {
+        (false, _, _) => Flavour::Upstream,
+        (true, 0, 0) => Flavour::Empty,
+        (true, _, 0) => Flavour::Fork,
+        (true, 0, _) => Flavour::Upstream,
+        _ => Flavour::Mixed,
+    }
+}
+
+/// How a file is handled; `flavour` is asked only for files that would be merged.
+fn disposition(
+    db: &DbName,
+    flavour: impl FnOnce() -> Flavour,
+    opts: &ArchiveOptions,
+) -> Disposition {
+    let target = match (db.typ.as_str(), db.mode.as_deref()) {
+        ("counter", _) => Target::Counter,
+        ("histogram", _) => Target::Histogram,
+        ("summary", _) => Target::Summary,
+        ("gauge", Some("min")) => Target::GaugeMin,
+        ("gauge", Some("max")) => Target::GaugeMax,
+        ("gauge", Some("sum")) => Target::GaugeSum,
+        ("gauge", Some("mostrecent")) => Target::GaugeMostRecent,
+        ("gauge", Some("latest")) => Target::GaugeLatest,
+        ("gauge", Some("liveall" | "livemin" | "livemax" | "livesum" | "livemostrecent")) => {
+            return Disposition::Delete;
+        }
+        ("gauge", Some("all")) if opts.drop_dead_all_gauges => return Disposition::Delete,
+        _ => return Disposition::Keep,
+    };
+    let fork = match flavour() {
+        Flavour::Empty => return Disposition::Delete,
+        Flavour::Mixed => return Disposition::Keep,
+        Flavour::Fork => true,
+        Flavour::Upstream => false,
+    };
+    let archive = Archive { target, fork };
+    match archive.file_name() {
+        Some(_) => Disposition::Merge(archive),
+        None => Disposition::Keep,
     }
 }
 
@@ -191,16 +292,21 @@ struct Acc {
 }
 
 impl Acc {
-    fn add(&mut self, target: Target, key: &[u8], v: f64, ts: f64) {
+    fn add(&mut self, archive: Archive, key: &[u8], v: f64, ts: f64) {
+        let target = archive.target;
         match self.values.get_mut(key) {
             None => {
                 self.order.push(key.to_vec());
                 // Sums start from 0.0 like Python's defaultdict(float).
                 let first = match target {
-                    Target::GaugeMin | Target::GaugeMax | Target::GaugeMostRecent => (v, ts),
-                    _ => (0.0 + v, 0.0),
+                    Target::GaugeMin
+                    | Target::GaugeMax
+                    | Target::GaugeMostRecent
+                    | Target::GaugeLatest => v,
+                    _ => 0.0 + v,
                 };
-                self.values.insert(key.to_vec(), first);
+                self.values
+                    .insert(key.to_vec(), (first, archive.stored_ts(ts)));
             }
             Some(cur) => match target {
                 Target::GaugeMin => {
@@ -218,6 +324,14 @@ impl Acc {
                         *cur = (v, ts)
                     }
                 }
+                // The fork merges one dead pid at a time, its files before the archive,
+                // and Python's `max` keeps the first of equal timestamps: a later file
+                // wins ties. `+inf` ("none") never replaces a real timestamp.
+                Target::GaugeLatest => {
+                    if ts != f64::INFINITY && (cur.1 == f64::INFINITY || ts >= cur.1) {
+                        *cur = (v, ts)
+                    }
+                }
                 _ => cur.0 += v,
             },
         }
@@ -226,7 +340,7 @@ impl Acc {
     /// Adds every entry of a file (one buffer at a time: memory stays at one file).
     fn add_file(
         &mut self,
-        target: Target,
+        archive: Archive,
         path: &Path,
         buf: &mut Vec<u8>,
     ) -> Result<(), FormatError> {
@@ -235,7 +349,7 @@ impl Acc {
         // Validate first so that a corrupt file adds nothing.
         format::for_each_entry(buf, format::HEADER_LEN, used, |_| {})?;
         format::for_each_entry(buf, format::HEADER_LEN, used, |e| {
-            self.add(target, e.key, e.value, e.timestamp)
+            self.add(archive, e.key, e.value, e.timestamp)
         })
     }
 }
@@ -265,6 +379,11 @@ impl Archiver {
     /// Finishes an interrupted pass, if any: redoes a committed journal, and folds staged
     /// files that no journal covers into the archives. Safe to call any time.
     pub fn recover(&mut self) -> Result<bool, ArchiveError> {
+        let _lock = self.lock(false)?;
+        self.recover_locked()
+    }
+
+    fn recover_locked(&mut self) -> Result<bool, ArchiveError> {
         let journal = self.dir.join(JOURNAL);
         let mut did = false;
         if journal.exists() {
@@ -305,10 +424,28 @@ impl Archiver {
         Ok(out)
     }
 
+    /// Takes the fork's `lockfile` exclusively (creating it when `create`).
+    fn lock(&self, create: bool) -> Result<Option<DirLock>, ArchiveError> {
+        Ok(lockfile::lock(
+            &self.dir,
+            LockKind::Exclusive,
+            create,
+            LOCK_TIMEOUT,
+        )?)
+    }
+
+    /// The disposition of a file of a dead pid, judged by its name and its keys.
+    fn disposition_of(&self, path: &Path, db: &DbName, buf: &mut Vec<u8>) -> Disposition {
+        disposition(db, || flavour(path, buf), &self.opts)
+    }
+
     /// One pass: recover, find dead pids, stage their files, fold them into the archives.
     pub fn pass(&mut self) -> Result<PassReport, ArchiveError> {
+        // An existing lockfile is held from the start (recovery changes the directory too);
+        // otherwise it is created just before the first file is staged.
+        let mut lock = self.lock(false)?;
         let mut report = PassReport {
-            recovered: self.recover()?,
+            recovered: self.recover_locked()?,
             ..PassReport::default()
         };
         let mut by_pid: BTreeMap<i32, Vec<(String, DbName)>> = BTreeMap::new();
@@ -341,14 +478,17 @@ impl Archiver {
         }
         let mut confirmed = Vec::new();
         let mut dead_now = BTreeSet::new();
+        let mut buf = Vec::new();
         for &pid in &owners {
             // Only pids with files to act on (kept all-mode gauges do not count).
-            let actionable = by_pid.get(&pid).is_some_and(|files| {
-                files
-                    .iter()
-                    .any(|(_, db)| disposition(db, &self.opts) != Disposition::Keep)
-            });
-            if actionable && pid_state(pid) == PidState::Dead {
+            let mut actionable = || {
+                by_pid.get(&pid).is_some_and(|files| {
+                    files.iter().any(|(name, db)| {
+                        self.disposition_of(&self.dir.join(name), db, &mut buf) != Disposition::Keep
+                    })
+                })
+            };
+            if pid_state(pid) == PidState::Dead && actionable() {
                 dead_now.insert(pid);
                 if self.dead_once.contains(&pid) {
                     confirmed.push(pid);
@@ -362,13 +502,16 @@ impl Archiver {
             return Ok(report);
         }
 
+        if lock.is_none() {
+            lock = self.lock(true)?;
+        }
         let staging = self.staging();
         fs::create_dir_all(&staging).map_err(io_err("create staging directory"))?;
         let mut staged = Vec::new();
         for pid in &confirmed {
             let mut mine = Vec::new();
             for (name, db) in by_pid.get(pid).map(|v| v.as_slice()).unwrap_or(&[]) {
-                if disposition(db, &self.opts) == Disposition::Keep {
+                if self.disposition_of(&self.dir.join(name), db, &mut buf) == Disposition::Keep {
                     continue;
                 }
                 match fs::rename(self.dir.join(name), staging.join(name)) {
@@ -402,24 +545,25 @@ impl Archiver {
         let (merged, deleted) = self.commit(&staged)?;
         report.archived_files += merged;
         report.deleted_files += deleted;
+        drop(lock);
         Ok(report)
     }
 
     /// Merges staged files into new archives and publishes them crash-safely.
     fn commit(&self, staged: &[String]) -> Result<(usize, usize), ArchiveError> {
         let staging = self.staging();
-        let mut accs: BTreeMap<Target, Acc> = BTreeMap::new();
+        let mut accs: BTreeMap<Archive, Acc> = BTreeMap::new();
         let (mut merged, mut deleted) = (0, 0);
         let mut journaled: Vec<&String> = Vec::new();
         let mut buf = Vec::new();
         for name in staged {
             let path = staging.join(name);
-            match DbName::parse(name).map(|db| disposition(&db, &self.opts)) {
+            match DbName::parse(name).map(|db| self.disposition_of(&path, &db, &mut buf)) {
                 Some(Disposition::Merge(t)) => {
                     if let std::collections::btree_map::Entry::Vacant(slot) = accs.entry(t) {
                         // Start from the current archive of this target.
                         let mut acc = Acc::default();
-                        let existing = self.dir.join(t.file_name());
+                        let existing = self.dir.join(t.file_name().unwrap_or_default());
                         if existing.exists() {
                             acc.add_file(t, &existing, &mut buf).map_err(|source| {
                                 ArchiveError::Format {
@@ -465,7 +609,8 @@ impl Archiver {
         // 1. New archives as hidden temp files, fsynced.
         let mut journal = format!("{JOURNAL_HEADER}\n");
         for (t, acc) in &accs {
-            let tmp = format!("{TMP_PREFIX}{}", t.file_name());
+            let fin = t.file_name().unwrap_or_default();
+            let tmp = format!("{TMP_PREFIX}{fin}");
             format::write_file(
                 &self.dir.join(&tmp),
                 acc.order.iter().map(|k| {
@@ -474,7 +619,7 @@ impl Archiver {
                 }),
             )
             .map_err(io_err(format!("write {tmp}")))?;
-            journal.push_str(&format!("archive {tmp} {}\n", t.file_name()));
+            journal.push_str(&format!("archive {tmp} {fin}\n"));
         }
         for name in journaled {
             journal.push_str(&format!("staged {name}\n"));
@@ -511,7 +656,7 @@ impl Archiver {
             let parts: Vec<&str> = l.split(' ').collect();
             match parts.as_slice() {
                 ["archive", tmp, fin]
-                    if tmp.starts_with(TMP_PREFIX) && Target::from_file_name(fin).is_some() =>
+                    if tmp.starts_with(TMP_PREFIX) && Archive::from_file_name(fin).is_some() =>
                 {
                     archives.push((tmp.to_string(), fin.to_string()))
                 }
