@@ -62,6 +62,33 @@ pub struct MergedFamily {
     pub samples: Vec<MergedSample>,
 }
 
+impl MergedFamily {
+    /// This family restricted to `names` (`/metrics?name[]=...`): the whole family when
+    /// its name (or its exposed name, `x_total` for a counter `x`) is asked for, else the
+    /// samples whose own name is asked for, as Python's `restricted_registry` does; `None`
+    /// when nothing is left.
+    pub fn restricted(&self, names: &std::collections::BTreeSet<String>) -> Option<MergedFamily> {
+        let exposed = match self.typ.as_str() {
+            "counter" => format!("{}_total", self.name),
+            "info" => format!("{}_info", self.name),
+            _ => self.name.to_string(),
+        };
+        if names.contains(&*self.name) || names.contains(&exposed) {
+            return Some(self.clone());
+        }
+        let samples: Vec<MergedSample> = self
+            .samples
+            .iter()
+            .filter(|s| names.contains(&*s.name))
+            .cloned()
+            .collect();
+        (!samples.is_empty()).then(|| MergedFamily {
+            samples,
+            ..self.clone()
+        })
+    }
+}
+
 /// Things worth logging about a merge.
 #[derive(Debug, Default, Clone)]
 pub struct MergeStats {

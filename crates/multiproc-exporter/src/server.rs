@@ -2,6 +2,7 @@
 //! asked), `/healthz`, the periodic archiver, graceful shutdown. CPU work (scan, merge,
 //! encode, gzip, archive) runs on blocking threads, never on the async workers.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -83,8 +84,13 @@ impl AppState {
         })
     }
 
-    /// One scrape: collect, append our own metrics, encode.
-    pub fn scrape(&self, format: &Format) -> Result<String, String> {
+    /// One scrape: collect, append our own metrics, keep only the families or samples
+    /// named in `names` (when given), encode.
+    pub fn scrape(
+        &self,
+        format: &Format,
+        names: Option<&BTreeSet<String>>,
+    ) -> Result<String, String> {
         let t0 = Instant::now();
         let collected = {
             let mut c = self.collector.lock().unwrap_or_else(|p| p.into_inner());
@@ -132,11 +138,14 @@ impl AppState {
         let last_len = m.last_body_len.load(Ordering::Relaxed) as usize;
         // 1/32 slack for growing values; OpenMetrics bodies are a little longer.
         let capacity = (last_len + last_len / 32).max(1 << 16);
-        let body = expose::encode_sized(
-            collected.families.iter().chain(own.iter()),
-            format,
-            capacity,
-        );
+        let all = collected.families.iter().chain(own.iter());
+        let body = match names {
+            Some(names) => {
+                let kept: Vec<MergedFamily> = all.filter_map(|f| f.restricted(names)).collect();
+                expose::encode(&kept, format)
+            }
+            None => expose::encode_sized(all, format, capacity),
+        };
         m.last_body_len.store(body.len() as u64, Ordering::Relaxed);
         Ok(body)
     }
@@ -325,7 +334,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    // `?name[]=a&name[]=b`, like Python's exposition handler.
+    let names: BTreeSet<String> = params
+        .into_iter()
+        .filter(|(k, v)| k == "name[]" && !v.is_empty())
+        .map(|(_, v)| v)
+        .collect();
+    let names = (!names.is_empty()).then_some(names);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -337,7 +357,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         .is_some_and(expose::gzip_accepted);
     let (format, content_type) = expose::choose_format(&accept);
     let res = tokio::task::spawn_blocking(move || {
-        let body = state.scrape(&format)?;
+        let body = state.scrape(&format, names.as_ref())?;
         if gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             enc.write_all(body.as_bytes())
