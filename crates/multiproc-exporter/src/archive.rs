@@ -30,18 +30,22 @@
 //!   `all`/`liveall` ones are kept unless `drop_dead_all_gauges` is set; files of unknown
 //!   modes or types are never touched.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::format::{self, DbName, FormatError};
-use crate::keys::parse_key;
 use crate::liveness::{PidState, maps_own_db_file, namespace_visible, pid_state};
 use crate::lockfile::{self, DirLock, LockError, LockKind};
 
+mod targets;
+
+pub use targets::ArchiveOptions;
+use targets::{Acc, Archive, Disposition, disposition, flavour};
+
 /// How long a pass waits for readers (ours or the fork's) to release `lockfile`.
-const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Hidden staging directory inside the multiprocess directory.
 pub const STAGING_DIR: &str = ".mpe-staging";
@@ -51,24 +55,6 @@ pub const JOURNAL: &str = ".mpe-journal";
 pub const CORRUPT_DIR: &str = ".mpe-corrupt";
 const TMP_PREFIX: &str = ".mpe-tmp-";
 const JOURNAL_HEADER: &str = "multiproc-exporter archive journal v1";
-
-/// Archiver options.
-#[derive(Debug, Clone)]
-pub struct ArchiveOptions {
-    /// Delete `all`/`liveall` gauge files of dead processes (their per-pid series vanish).
-    pub drop_dead_all_gauges: bool,
-    /// At most this many dead pids per pass (bounds the time scrapes wait).
-    pub max_pids_per_pass: usize,
-}
-
-impl Default for ArchiveOptions {
-    fn default() -> Self {
-        ArchiveOptions {
-            drop_dead_all_gauges: false,
-            max_pids_per_pass: 500,
-        }
-    }
-}
 
 /// What one pass did.
 #[derive(Debug, Default, Clone)]
@@ -117,159 +103,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError {
     move |source| ArchiveError::Io { what, source }
 }
 
-/// How a source file of a dead process is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Disposition {
-    /// Fold into this archive.
-    Merge(Archive),
-    /// Delete (after staging).
-    Delete,
-    /// Leave alone.
-    Keep,
-}
-
-/// How an archive's entries combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
-    Counter,
-    Histogram,
-    Summary,
-    GaugeMin,
-    GaugeMax,
-    GaugeSum,
-    GaugeMostRecent,
-    GaugeLatest,
-}
-
-/// One archive file: a target in upstream's or the fork's key format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Archive {
-    target: Target,
-    fork: bool,
-}
-
-impl Archive {
-    /// The archive's file name, `None` when the format has no such archive (the fork has
-    /// no `sum`/`mostrecent` gauges, upstream no `latest`).
-    fn file_name(self) -> Option<&'static str> {
-        Some(match (self.fork, self.target) {
-            (false, Target::Counter) => "counter_archive.db",
-            (false, Target::Histogram) => "histogram_archive.db",
-            (false, Target::Summary) => "summary_archive.db",
-            (false, Target::GaugeMin) => "gauge_min_archive.db",
-            (false, Target::GaugeMax) => "gauge_max_archive.db",
-            (false, Target::GaugeSum) => "gauge_sum_archive.db",
-            (false, Target::GaugeMostRecent) => "gauge_mostrecent_archive.db",
-            // The names the fork's `_get_archive_paths` uses (plus summary.db).
-            (true, Target::Counter) => "counter.db",
-            (true, Target::Histogram) => "histogram.db",
-            (true, Target::Summary) => "summary.db",
-            (true, Target::GaugeMin) => "gauge_min.db",
-            (true, Target::GaugeMax) => "gauge_max.db",
-            (true, Target::GaugeLatest) => "gauge_latest.db",
-            _ => return None,
-        })
-    }
-
-    fn from_file_name(name: &str) -> Option<Archive> {
-        use Target::*;
-        [
-            Counter,
-            Histogram,
-            Summary,
-            GaugeMin,
-            GaugeMax,
-            GaugeSum,
-            GaugeMostRecent,
-            GaugeLatest,
-        ]
-        .into_iter()
-        .flat_map(|target| [false, true].map(|fork| Archive { target, fork }))
-        .find(|a| a.file_name() == Some(name))
-    }
-
-    /// Timestamp written for an entry: the fork stores `+inf` ("none") for everything but
-    /// `latest` gauges; upstream stores 0.0 except for `mostrecent`.
-    fn stored_ts(self, ts: f64) -> f64 {
-        match (self.fork, self.target) {
-            (false, Target::GaugeMin | Target::GaugeMax | Target::GaugeMostRecent) => ts,
-            (false, _) => 0.0,
-            (true, Target::GaugeLatest) => ts,
-            (true, _) => f64::INFINITY,
-        }
-    }
-}
-
-/// Which key format a file's entries have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flavour {
-    Upstream,
-    Fork,
-    /// No entries: nothing to fold.
-    Empty,
-    /// Both formats in one file: left alone (the scan reads it entry by entry).
-    Mixed,
-}
-
-/// Reads a file's keys to judge its format; an unreadable file counts as upstream, so
-/// that the commit step parks it as corrupt.
-fn flavour(path: &Path, buf: &mut Vec<u8>) -> Flavour {
-    let Ok(mut f) = fs::File::open(path) else {
-        return Flavour::Upstream;
-    };
-    let Ok(used) = format::read_used(&mut f, buf) else {
-        return Flavour::Upstream;
-    };
-    let (mut fork, mut up) = (0usize, 0usize);
-    let r = format::for_each_entry(buf, format::HEADER_LEN, used, |e| {
-        match parse_key(e.key).map(|k| k.is_fork()) {
-            Ok(true) => fork += 1,
-            _ => up += 1,
-        }
-    });
-    match (r.is_ok(), fork, up) {
-        (false, _, _) => Flavour::Upstream,
-        (true, 0, 0) => Flavour::Empty,
-        (true, _, 0) => Flavour::Fork,
-        (true, 0, _) => Flavour::Upstream,
-        _ => Flavour::Mixed,
-    }
-}
-
-/// How a file is handled; `flavour` is asked only for files that would be merged.
-fn disposition(
-    db: &DbName,
-    flavour: impl FnOnce() -> Flavour,
-    opts: &ArchiveOptions,
-) -> Disposition {
-    let target = match (db.typ.as_str(), db.mode.as_deref()) {
-        ("counter", _) => Target::Counter,
-        ("histogram", _) => Target::Histogram,
-        ("summary", _) => Target::Summary,
-        ("gauge", Some("min")) => Target::GaugeMin,
-        ("gauge", Some("max")) => Target::GaugeMax,
-        ("gauge", Some("sum")) => Target::GaugeSum,
-        ("gauge", Some("mostrecent")) => Target::GaugeMostRecent,
-        ("gauge", Some("latest")) => Target::GaugeLatest,
-        ("gauge", Some("liveall" | "livemin" | "livemax" | "livesum" | "livemostrecent")) => {
-            return Disposition::Delete;
-        }
-        ("gauge", Some("all")) if opts.drop_dead_all_gauges => return Disposition::Delete,
-        _ => return Disposition::Keep,
-    };
-    let fork = match flavour() {
-        Flavour::Empty => return Disposition::Delete,
-        Flavour::Mixed => return Disposition::Keep,
-        Flavour::Fork => true,
-        Flavour::Upstream => false,
-    };
-    let archive = Archive { target, fork };
-    match archive.file_name() {
-        Some(_) => Disposition::Merge(archive),
-        None => Disposition::Keep,
-    }
-}
-
 /// Test hook: `MPE_ARCHIVE_CRASH_AT=<point>` aborts the process at that point of a pass,
 /// so tests can prove recovery from a crash at every step.
 fn crash_point(point: &str) {
@@ -282,76 +115,6 @@ fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(format!("fsync {}", dir.display())))
-}
-
-/// Entries of one archive being built: key bytes in first-seen order.
-#[derive(Default)]
-struct Acc {
-    order: Vec<Vec<u8>>,
-    values: HashMap<Vec<u8>, (f64, f64)>,
-}
-
-impl Acc {
-    fn add(&mut self, archive: Archive, key: &[u8], v: f64, ts: f64) {
-        let target = archive.target;
-        match self.values.get_mut(key) {
-            None => {
-                self.order.push(key.to_vec());
-                // Sums start from 0.0 like Python's defaultdict(float).
-                let first = match target {
-                    Target::GaugeMin
-                    | Target::GaugeMax
-                    | Target::GaugeMostRecent
-                    | Target::GaugeLatest => v,
-                    _ => 0.0 + v,
-                };
-                self.values
-                    .insert(key.to_vec(), (first, archive.stored_ts(ts)));
-            }
-            Some(cur) => match target {
-                Target::GaugeMin => {
-                    if v < cur.0 {
-                        cur.0 = v
-                    }
-                }
-                Target::GaugeMax => {
-                    if v > cur.0 {
-                        cur.0 = v
-                    }
-                }
-                Target::GaugeMostRecent => {
-                    if cur.1 < ts {
-                        *cur = (v, ts)
-                    }
-                }
-                // The fork merges one dead pid at a time, its files before the archive,
-                // and Python's `max` keeps the first of equal timestamps: a later file
-                // wins ties. `+inf` ("none") never replaces a real timestamp.
-                Target::GaugeLatest => {
-                    if ts != f64::INFINITY && (cur.1 == f64::INFINITY || ts >= cur.1) {
-                        *cur = (v, ts)
-                    }
-                }
-                _ => cur.0 += v,
-            },
-        }
-    }
-
-    /// Adds every entry of a file (one buffer at a time: memory stays at one file).
-    fn add_file(
-        &mut self,
-        archive: Archive,
-        path: &Path,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), FormatError> {
-        let mut f = fs::File::open(path)?;
-        let used = format::read_used(&mut f, buf)?;
-        // Validate first so that a corrupt file adds nothing.
-        format::for_each_entry(buf, format::HEADER_LEN, used, |_| {})?;
-        format::for_each_entry(buf, format::HEADER_LEN, used, |e| {
-            self.add(archive, e.key, e.value, e.timestamp)
-        })
-    }
 }
 
 /// The archiver of one directory; remembers which pids it has seen dead.
