@@ -74,7 +74,7 @@ fn churned_dir(dead: usize, alive: usize) -> (tempfile::TempDir, Vec<i32>, Optio
     (dir, dead_pids, holder)
 }
 
-fn db_files(dir: &Path) -> Vec<String> {
+pub(crate) fn db_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .expect("ls")
         .filter_map(|e| e.ok())
@@ -86,7 +86,7 @@ fn db_files(dir: &Path) -> Vec<String> {
 }
 
 /// True when no mergeable or live file of a dead pid is left and no pass is half done.
-fn fully_archived(dir: &Path, dead: &[i32]) -> bool {
+pub(crate) fn fully_archived(dir: &Path, dead: &[i32]) -> bool {
     let files = db_files(dir);
     let staged = std::fs::read_dir(dir.join(".mpe-staging"))
         .map(|r| r.count())
@@ -100,7 +100,7 @@ fn fully_archived(dir: &Path, dead: &[i32]) -> bool {
         })
 }
 
-fn archive_args() -> Vec<&'static str> {
+pub(crate) fn archive_args() -> Vec<&'static str> {
     vec!["--archive", "--archive-interval", "0.02"]
 }
 
@@ -231,7 +231,7 @@ fn refuses_to_touch_a_directory_from_another_pid_namespace() {
     let _ = sleeper.wait();
 }
 
-fn run_until_archived(d: &Path, dead: &[i32]) -> Exporter {
+pub(crate) fn run_until_archived(d: &Path, dead: &[i32]) -> Exporter {
     let exp = Exporter::start(d, &archive_args());
     assert!(
         wait_until(Duration::from_secs(30), || fully_archived(d, dead)),

@@ -4,6 +4,7 @@
 mod archive;
 mod cli;
 mod concurrent;
+mod fork;
 mod helpers;
 mod oracle;
 mod robustness;
