@@ -231,6 +231,40 @@ fn refuses_to_touch_a_directory_from_another_pid_namespace() {
     let _ = sleeper.wait();
 }
 
+/// Every crash point of a pass (`MPE_ARCHIVE_CRASH_AT`), in pass order.
+pub(crate) const CRASH_POINTS: [&str; 6] = [
+    "after-stage",
+    "after-temp",
+    "after-journal",
+    "mid-publish",
+    "after-publish",
+    "after-delete",
+];
+
+/// Runs an archiving exporter on `d` that aborts at crash point `point`.
+pub(crate) fn crash_at(d: &Path, point: &str) {
+    let mut child = Command::new(exporter_bin())
+        .arg(d)
+        .args(["--listen", &free_addr().to_string()])
+        .args(archive_args())
+        .env("MPE_ARCHIVE_CRASH_AT", point)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut status = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            status = child.try_wait().expect("wait");
+            status.is_some()
+        }),
+        "exporter did not reach crash point {point}"
+    );
+    assert!(
+        !status.expect("status").success(),
+        "{point}: should have aborted"
+    );
+}
+
 pub(crate) fn run_until_archived(d: &Path, dead: &[i32]) -> Exporter {
     let exp = Exporter::start(d, &archive_args());
     assert!(
@@ -246,14 +280,7 @@ fn a_crash_at_every_step_of_a_pass_neither_double_counts_nor_loses() {
     let (dir, dead, _holder) = churned_dir(6, 1);
     let d = dir.path();
     let before = oracle(d, "text");
-    for point in [
-        "after-stage",
-        "after-temp",
-        "after-journal",
-        "mid-publish",
-        "after-publish",
-        "after-delete",
-    ] {
+    for point in CRASH_POINTS {
         // Fresh dead files for every round: run more workers that exit.
         let out = run_py(
             "workers.py",
@@ -265,26 +292,7 @@ fn a_crash_at_every_step_of_a_pass_neither_double_counts_nor_loses() {
                 .map(|p| p.parse::<i32>().expect("pid")),
         );
         let expected = oracle(d, "text");
-        let mut child = Command::new(exporter_bin())
-            .arg(d)
-            .args(["--listen", &free_addr().to_string()])
-            .args(archive_args())
-            .env("MPE_ARCHIVE_CRASH_AT", point)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut status = None;
-        assert!(
-            wait_until(Duration::from_secs(20), || {
-                status = child.try_wait().expect("wait");
-                status.is_some()
-            }),
-            "exporter did not reach crash point {point}"
-        );
-        assert!(
-            !status.expect("status").success(),
-            "{point}: should have aborted"
-        );
+        crash_at(d, point);
         let exp = run_until_archived(d, &dead_now);
         assert_same_exposition(&expected, &strip_own(&exp.scrape()));
         assert_same_exposition(&expected, &oracle(d, "text"));

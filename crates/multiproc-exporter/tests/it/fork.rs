@@ -11,7 +11,9 @@ use std::time::Duration;
 use multiproc_exporter::format;
 use multiproc_exporter::lockfile::{self, LockKind};
 
-use crate::archive::{archive_args, db_files, fully_archived, run_until_archived};
+use crate::archive::{
+    CRASH_POINTS, archive_args, crash_at, db_files, fully_archived, run_until_archived,
+};
 use crate::helpers::*;
 
 const CASES: [&str; 4] = ["live", "live-forkarch", "forkarch", "ours"];
@@ -274,34 +276,11 @@ fn our_archives_of_a_fork_directory_are_the_forks_archives() {
 fn a_crash_at_every_step_on_a_fork_directory_neither_double_counts_nor_loses() {
     let mut m = Mapped::new("live", |n| !n.starts_with("gauge_live"));
     let before = strip_own(&Exporter::start(m.path(), &[]).scrape());
-    for point in [
-        "after-stage",
-        "after-temp",
-        "after-journal",
-        "mid-publish",
-        "after-publish",
-        "after-delete",
-    ] {
+    for point in CRASH_POINTS {
         m.add_dead_worker("live");
         // Our reader is the fork's reader on these files (the test above).
         let expected = strip_own(&Exporter::start(m.path(), &[]).scrape());
-        let mut child = Command::new(exporter_bin())
-            .arg(m.path())
-            .args(["--listen", &free_addr().to_string()])
-            .args(archive_args())
-            .env("MPE_ARCHIVE_CRASH_AT", point)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut status = None;
-        assert!(
-            wait_until(Duration::from_secs(20), || {
-                status = child.try_wait().expect("wait");
-                status.is_some()
-            }),
-            "exporter did not reach crash point {point}"
-        );
-        assert!(!status.expect("status").success(), "{point}: no abort");
+        crash_at(m.path(), point);
         let exp = run_until_archived(m.path(), &m.dead);
         assert_same_exposition(&expected, &strip_own(&exp.scrape()));
         let names = db_files(m.path());
