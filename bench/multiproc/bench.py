@@ -18,9 +18,12 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# The postmates fork's collector locks `lockfile` in the directory named by the environment
+# (upstream ignores the lower-case variable when it reads with an explicit path).
 PY_SCRAPE = r'''
 import json, os, resource, sys, time
 d, runs = sys.argv[1], int(sys.argv[2])
+os.environ['prometheus_multiproc_dir'] = d
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 ts, out = [], b''

@@ -4,12 +4,16 @@ deployment does: N real forked worker processes (a few at a time) use the real c
 exit, and get mark_process_dead() like gunicorn's child_exit hook. The last K workers stay
 alive until stdin closes (or --alive-seconds pass) so that liveness is visible.
 
-    gen_dir.py --dir /dev/shm/mp200 --pids 200 --alive 4 [--seed 7] [--obs 300]
+    gen_dir.py --dir /dev/shm/mp200 --pids 200 --alive 4 [--seed 7] [--obs 300] [--fork]
 
 Per worker (about 50 families): 14 counters (4 labelled method x endpoint x status),
 10 histograms with the default buckets (6 labelled endpoint x method), 3 labelled
 summaries, 23 gauges over the modes all, liveall, livesum, max, min, sum, mostrecent and
 livemostrecent. Prints `alive <pid> ...` once the alive workers are ready.
+
+With --fork the Python running this must have the postmates fork installed: it reads
+`prometheus_multiproc_dir`, and the gauges use its modes (`latest`, its default, in place of
+upstream's sum/mostrecent/livemostrecent), so the directory is what the fork's users have.
 """
 import argparse
 import os
@@ -22,9 +26,11 @@ PATHS = ['/users', '/orders', '/items', '/search', '/login', '/logout', '/health
          '/cart', '/checkout', '/payments', '/static', '/admin']
 GAUGE_MODES = [('all', 5), ('liveall', 2), ('livesum', 4), ('max', 2), ('min', 2),
                ('sum', 2), ('mostrecent', 3), ('livemostrecent', 3)]
+FORK_GAUGE_MODES = [('all', 5), ('liveall', 2), ('livesum', 4), ('max', 2), ('min', 2),
+                    ('latest', 8)]
 
 
-def work(idx, seed, n_obs):
+def work(idx, seed, n_obs, gauge_modes):
     from prometheus_client import Counter, Gauge, Histogram, Summary
     rng = random.Random(seed * 7919 + idx)
     paths = rng.sample(PATHS, rng.randint(4, 8))
@@ -48,7 +54,7 @@ def work(idx, seed, n_obs):
             rng.choice(jobs).observe(rng.expovariate(0.5))
         if rng.random() < 0.2:
             rng.choice(sizes).labels(ep).observe(rng.randint(64, 65536))
-    for mode, n in GAUGE_MODES:
+    for mode, n in gauge_modes:
         for i in range(n):
             labelled = i % 2 == 0
             g = Gauge(f'bench_gauge_{mode}_{i}', f'Gauge {mode} {i}', ['queue'] if labelled else [],
@@ -66,13 +72,16 @@ def main():
     ap.add_argument('--parallel', type=int, default=8)
     ap.add_argument('--seed', type=int, default=7)
     ap.add_argument('--obs', type=int, default=300)
+    ap.add_argument('--fork', action='store_true', help='write with the postmates fork')
     args = ap.parse_args()
     d = os.path.abspath(args.dir)
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
         if f.endswith('.db'):
             os.remove(os.path.join(d, f))
-    os.environ['PROMETHEUS_MULTIPROC_DIR'] = d  # before the first import
+    # Before the first import (the client picks its value class at import time).
+    os.environ['prometheus_multiproc_dir' if args.fork else 'PROMETHEUS_MULTIPROC_DIR'] = d
+    modes = FORK_GAUGE_MODES if args.fork else GAUGE_MODES
     import prometheus_client  # noqa: F401  (preloaded, like gunicorn --preload)
     from prometheus_client.multiprocess import mark_process_dead
 
@@ -90,7 +99,7 @@ def main():
             code = 0
             try:
                 os.close(release_w)
-                work(idx, args.seed, args.obs)
+                work(idx, args.seed, args.obs, modes)
                 if stays:
                     select.select([release_r], [], [], args.alive_seconds)
             except BaseException:

@@ -18,17 +18,34 @@
 //!   deleted, and the journal removed. Recovery redoes a committed journal and otherwise
 //!   merges the staged files (they are not in any archive yet). A crash at any point
 //!   therefore neither double counts nor loses anything.
+//! * **The postmates fork's directories** (files judged by their keys: the fork's are
+//!   3-element) get the fork's archives: `counter.db`, `histogram.db`, `gauge_latest.db`,
+//!   `gauge_max.db`, `gauge_min.db` with 3-element keys, `+inf` timestamps except for
+//!   `latest` gauges (newest timestamp kept), so the fork's own reader still reads them; we
+//!   also fold dead workers' summaries into `summary.db` (the fork's collector reads it;
+//!   the fork's archiver leaves summary files forever). A pass holds the fork's `lockfile`
+//!   exclusively (see [`crate::lockfile`]), so the fork's archiver never folds a pid we
+//!   are folding and the fork's readers never see half a pass.
 //! * `live*` gauge files of dead processes are deleted (what `mark_process_dead` does);
 //!   `all`/`liveall` ones are kept unless `drop_dead_all_gauges` is set; files of unknown
 //!   modes or types are never touched.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::format::{self, DbName, FormatError};
 use crate::liveness::{PidState, maps_own_db_file, namespace_visible, pid_state};
+use crate::lockfile::{self, DirLock, LockError, LockKind};
+
+mod targets;
+
+pub use targets::ArchiveOptions;
+use targets::{Acc, Archive, Disposition, disposition, flavour};
+
+/// How long a pass waits for readers (ours or the fork's) to release `lockfile`.
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Hidden staging directory inside the multiprocess directory.
 pub const STAGING_DIR: &str = ".mpe-staging";
@@ -38,24 +55,6 @@ pub const JOURNAL: &str = ".mpe-journal";
 pub const CORRUPT_DIR: &str = ".mpe-corrupt";
 const TMP_PREFIX: &str = ".mpe-tmp-";
 const JOURNAL_HEADER: &str = "multiproc-exporter archive journal v1";
-
-/// Archiver options.
-#[derive(Debug, Clone)]
-pub struct ArchiveOptions {
-    /// Delete `all`/`liveall` gauge files of dead processes (their per-pid series vanish).
-    pub drop_dead_all_gauges: bool,
-    /// At most this many dead pids per pass (bounds the time scrapes wait).
-    pub max_pids_per_pass: usize,
-}
-
-impl Default for ArchiveOptions {
-    fn default() -> Self {
-        ArchiveOptions {
-            drop_dead_all_gauges: false,
-            max_pids_per_pass: 500,
-        }
-    }
-}
 
 /// What one pass did.
 #[derive(Debug, Default, Clone)]
@@ -94,79 +93,14 @@ pub enum ArchiveError {
     /// The journal is not one we wrote; we refuse to guess.
     #[error("journal {0} is unreadable; fix or remove it by hand")]
     BadJournal(PathBuf),
+    /// The fork's `lockfile` could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError {
     let what = what.into();
     move |source| ArchiveError::Io { what, source }
-}
-
-/// How a source file of a dead process is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Disposition {
-    /// Fold into the archive of this target.
-    Merge(Target),
-    /// Delete (after staging).
-    Delete,
-    /// Leave alone.
-    Keep,
-}
-
-/// An archive file and how its entries combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
-    Counter,
-    Histogram,
-    Summary,
-    GaugeMin,
-    GaugeMax,
-    GaugeSum,
-    GaugeMostRecent,
-}
-
-impl Target {
-    fn file_name(self) -> &'static str {
-        match self {
-            Target::Counter => "counter_archive.db",
-            Target::Histogram => "histogram_archive.db",
-            Target::Summary => "summary_archive.db",
-            Target::GaugeMin => "gauge_min_archive.db",
-            Target::GaugeMax => "gauge_max_archive.db",
-            Target::GaugeSum => "gauge_sum_archive.db",
-            Target::GaugeMostRecent => "gauge_mostrecent_archive.db",
-        }
-    }
-
-    fn from_file_name(name: &str) -> Option<Target> {
-        [
-            Target::Counter,
-            Target::Histogram,
-            Target::Summary,
-            Target::GaugeMin,
-            Target::GaugeMax,
-            Target::GaugeSum,
-            Target::GaugeMostRecent,
-        ]
-        .into_iter()
-        .find(|t| t.file_name() == name)
-    }
-}
-
-fn disposition(db: &DbName, opts: &ArchiveOptions) -> Disposition {
-    match (db.typ.as_str(), db.mode.as_deref()) {
-        ("counter", _) => Disposition::Merge(Target::Counter),
-        ("histogram", _) => Disposition::Merge(Target::Histogram),
-        ("summary", _) => Disposition::Merge(Target::Summary),
-        ("gauge", Some("min")) => Disposition::Merge(Target::GaugeMin),
-        ("gauge", Some("max")) => Disposition::Merge(Target::GaugeMax),
-        ("gauge", Some("sum")) => Disposition::Merge(Target::GaugeSum),
-        ("gauge", Some("mostrecent")) => Disposition::Merge(Target::GaugeMostRecent),
-        ("gauge", Some("liveall" | "livemin" | "livemax" | "livesum" | "livemostrecent")) => {
-            Disposition::Delete
-        }
-        ("gauge", Some("all")) if opts.drop_dead_all_gauges => Disposition::Delete,
-        _ => Disposition::Keep,
-    }
 }
 
 /// Test hook: `MPE_ARCHIVE_CRASH_AT=<point>` aborts the process at that point of a pass,
@@ -181,63 +115,6 @@ fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(format!("fsync {}", dir.display())))
-}
-
-/// Entries of one archive being built: key bytes in first-seen order.
-#[derive(Default)]
-struct Acc {
-    order: Vec<Vec<u8>>,
-    values: HashMap<Vec<u8>, (f64, f64)>,
-}
-
-impl Acc {
-    fn add(&mut self, target: Target, key: &[u8], v: f64, ts: f64) {
-        match self.values.get_mut(key) {
-            None => {
-                self.order.push(key.to_vec());
-                // Sums start from 0.0 like Python's defaultdict(float).
-                let first = match target {
-                    Target::GaugeMin | Target::GaugeMax | Target::GaugeMostRecent => (v, ts),
-                    _ => (0.0 + v, 0.0),
-                };
-                self.values.insert(key.to_vec(), first);
-            }
-            Some(cur) => match target {
-                Target::GaugeMin => {
-                    if v < cur.0 {
-                        cur.0 = v
-                    }
-                }
-                Target::GaugeMax => {
-                    if v > cur.0 {
-                        cur.0 = v
-                    }
-                }
-                Target::GaugeMostRecent => {
-                    if cur.1 < ts {
-                        *cur = (v, ts)
-                    }
-                }
-                _ => cur.0 += v,
-            },
-        }
-    }
-
-    /// Adds every entry of a file (one buffer at a time: memory stays at one file).
-    fn add_file(
-        &mut self,
-        target: Target,
-        path: &Path,
-        buf: &mut Vec<u8>,
-    ) -> Result<(), FormatError> {
-        let mut f = fs::File::open(path)?;
-        let used = format::read_used(&mut f, buf)?;
-        // Validate first so that a corrupt file adds nothing.
-        format::for_each_entry(buf, format::HEADER_LEN, used, |_| {})?;
-        format::for_each_entry(buf, format::HEADER_LEN, used, |e| {
-            self.add(target, e.key, e.value, e.timestamp)
-        })
-    }
 }
 
 /// The archiver of one directory; remembers which pids it has seen dead.
@@ -265,6 +142,11 @@ impl Archiver {
     /// Finishes an interrupted pass, if any: redoes a committed journal, and folds staged
     /// files that no journal covers into the archives. Safe to call any time.
     pub fn recover(&mut self) -> Result<bool, ArchiveError> {
+        let _lock = self.lock(false)?;
+        self.recover_locked()
+    }
+
+    fn recover_locked(&mut self) -> Result<bool, ArchiveError> {
         let journal = self.dir.join(JOURNAL);
         let mut did = false;
         if journal.exists() {
@@ -305,10 +187,28 @@ impl Archiver {
         Ok(out)
     }
 
+    /// Takes the fork's `lockfile` exclusively (creating it when `create`).
+    fn lock(&self, create: bool) -> Result<Option<DirLock>, ArchiveError> {
+        Ok(lockfile::lock(
+            &self.dir,
+            LockKind::Exclusive,
+            create,
+            LOCK_TIMEOUT,
+        )?)
+    }
+
+    /// The disposition of a file of a dead pid, judged by its name and its keys.
+    fn disposition_of(&self, path: &Path, db: &DbName, buf: &mut Vec<u8>) -> Disposition {
+        disposition(db, || flavour(path, buf), &self.opts)
+    }
+
     /// One pass: recover, find dead pids, stage their files, fold them into the archives.
     pub fn pass(&mut self) -> Result<PassReport, ArchiveError> {
+        // An existing lockfile is held from the start (recovery changes the directory too);
+        // otherwise it is created just before the first file is staged.
+        let mut lock = self.lock(false)?;
         let mut report = PassReport {
-            recovered: self.recover()?,
+            recovered: self.recover_locked()?,
             ..PassReport::default()
         };
         let mut by_pid: BTreeMap<i32, Vec<(String, DbName)>> = BTreeMap::new();
@@ -341,14 +241,17 @@ impl Archiver {
         }
         let mut confirmed = Vec::new();
         let mut dead_now = BTreeSet::new();
+        let mut buf = Vec::new();
         for &pid in &owners {
             // Only pids with files to act on (kept all-mode gauges do not count).
-            let actionable = by_pid.get(&pid).is_some_and(|files| {
-                files
-                    .iter()
-                    .any(|(_, db)| disposition(db, &self.opts) != Disposition::Keep)
-            });
-            if actionable && pid_state(pid) == PidState::Dead {
+            let mut actionable = || {
+                by_pid.get(&pid).is_some_and(|files| {
+                    files.iter().any(|(name, db)| {
+                        self.disposition_of(&self.dir.join(name), db, &mut buf) != Disposition::Keep
+                    })
+                })
+            };
+            if pid_state(pid) == PidState::Dead && actionable() {
                 dead_now.insert(pid);
                 if self.dead_once.contains(&pid) {
                     confirmed.push(pid);
@@ -362,13 +265,16 @@ impl Archiver {
             return Ok(report);
         }
 
+        if lock.is_none() {
+            lock = self.lock(true)?;
+        }
         let staging = self.staging();
         fs::create_dir_all(&staging).map_err(io_err("create staging directory"))?;
         let mut staged = Vec::new();
         for pid in &confirmed {
             let mut mine = Vec::new();
             for (name, db) in by_pid.get(pid).map(|v| v.as_slice()).unwrap_or(&[]) {
-                if disposition(db, &self.opts) == Disposition::Keep {
+                if self.disposition_of(&self.dir.join(name), db, &mut buf) == Disposition::Keep {
                     continue;
                 }
                 match fs::rename(self.dir.join(name), staging.join(name)) {
@@ -402,24 +308,25 @@ impl Archiver {
         let (merged, deleted) = self.commit(&staged)?;
         report.archived_files += merged;
         report.deleted_files += deleted;
+        drop(lock);
         Ok(report)
     }
 
     /// Merges staged files into new archives and publishes them crash-safely.
     fn commit(&self, staged: &[String]) -> Result<(usize, usize), ArchiveError> {
         let staging = self.staging();
-        let mut accs: BTreeMap<Target, Acc> = BTreeMap::new();
+        let mut accs: BTreeMap<Archive, Acc> = BTreeMap::new();
         let (mut merged, mut deleted) = (0, 0);
         let mut journaled: Vec<&String> = Vec::new();
         let mut buf = Vec::new();
         for name in staged {
             let path = staging.join(name);
-            match DbName::parse(name).map(|db| disposition(&db, &self.opts)) {
+            match DbName::parse(name).map(|db| self.disposition_of(&path, &db, &mut buf)) {
                 Some(Disposition::Merge(t)) => {
                     if let std::collections::btree_map::Entry::Vacant(slot) = accs.entry(t) {
                         // Start from the current archive of this target.
                         let mut acc = Acc::default();
-                        let existing = self.dir.join(t.file_name());
+                        let existing = self.dir.join(t.file_name().unwrap_or_default());
                         if existing.exists() {
                             acc.add_file(t, &existing, &mut buf).map_err(|source| {
                                 ArchiveError::Format {
@@ -465,7 +372,8 @@ impl Archiver {
         // 1. New archives as hidden temp files, fsynced.
         let mut journal = format!("{JOURNAL_HEADER}\n");
         for (t, acc) in &accs {
-            let tmp = format!("{TMP_PREFIX}{}", t.file_name());
+            let fin = t.file_name().unwrap_or_default();
+            let tmp = format!("{TMP_PREFIX}{fin}");
             format::write_file(
                 &self.dir.join(&tmp),
                 acc.order.iter().map(|k| {
@@ -474,7 +382,7 @@ impl Archiver {
                 }),
             )
             .map_err(io_err(format!("write {tmp}")))?;
-            journal.push_str(&format!("archive {tmp} {}\n", t.file_name()));
+            journal.push_str(&format!("archive {tmp} {fin}\n"));
         }
         for name in journaled {
             journal.push_str(&format!("staged {name}\n"));
@@ -511,7 +419,7 @@ impl Archiver {
             let parts: Vec<&str> = l.split(' ').collect();
             match parts.as_slice() {
                 ["archive", tmp, fin]
-                    if tmp.starts_with(TMP_PREFIX) && Target::from_file_name(fin).is_some() =>
+                    if tmp.starts_with(TMP_PREFIX) && Archive::from_file_name(fin).is_some() =>
                 {
                     archives.push((tmp.to_string(), fin.to_string()))
                 }

@@ -32,7 +32,8 @@ impl FamilyView for MergedFamily {
             name: &s.name,
             labels: &s.labels,
             value: s.value,
-            timestamp: None,
+            // The fork's `latest` gauges carry a timestamp in seconds (a Python float).
+            timestamp: s.timestamp.map(exposition::Timestamp::Seconds),
             exemplar: None,
         })
     }

@@ -38,7 +38,8 @@ pub enum FormatError {
     /// A key is not valid UTF-8.
     #[error("key at offset {0} is not UTF-8")]
     KeyNotUtf8(usize),
-    /// A key is not the 4-element JSON array of prometheus_client >= 0.16.
+    /// A key is neither the 4-element JSON array of prometheus_client >= 0.16 nor the
+    /// fork's 3-element one.
     #[error("key at offset {offset} is not a valid key: {reason}")]
     BadKey {
         /// Offset of the entry.
@@ -79,10 +80,28 @@ pub const METRIC_TYPES: &[&str] = &[
 
 impl DbName {
     /// Parses a base name; `None` for names upstream would not glob (no `.db`, dot-files)
-    /// or could not use (unknown type, a gauge name without mode and pid).
+    /// or no reader could use (unknown type, `gauge.db`). The postmates fork's pid-less
+    /// archive names (`counter.db`, `gauge_latest.db`: `<type>.db`, `gauge_<mode>.db`)
+    /// parse the fork's way: no pid label, no owner.
     pub fn parse(name: &str) -> Option<DbName> {
         if name.starts_with('.') || !name.ends_with(".db") {
             return None;
+        }
+        let stem = &name[..name.len() - 3];
+        let stem_parts: Vec<&str> = stem.split('_').collect();
+        let pidless = match stem_parts.as_slice() {
+            [typ] if *typ != "gauge" => Some((*typ, None)),
+            ["gauge", mode] => Some(("gauge", Some(mode.to_string()))),
+            _ => None,
+        };
+        if let Some((typ, mode)) = pidless {
+            let typ = if typ == "untyped" { "unknown" } else { typ };
+            return METRIC_TYPES.contains(&typ).then(|| DbName {
+                typ: typ.to_string(),
+                mode,
+                pid_label: None,
+                owner_pid: None,
+            });
         }
         let parts: Vec<&str> = name.split('_').collect();
         let typ = if parts[0] == "untyped" {
@@ -372,8 +391,19 @@ mod tests {
         let n = DbName::parse("counter_77.db").unwrap();
         assert_eq!((n.typ.as_str(), n.owner_pid), ("counter", Some(77)));
         assert_eq!(DbName::parse("counter_archive.db").unwrap().owner_pid, None);
-        assert!(DbName::parse("gauge_max.db").is_none());
-        assert!(DbName::parse("counter.db").is_none());
+        // The fork's archives: no pid, no owner.
+        let n = DbName::parse("gauge_max.db").unwrap();
+        assert_eq!(
+            (n.mode.as_deref(), n.pid_label, n.owner_pid),
+            (Some("max"), None, None)
+        );
+        let n = DbName::parse("counter.db").unwrap();
+        assert_eq!(
+            (n.typ.as_str(), n.mode, n.owner_pid),
+            ("counter", None, None)
+        );
+        assert!(DbName::parse("gauge.db").is_none());
+        assert!(DbName::parse("lockfile.db").is_none());
         assert!(DbName::parse(".counter_1.db").is_none());
         assert!(DbName::parse("counter_1.db.tmp").is_none());
         assert!(DbName::parse("weird_1.db").is_none());

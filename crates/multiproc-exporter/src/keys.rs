@@ -1,6 +1,11 @@
 //! Interning of entry keys: raw JSON key bytes to a small id, and the strings and label
 //! tuples inside keys to ids, so that merging works on integers. The same key bytes recur
 //! in every process's file (a 2,000-process directory has ~3 M entries but ~40 K keys).
+//!
+//! Two key formats exist: upstream's `[metric_name, sample_name, {labels}, help_text]`
+//! (prometheus_client >= 0.16) and the postmates fork's `[metric_name, sample_name,
+//! {labels}]` (no help: the fork always serves `Multiprocess metric`). Each key says which
+//! one it is, so a file is judged by its keys, never by its name.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +19,11 @@ pub type LabelsId = u32;
 /// Id of an interned key.
 pub type KeyId = u32;
 
-/// A parsed key: `[metric_name, sample_name, {labels}, help_text]`.
+/// The help text the fork's reader gives every family (its keys carry none).
+pub const FORK_HELP: &str = "Multiprocess metric";
+
+/// A parsed key: `[metric_name, sample_name, {labels}, help_text]`, or the fork's
+/// 3-element form.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyInfo {
     /// Family name.
@@ -23,8 +32,10 @@ pub struct KeyInfo {
     pub sample: Sid,
     /// Labels sorted by name (`tuple(sorted(labels.items()))`).
     pub labels: LabelsId,
-    /// Help text.
+    /// Help text ([`FORK_HELP`] for fork keys).
     pub help: Sid,
+    /// Whether this is the postmates fork's 3-element key (fork merge semantics apply).
+    pub fork: bool,
 }
 
 /// A key parsed from JSON but not yet interned.
@@ -34,12 +45,30 @@ pub struct ParsedKey {
     sample: String,
     labels: BTreeMap<String, String>,
     help: String,
+    fork: bool,
 }
 
-/// Parses a key the way `json.loads` + tuple unpacking would accept it.
+impl ParsedKey {
+    /// Whether the key is the fork's 3-element form.
+    pub fn is_fork(&self) -> bool {
+        self.fork
+    }
+}
+
+type UpstreamKey = (String, String, BTreeMap<String, String>, String);
+type ForkKey = (String, String, BTreeMap<String, String>);
+
+/// Parses a key the way `json.loads` + tuple unpacking would accept it: upstream's
+/// 4-element key or the fork's 3-element one.
 pub fn parse_key(bytes: &[u8]) -> Result<ParsedKey, String> {
-    let (metric, sample, labels, help): (String, String, BTreeMap<String, String>, String) =
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let (metric, sample, labels, help, fork) = match serde_json::from_slice::<UpstreamKey>(bytes) {
+        Ok((m, s, l, h)) => (m, s, l, h, false),
+        Err(e) => match serde_json::from_slice::<ForkKey>(bytes) {
+            Ok((m, s, l)) => (m, s, l, FORK_HELP.to_string(), true),
+            // Report the upstream error: it names what a key must look like.
+            Err(_) => return Err(format!("{e} (nor the fork's 3-element key)")),
+        },
+    };
     if metric.is_empty() {
         return Err("empty metric name".into());
     }
@@ -48,6 +77,7 @@ pub fn parse_key(bytes: &[u8]) -> Result<ParsedKey, String> {
         sample,
         labels,
         help,
+        fork,
     })
 }
 
@@ -88,6 +118,7 @@ impl Interner {
             sample,
             labels,
             help,
+            fork: parsed.fork,
         });
         self.key_ids.insert(key.into(), id);
         id
@@ -136,5 +167,23 @@ impl Interner {
     /// The pairs of a label tuple.
     pub fn labels(&self, id: LabelsId) -> &Arc<[(Sid, Sid)]> {
         &self.labels[id as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_key_formats_parse_and_others_fail() {
+        let up = parse_key(br#"["m", "m_total", {"a": "1"}, "help"]"#).unwrap();
+        assert!(!up.is_fork());
+        let fork = parse_key(br#"["m", "m_total", {"a": "1"}]"#).unwrap();
+        assert!(fork.is_fork());
+        assert_eq!(fork.help, FORK_HELP);
+        let e = parse_key(br#"["m", "m_total"]"#).unwrap_err();
+        assert!(e.contains("3-element"), "{e}");
+        assert!(parse_key(br#"["m", "m", {}, "h", 5]"#).is_err());
+        assert!(parse_key(br#"["", "m", {}]"#).is_err());
     }
 }

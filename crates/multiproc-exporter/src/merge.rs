@@ -17,6 +17,13 @@
 //!   adds from 0.0; mostrecent keeps the value with the greatest timestamp > 0 (ties: first
 //!   file wins; never-set series are omitted). `all`, `liveall` and any unknown mode keep
 //!   the pid label and the last value wins.
+//! * Families of the postmates fork (their first key is the fork's 3-element key) merge as
+//!   the fork's `multiprocess.merge` does: modes `min`, `max`, `livesum` as above, `latest`
+//!   keeps per series (labels without `pid`) the value with the newest timestamp (ties:
+//!   first file wins) and exports that timestamp; a stored `+inf` timestamp means "none"
+//!   and loses to any real one (the fork's `max` raises `TypeError` on that mix and fails
+//!   the scrape); every other mode keeps the pid label (`all`, `liveall`). Pid-less files
+//!   (the fork's archives `gauge_latest.db`, ...) add no `pid` label.
 //! * Output order: families in order of first appearance; within a family, label sets in
 //!   order of first appearance, samples of a label set in order of first appearance,
 //!   histogram buckets after the other samples of their label set.
@@ -38,6 +45,8 @@ pub struct MergedSample {
     pub labels: Vec<(Arc<str>, Arc<str>)>,
     /// Value.
     pub value: f64,
+    /// Timestamp in seconds (only the fork's `latest` gauges have one).
+    pub timestamp: Option<f64>,
 }
 
 /// One output family.
@@ -51,6 +60,33 @@ pub struct MergedFamily {
     pub typ: String,
     /// Samples in output order.
     pub samples: Vec<MergedSample>,
+}
+
+impl MergedFamily {
+    /// This family restricted to `names` (`/metrics?name[]=...`): the whole family when
+    /// its name (or its exposed name, `x_total` for a counter `x`) is asked for, else the
+    /// samples whose own name is asked for, as Python's `restricted_registry` does; `None`
+    /// when nothing is left.
+    pub fn restricted(&self, names: &std::collections::BTreeSet<String>) -> Option<MergedFamily> {
+        let exposed = match self.typ.as_str() {
+            "counter" => format!("{}_total", self.name),
+            "info" => format!("{}_info", self.name),
+            _ => self.name.to_string(),
+        };
+        if names.contains(&*self.name) || names.contains(&exposed) {
+            return Some(self.clone());
+        }
+        let samples: Vec<MergedSample> = self
+            .samples
+            .iter()
+            .filter(|s| names.contains(&*s.name))
+            .cloned()
+            .collect();
+        (!samples.is_empty()).then(|| MergedFamily {
+            samples,
+            ..self.clone()
+        })
+    }
 }
 
 /// Things worth logging about a merge.
@@ -70,6 +106,7 @@ enum Op {
     Min,
     Max,
     MostRecent,
+    Latest,
     Set,
 }
 
@@ -106,6 +143,7 @@ struct Fam {
     op: Op,
     filter: bool,
     hist: bool,
+    fork: bool,
 }
 
 /// Merge state kept between scrapes: slots (one per output series) are interned once, so
@@ -214,6 +252,7 @@ impl Merger {
                         op: Op::Sum,
                         filter: false,
                         hist: false,
+                        fork: it.key(first_key).fork,
                     });
                     (fams.len() - 1) as u32
                 });
@@ -238,12 +277,22 @@ impl Merger {
             fam.hist = fam.typ == "histogram";
             if fam.typ == "gauge" {
                 let m = fam.mode.as_deref().unwrap_or("all");
-                let (op, filter) = match m {
-                    "min" | "livemin" => (Op::Min, true),
-                    "max" | "livemax" => (Op::Max, true),
-                    "sum" | "livesum" => (Op::Sum, true),
-                    "mostrecent" | "livemostrecent" => (Op::MostRecent, true),
-                    _ => (Op::Set, false),
+                let (op, filter) = if fam.fork {
+                    match m {
+                        "min" => (Op::Min, true),
+                        "max" => (Op::Max, true),
+                        "livesum" => (Op::Sum, true),
+                        "latest" => (Op::Latest, true),
+                        _ => (Op::Set, false),
+                    }
+                } else {
+                    match m {
+                        "min" | "livemin" => (Op::Min, true),
+                        "max" | "livemax" => (Op::Max, true),
+                        "sum" | "livesum" => (Op::Sum, true),
+                        "mostrecent" | "livemostrecent" => (Op::MostRecent, true),
+                        _ => (Op::Set, false),
+                    }
                 };
                 fam.op = op;
                 fam.filter = filter;
@@ -265,8 +314,9 @@ impl Merger {
         let mut touched: Vec<u32> = Vec::new();
         for f in files {
             let gauge = f.is_gauge();
+            // Pid-less gauge files (the fork's archives) add no pid label.
             let pid_value = if gauge {
-                Some(it.sid(f.db.pid_label.as_deref().unwrap_or("")))
+                f.db.pid_label.as_deref().map(|p| it.sid(p))
             } else {
                 None
             };
@@ -310,7 +360,19 @@ impl Merger {
                     return;
                 }
                 let a = &mut self.acc[slot as usize];
-                if op == Op::MostRecent {
+                if op == Op::Latest {
+                    let ts = f.timestamps.get(i).copied().unwrap_or(f64::INFINITY);
+                    if a.init != generation {
+                        a.init = generation;
+                        a.out = generation;
+                        a.v = x;
+                        a.ts = ts;
+                        touched.push(slot);
+                    } else if latest_is_newer(ts, a.ts) {
+                        a.v = x;
+                        a.ts = ts;
+                    }
+                } else if op == Op::MostRecent {
                     if a.init != generation {
                         a.init = generation;
                         a.ts = 0.0;
@@ -343,7 +405,7 @@ impl Merger {
                             }
                         }
                         Op::Set => a.v = x,
-                        Op::MostRecent => {}
+                        Op::MostRecent | Op::Latest => {}
                     }
                 }
             });
@@ -353,6 +415,8 @@ impl Merger {
         let nf = fams.len();
         let mut normal_order: Vec<Vec<u32>> = vec![Vec::new(); nf];
         let mut bucket_order: Vec<Vec<u32>> = vec![Vec::new(); nf];
+        // The fork's merge keeps its non-bucket samples in one dict: plain first-seen order.
+        let mut normal_flat: Vec<Vec<u32>> = vec![Vec::new(); nf];
         let mut normal_slots: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
         let mut bucket_slots: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
         for &s in &touched {
@@ -362,6 +426,7 @@ impl Merger {
             let (order, map) = if slot.bucket.is_some() {
                 (&mut bucket_order[fi], &mut bucket_slots)
             } else {
+                normal_flat[fi].push(s);
                 (&mut normal_order[fi], &mut normal_slots)
             };
             map.entry(g)
@@ -375,66 +440,89 @@ impl Merger {
         let mut out = Vec::with_capacity(nf);
         for (fi, fam) in fams.iter().enumerate() {
             let name = it.str(fam.metric).clone();
+            let stamped = fam.op == Op::Latest;
             let mut samples = Vec::new();
-            let emit_group = |g: u32, samples: &mut Vec<MergedSample>| {
+            let emit_normal = |s: u32, labels: &[(Arc<str>, Arc<str>)], out: &mut Vec<_>| {
+                let a = &self.acc[s as usize];
+                out.push(MergedSample {
+                    name: it.str(self.slots[s as usize].name).clone(),
+                    labels: labels.to_vec(),
+                    value: a.v,
+                    // +inf is the fork's "no timestamp"; NaN or -inf cannot be written
+                    // in milliseconds (Python fails the whole scrape).
+                    timestamp: (stamped && a.ts.is_finite()).then_some(a.ts),
+                });
+            };
+            // Buckets of group `g`, made cumulative, then `_count`: an existing (count,
+            // labels) sample from `samples[first..]` is overwritten in place, as the Python
+            // dict assignment does.
+            let emit_buckets = |g: u32, first: usize, samples: &mut Vec<MergedSample>| {
+                let Some(bs) = bucket_slots.get(&g) else {
+                    return;
+                };
                 let labels = dict_labels(it, self.groups[g as usize].1);
-                let first = samples.len();
-                if let Some(ss) = normal_slots.get(&g) {
-                    for &s in ss {
-                        samples.push(MergedSample {
-                            name: it.str(self.slots[s as usize].name).clone(),
-                            labels: labels.clone(),
-                            value: self.acc[s as usize].v,
-                        });
-                    }
+                let mut bs: Vec<(f64, f64)> = bs
+                    .iter()
+                    .map(|&s| {
+                        (
+                            self.slots[s as usize].bucket.unwrap_or(f64::NAN),
+                            self.acc[s as usize].v,
+                        )
+                    })
+                    .collect();
+                bs.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+                let bucket_name: Arc<str> = format!("{name}_bucket").into();
+                let le_name: Arc<str> = "le".into();
+                let mut acc = 0.0;
+                for (bound, v) in bs {
+                    acc += v;
+                    let mut l = labels.clone();
+                    l.retain(|p| *p.0 != *"le");
+                    l.push((le_name.clone(), float_to_go_string(bound).into()));
+                    samples.push(MergedSample {
+                        name: bucket_name.clone(),
+                        labels: l,
+                        value: acc,
+                        timestamp: None,
+                    });
                 }
-                if let Some(bs) = bucket_slots.get(&g) {
-                    let mut bs: Vec<(f64, f64)> = bs
-                        .iter()
-                        .map(|&s| {
-                            (
-                                self.slots[s as usize].bucket.unwrap_or(f64::NAN),
-                                self.acc[s as usize].v,
-                            )
-                        })
-                        .collect();
-                    bs.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-                    let bucket_name: Arc<str> = format!("{name}_bucket").into();
-                    let le_name: Arc<str> = "le".into();
-                    let mut acc = 0.0;
-                    for (bound, v) in bs {
-                        acc += v;
-                        let mut l = labels.clone();
-                        l.retain(|p| *p.0 != *"le");
-                        l.push((le_name.clone(), float_to_go_string(bound).into()));
-                        samples.push(MergedSample {
-                            name: bucket_name.clone(),
-                            labels: l,
-                            value: acc,
-                        });
-                    }
-                    let count_name = format!("{name}_count");
-                    // An existing (count, labels) sample is overwritten in place, as the
-                    // Python dict assignment does.
-                    match samples[first..]
-                        .iter_mut()
-                        .find(|s| *s.name == *count_name && s.labels == labels)
-                    {
-                        Some(s) => s.value = acc,
-                        None => samples.push(MergedSample {
-                            name: count_name.into(),
-                            labels: labels.clone(),
-                            value: acc,
-                        }),
-                    }
+                let count_name = format!("{name}_count");
+                match samples[first..]
+                    .iter_mut()
+                    .find(|s| *s.name == *count_name && s.labels == labels)
+                {
+                    Some(s) => s.value = acc,
+                    None => samples.push(MergedSample {
+                        name: count_name.into(),
+                        labels,
+                        value: acc,
+                        timestamp: None,
+                    }),
                 }
             };
-            for &g in &normal_order[fi] {
-                emit_group(g, &mut samples);
-            }
-            for &g in &bucket_order[fi] {
-                if !normal_slots.contains_key(&g) {
-                    emit_group(g, &mut samples);
+            if fam.fork {
+                for &s in &normal_flat[fi] {
+                    let labels =
+                        dict_labels(it, self.groups[self.slots[s as usize].group as usize].1);
+                    emit_normal(s, &labels, &mut samples);
+                }
+                for &g in &bucket_order[fi] {
+                    emit_buckets(g, 0, &mut samples);
+                }
+            } else {
+                for &g in &normal_order[fi] {
+                    let labels = dict_labels(it, self.groups[g as usize].1);
+                    let first = samples.len();
+                    for &s in normal_slots.get(&g).map(|v| v.as_slice()).unwrap_or(&[]) {
+                        emit_normal(s, &labels, &mut samples);
+                    }
+                    emit_buckets(g, first, &mut samples);
+                }
+                for &g in &bucket_order[fi] {
+                    if !normal_slots.contains_key(&g) {
+                        let first = samples.len();
+                        emit_buckets(g, first, &mut samples);
+                    }
                 }
             }
             out.push(MergedFamily {
@@ -446,6 +534,12 @@ impl Merger {
         }
         (out, stats)
     }
+}
+
+/// Whether a fork `latest` timestamp beats the current one: newer wins, ties keep the
+/// first (Python's `max`), and `+inf` (stored "none") loses to any real timestamp.
+fn latest_is_newer(ts: f64, current: f64) -> bool {
+    ts != f64::INFINITY && (current == f64::INFINITY || ts > current)
 }
 
 /// A label tuple as `dict(labels)`: the last value of a repeated name wins.

@@ -22,6 +22,10 @@ use rustc_hash::FxHashMap;
 use crate::format::{self, DbName, FormatError, HEADER_LEN};
 use crate::keys::{Interner, KeyId, ParsedKey, Sid, parse_key};
 use crate::liveness::{PidState, namespace_visible, pid_state};
+use crate::lockfile::{self, LockError, LockKind};
+
+/// How long a scan waits for the fork's archiver to release `lockfile`.
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Identity of a file's content generation: a changed inode or ctime (growth truncates,
 /// re-creation makes a new inode) means "parse from scratch".
@@ -162,6 +166,9 @@ pub enum ScanError {
         /// Why.
         source: io::Error,
     },
+    /// The fork's `lockfile` could not be taken (shared) in time.
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 /// Per-thread scratch vectors reused across files (fewer transient allocations, which
@@ -254,6 +261,9 @@ impl Scanner {
     /// Brings the per-file state up to date with the directory.
     pub fn scan(&mut self) -> Result<ScanStats, ScanError> {
         let mut stats = ScanStats::default();
+        // Held while listing and reading, like the fork's collector: the fork's archiver
+        // (exclusive) then never moves an archive in or a worker file out under us.
+        let _lock = lockfile::lock(&self.dir, LockKind::Shared, false, LOCK_TIMEOUT)?;
         let rd = fs::read_dir(&self.dir).map_err(|source| ScanError::Dir {
             path: self.dir.clone(),
             source,

@@ -2,6 +2,7 @@
 //! asked), `/healthz`, the periodic archiver, graceful shutdown. CPU work (scan, merge,
 //! encode, gzip, archive) runs on blocking threads, never on the async workers.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -99,7 +100,9 @@ impl AppState {
         let gathered = self.extras.gather().await;
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            state.scrape_with(&format, |merged| gathered.finish(merged, &state.extras))
+            state.scrape_with(&format, None, |merged| {
+                gathered.finish(merged, &state.extras)
+            })
         })
         .await
         .map_err(|e| format!("scrape task failed: {e}"))?
@@ -107,14 +110,16 @@ impl AppState {
 
     /// One scrape: collect, append our own metrics, encode.
     pub fn scrape(&self, format: &Format) -> Result<String, String> {
-        self.scrape_with(format, |_| Vec::new())
+        self.scrape_with(format, None, |_| Vec::new())
     }
 
     /// [`AppState::scrape`], with the families `extra` returns (given the merged ones, so
-    /// that it can leave out clashing names) served after ours.
+    /// that it can leave out clashing names) served after ours, keeping only the families
+    /// or samples named in `names` (`?name[]=...`) when given.
     pub fn scrape_with(
         &self,
         format: &Format,
+        names: Option<&BTreeSet<String>>,
         extra: impl FnOnce(&[MergedFamily]) -> Vec<exposition::MetricFamily>,
     ) -> Result<String, String> {
         let t0 = Instant::now();
@@ -165,11 +170,18 @@ impl AppState {
         let last_len = m.last_body_len.load(Ordering::Relaxed) as usize;
         // 1/32 slack for growing values; OpenMetrics bodies are a little longer.
         let capacity = (last_len + last_len / 32).max(1 << 16);
-        let mut body = expose::encode_sized(
-            collected.families.iter().chain(own.iter()),
-            format,
-            capacity,
-        );
+        let all = collected.families.iter().chain(own.iter());
+        let (mut body, extra) = match names {
+            Some(names) => {
+                let kept: Vec<MergedFamily> = all.filter_map(|f| f.restricted(names)).collect();
+                let extra = extra
+                    .into_iter()
+                    .filter_map(|f| restricted(f, names))
+                    .collect();
+                (expose::encode(&kept, format), extra)
+            }
+            None => (expose::encode_sized(all, format, capacity), extra),
+        };
         if !extra.is_empty() {
             crate::extras::append_encoded(&mut body, &extra, format);
         }
@@ -236,6 +248,7 @@ impl AppState {
                             .map(|(k, v)| (Arc::from(k), Arc::from(v)))
                             .collect(),
                         value,
+                        timestamp: None,
                     })
                     .collect(),
             });
@@ -360,7 +373,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    // `?name[]=a&name[]=b`, like Python's exposition handler.
+    let names: BTreeSet<String> = params
+        .into_iter()
+        .filter(|(k, v)| k == "name[]" && !v.is_empty())
+        .map(|(_, v)| v)
+        .collect();
+    let names = (!names.is_empty()).then_some(names);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -373,7 +397,9 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let (format, content_type) = expose::choose_format(&accept);
     let gathered = state.extras.gather().await;
     let res = tokio::task::spawn_blocking(move || {
-        let body = state.scrape_with(&format, |merged| gathered.finish(merged, &state.extras))?;
+        let body = state.scrape_with(&format, names.as_ref(), |merged| {
+            gathered.finish(merged, &state.extras)
+        })?;
         if gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             enc.write_all(body.as_bytes())
@@ -408,6 +434,24 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         )
             .into_response(),
     }
+}
+
+/// A collector's family restricted to `names` as [`MergedFamily::restricted`] restricts
+/// ours: whole when its name or exposed name is asked for, else the named samples.
+fn restricted(
+    mut family: exposition::MetricFamily,
+    names: &BTreeSet<String>,
+) -> Option<exposition::MetricFamily> {
+    let exposed = match family.typ {
+        exposition::MetricType::Counter => format!("{}_total", family.name),
+        exposition::MetricType::Info => format!("{}_info", family.name),
+        _ => family.name.clone(),
+    };
+    if names.contains(&family.name) || names.contains(&exposed) {
+        return Some(family);
+    }
+    family.samples.retain(|s| names.contains(&s.name));
+    (!family.samples.is_empty()).then_some(family)
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {

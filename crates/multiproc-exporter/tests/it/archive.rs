@@ -74,7 +74,7 @@ fn churned_dir(dead: usize, alive: usize) -> (tempfile::TempDir, Vec<i32>, Optio
     (dir, dead_pids, holder)
 }
 
-fn db_files(dir: &Path) -> Vec<String> {
+pub(crate) fn db_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .expect("ls")
         .filter_map(|e| e.ok())
@@ -86,7 +86,7 @@ fn db_files(dir: &Path) -> Vec<String> {
 }
 
 /// True when no mergeable or live file of a dead pid is left and no pass is half done.
-fn fully_archived(dir: &Path, dead: &[i32]) -> bool {
+pub(crate) fn fully_archived(dir: &Path, dead: &[i32]) -> bool {
     let files = db_files(dir);
     let staged = std::fs::read_dir(dir.join(".mpe-staging"))
         .map(|r| r.count())
@@ -100,7 +100,7 @@ fn fully_archived(dir: &Path, dead: &[i32]) -> bool {
         })
 }
 
-fn archive_args() -> Vec<&'static str> {
+pub(crate) fn archive_args() -> Vec<&'static str> {
     vec!["--archive", "--archive-interval", "0.02"]
 }
 
@@ -231,7 +231,41 @@ fn refuses_to_touch_a_directory_from_another_pid_namespace() {
     let _ = sleeper.wait();
 }
 
-fn run_until_archived(d: &Path, dead: &[i32]) -> Exporter {
+/// Every crash point of a pass (`MPE_ARCHIVE_CRASH_AT`), in pass order.
+pub(crate) const CRASH_POINTS: [&str; 6] = [
+    "after-stage",
+    "after-temp",
+    "after-journal",
+    "mid-publish",
+    "after-publish",
+    "after-delete",
+];
+
+/// Runs an archiving exporter on `d` that aborts at crash point `point`.
+pub(crate) fn crash_at(d: &Path, point: &str) {
+    let mut child = Command::new(exporter_bin())
+        .arg(d)
+        .args(["--listen", &free_addr().to_string()])
+        .args(archive_args())
+        .env("MPE_ARCHIVE_CRASH_AT", point)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut status = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            status = child.try_wait().expect("wait");
+            status.is_some()
+        }),
+        "exporter did not reach crash point {point}"
+    );
+    assert!(
+        !status.expect("status").success(),
+        "{point}: should have aborted"
+    );
+}
+
+pub(crate) fn run_until_archived(d: &Path, dead: &[i32]) -> Exporter {
     let exp = Exporter::start(d, &archive_args());
     assert!(
         wait_until(Duration::from_secs(30), || fully_archived(d, dead)),
@@ -246,14 +280,7 @@ fn a_crash_at_every_step_of_a_pass_neither_double_counts_nor_loses() {
     let (dir, dead, _holder) = churned_dir(6, 1);
     let d = dir.path();
     let before = oracle(d, "text");
-    for point in [
-        "after-stage",
-        "after-temp",
-        "after-journal",
-        "mid-publish",
-        "after-publish",
-        "after-delete",
-    ] {
+    for point in CRASH_POINTS {
         // Fresh dead files for every round: run more workers that exit.
         let out = run_py(
             "workers.py",
@@ -265,26 +292,7 @@ fn a_crash_at_every_step_of_a_pass_neither_double_counts_nor_loses() {
                 .map(|p| p.parse::<i32>().expect("pid")),
         );
         let expected = oracle(d, "text");
-        let mut child = Command::new(exporter_bin())
-            .arg(d)
-            .args(["--listen", &free_addr().to_string()])
-            .args(archive_args())
-            .env("MPE_ARCHIVE_CRASH_AT", point)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut status = None;
-        assert!(
-            wait_until(Duration::from_secs(20), || {
-                status = child.try_wait().expect("wait");
-                status.is_some()
-            }),
-            "exporter did not reach crash point {point}"
-        );
-        assert!(
-            !status.expect("status").success(),
-            "{point}: should have aborted"
-        );
+        crash_at(d, point);
         let exp = run_until_archived(d, &dead_now);
         assert_same_exposition(&expected, &strip_own(&exp.scrape()));
         assert_same_exposition(&expected, &oracle(d, "text"));

@@ -6,6 +6,7 @@ mod cli;
 mod collectors;
 mod concurrent;
 mod daemons;
+mod fork;
 mod helpers;
 mod oracle;
 mod procstats;

@@ -31,7 +31,8 @@ fn corrupt_truncated_empty_and_foreign_files_are_skipped_and_counted() {
     let mut b2 = format::encode([(br#"["x", "x_total", {}, "h"]"#.as_slice(), 1.0, 0.0)]);
     b2[0..4].copy_from_slice(&16i32.to_le_bytes());
     fs::write(d.join("counter_4000002.db"), &b2).expect("write");
-    // A well-formed file with a key that is not JSON, and one with the old 3-element key.
+    // A well-formed file with a key that is not JSON, and one with a 2-element key (neither
+    // upstream's 4 elements nor the postmates fork's 3).
     format::write_file(
         &d.join("counter_4000003.db"),
         [(b"not json".as_slice(), 1.0, 0.0)],
@@ -39,7 +40,7 @@ fn corrupt_truncated_empty_and_foreign_files_are_skipped_and_counted() {
     .expect("write");
     format::write_file(
         &d.join("counter_4000004.db"),
-        [(br#"["x", "x_total", {}]"#.as_slice(), 1.0, 0.0)],
+        [(br#"["x", "x_total"]"#.as_slice(), 1.0, 0.0)],
     )
     .expect("write");
     // Negative and unaligned `used`.
@@ -48,7 +49,8 @@ fn corrupt_truncated_empty_and_foreign_files_are_skipped_and_counted() {
     fs::write(d.join("gauge_all_4000005.db"), &b3).expect("write");
     b3[0..4].copy_from_slice(&13i32.to_le_bytes());
     fs::write(d.join("histogram_4000006.db"), &b3).expect("write");
-    let corrupt = 6.0;
+    // Plus counter.db and gauge_max.db below: the fork's archive names, garbage inside.
+    let corrupt = 8.0;
     // Empty ones: zero length, 4 bytes, pre-sized but never initialised, header only.
     fs::write(d.join("counter_4000010.db"), b"").expect("write");
     fs::write(d.join("counter_4000011.db"), [8u8, 0, 0, 0]).expect("write");
@@ -66,7 +68,7 @@ fn corrupt_truncated_empty_and_foreign_files_are_skipped_and_counted() {
         fs::write(d.join(n), b"garbage garbage garbage").expect("write");
     }
     fs::create_dir(d.join("counter_4000020.db")).expect("mkdir");
-    let foreign = 4.0; // counter.db, gauge_max.db, foo_1.db, the directory
+    let foreign = 2.0; // foo_1.db, the directory
 
     let exp = Exporter::start(d, &[]);
     for _ in 0..2 {
