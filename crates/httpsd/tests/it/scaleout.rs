@@ -358,12 +358,12 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     assert_eq!(redis.scard("httpsd:pending"), 0);
     let metrics = get(&wb.url("/metrics")).await.body;
     assert!(
-        metrics.contains("httpsd_redis_stale_jobs_cleaned_total 1"),
+        metrics.contains("httpsd_redis_stale_jobs_cleaned_total 1.0\n"),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            "httpsd_redis_worker_jobs_processed_total{worker_id=\"wb\",status=\"success\"} 1"
+            "httpsd_redis_worker_jobs_processed_total{status=\"success\",worker_id=\"wb\"} 1.0\n"
         ),
         "{metrics}"
     );
