@@ -4,8 +4,8 @@
 //! the `tree` knows files, `static_files` loads JSON/YAML, `runner` runs dynamic
 //! generators, `engine` combines a path's generators into one response, `validate`
 //! says what Prometheus accepts, `http` knows HTTP, `server` owns the accept loop.
-// One `unsafe` block in the whole crate, allowed where it stands: the pre-exec hook
-// of the Python workers (runner/python.rs).
+// Two `unsafe` blocks in the whole crate, allowed where they stand: the pre-exec hook
+// of the Python workers (runner/python.rs) and glibc's `malloc_trim` (mem.rs).
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -13,11 +13,13 @@ pub mod cache;
 pub mod catalog;
 pub mod check;
 pub mod cli;
+pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod http;
 pub mod log_writer;
 pub mod logging;
+pub mod mem;
 pub mod metrics;
 pub mod params;
 pub mod pyjson;

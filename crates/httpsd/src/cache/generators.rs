@@ -16,10 +16,10 @@ use crate::catalog::Snapshot;
 use crate::error::{ErrorKind, GeneratorError};
 use crate::metrics::Metrics;
 use crate::params::Params;
-use crate::runner::{RunMode, Runners};
+use crate::runner::Runners;
 use crate::status::{CacheState, StatusBoard};
 use crate::tree::GeneratorFile;
-use crate::validate::{self, GeneratorOutput};
+use crate::validate::GeneratorOutput;
 
 /// The identity of a dynamic run: which generator (path and content version) and
 /// which parameters (canonical: `?a=1&b=2` equals `?b=2&a=1`).
@@ -225,17 +225,7 @@ pub async fn run_and_validate(
     params: &Params,
 ) -> Result<Arc<GeneratorOutput>, GeneratorError> {
     let started = Instant::now();
-    let result = runners
-        .run(generator, params, RunMode::Serve)
-        .await
-        .and_then(|value| {
-            validate::into_output(&value, &validate::Profile::SERVE).map_err(|e| {
-                GeneratorError::new(
-                    ErrorKind::Invalid,
-                    format!("{}: {}", generator.rel, e.summary),
-                )
-            })
-        });
+    let result = crate::encode::run_serve(runners, generator, params).await;
     metrics.observe_generator_run(&generator.rel, &result, started.elapsed());
     status.record_run(&generator.rel, params, &result, started.elapsed());
     if let Err(e) = &result {
