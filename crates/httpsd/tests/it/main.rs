@@ -9,5 +9,6 @@ mod exec;
 mod helpers;
 mod ops;
 mod python;
+mod scale;
 mod scaleout;
 mod serve_static;
