@@ -48,6 +48,15 @@ pub fn encode_value(value: &Value) -> Option<GeneratorOutput> {
     Some(state.finish())
 }
 
+/// Deserialises a list of groups straight into its encoded form (for
+/// `#[serde(deserialize_with)]` on a field of a bigger document); an error when the
+/// list is not accepted as written, so the caller can take the tree path.
+pub fn deserialize_output<'de, D: Deserializer<'de>>(d: D) -> Result<GeneratorOutput, D::Error> {
+    let mut state = State::with_capacity(0);
+    Document(&mut state).deserialize(d)?;
+    Ok(state.finish())
+}
+
 /// Runs a dynamic generator for `serve` and validates and encodes its output.
 ///
 /// A program's stdout goes through the one-pass encoder; a Python generator's result
