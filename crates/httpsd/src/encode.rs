@@ -11,17 +11,11 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::error::{ErrorKind, GeneratorError};
-use crate::mem;
-use crate::params::Params;
 use crate::pyjson;
-use crate::runner::{RunMode, Runners, exec};
-use crate::tree::{GeneratorFile, GeneratorKind};
 use crate::validate::{self, GeneratorOutput};
 
 /// Validates and encodes a JSON document (a static file, a program's stdout).
@@ -55,54 +49,6 @@ pub fn deserialize_output<'de, D: Deserializer<'de>>(d: D) -> Result<GeneratorOu
     let mut state = State::with_capacity(0);
     Document(&mut state).deserialize(d)?;
     Ok(state.finish())
-}
-
-/// Runs a dynamic generator for `serve` and validates and encodes its output.
-///
-/// A program's stdout goes through the one-pass encoder; a Python generator's result
-/// arrives parsed from its worker (the pool's reply is a tree today) and is encoded
-/// from that tree, which is dropped at once. Either way the tree path (`into_output`)
-/// only runs for output the encoder declines, and memory freed by a big run is given
-/// back to the system (`mem`).
-pub async fn run_serve(
-    runners: &Runners,
-    generator: &GeneratorFile,
-    params: &Params,
-) -> Result<Arc<GeneratorOutput>, GeneratorError> {
-    let rel = &generator.rel;
-    let invalid = |e: validate::InvalidOutput| {
-        GeneratorError::new(ErrorKind::Invalid, format!("{rel}: {}", e.summary))
-    };
-    let (result, handled) = if generator.kind == GeneratorKind::Executable {
-        let out = runners
-            .exec()
-            .run_bytes(generator, params, RunMode::Serve)
-            .await?;
-        let handled = out.len();
-        let result = match encode_json(&out) {
-            Some(output) => Ok(Arc::new(output)),
-            None => {
-                let value = exec::parse_stdout(rel, &out)?;
-                drop(out);
-                validate::into_output(&value, &validate::Profile::SERVE).map_err(invalid)
-            }
-        };
-        (result, handled)
-    } else {
-        let value = runners.run(generator, params, RunMode::Serve).await?;
-        let result = match encode_value(&value) {
-            Some(output) => Ok(Arc::new(output)),
-            None => validate::into_output(&value, &validate::Profile::SERVE).map_err(invalid),
-        };
-        drop(value);
-        let handled = result.as_ref().map_or(0, |o| o.groups_json.len());
-        (result, handled)
-    };
-    if handled >= mem::TRIM_AFTER_BYTES {
-        // Off the async workers: a trim walks every arena.
-        tokio::task::spawn_blocking(mem::trim);
-    }
-    result
 }
 
 /// The encoder's working state: the output, and scratch space reused for every group
@@ -443,7 +389,9 @@ impl<'de> Visitor<'de> for LabelValue<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::static_files::parse_static;
+    use crate::tree::GeneratorKind;
 
     /// The tree path's answer for a JSON document (what `serve` answered before).
     fn tree(doc: &str) -> Result<GeneratorOutput, validate::InvalidOutput> {
