@@ -126,6 +126,8 @@ def serve_once(cmd: list[str], port: int, path: str, groups: int, log: Path, rps
             wait_written(cache, deadline)
         try:
             st, body = c.http_get(port, path, timeout=60)
+            # The clock stops when the answer is in, before our own parsing of it.
+            served = time.perf_counter() - t0
             if st == 200 and len(json.loads(body)) == groups:
                 break
             first = False
@@ -134,7 +136,6 @@ def serve_once(cmd: list[str], port: int, path: str, groups: int, log: Path, rps
         if time.time() > deadline:
             c.fail(f"{cmd[0]} did not serve {path} within 600 s")
         time.sleep(0.02)
-    served = time.perf_counter() - t0
     peak = hwm_kib(p.pid)
     c.http_get(port, path, timeout=60)
     time.sleep(3)

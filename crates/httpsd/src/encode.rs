@@ -130,6 +130,21 @@ impl State {
     }
 }
 
+/// Each seed below is its own visitor; `seed!(Seed, Value, how)` lets the deserializer
+/// drive it (`how`: `deserialize_any`, or `deserialize_str` for keys). Written by hand
+/// because serde derives nothing for stateful seeds.
+macro_rules! seed {
+    ($seed:ty, $value:ty, $how:ident) => {
+        impl<'de> DeserializeSeed<'de> for $seed {
+            type Value = $value;
+
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<$value, D::Error> {
+                d.$how(self)
+            }
+        }
+    };
+}
+
 /// The encoder gives up; the tree path decides.
 #[derive(Debug)]
 struct Declined;
@@ -147,13 +162,7 @@ enum LabelsKind {
 /// The whole document: a list of groups.
 struct Document<'a>(&'a mut State);
 
-impl<'de> DeserializeSeed<'de> for Document<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Document<'_>, (), deserialize_any);
 
 impl<'de> Visitor<'de> for Document<'_> {
     type Value = ();
@@ -171,13 +180,7 @@ impl<'de> Visitor<'de> for Document<'_> {
 /// One target group: an object with `targets` and optionally `labels`.
 struct Group<'a>(&'a mut State);
 
-impl<'de> DeserializeSeed<'de> for Group<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Group<'_>, (), deserialize_any);
 
 impl<'de> Visitor<'de> for Group<'_> {
     type Value = ();
@@ -220,13 +223,7 @@ enum GroupKeyKind {
 /// A key of a group: only `targets` and `labels` are allowed.
 struct GroupKey;
 
-impl<'de> DeserializeSeed<'de> for GroupKey {
-    type Value = GroupKeyKind;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<GroupKeyKind, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+seed!(GroupKey, GroupKeyKind, deserialize_str);
 
 impl<'de> Visitor<'de> for GroupKey {
     type Value = GroupKeyKind;
@@ -247,13 +244,7 @@ impl<'de> Visitor<'de> for GroupKey {
 /// A group's `targets`: a list of strings, encoded into `State::targets`.
 struct Targets<'a>(&'a mut State);
 
-impl<'de> DeserializeSeed<'de> for Targets<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Targets<'_>, (), deserialize_any);
 
 impl<'de> Visitor<'de> for Targets<'_> {
     type Value = ();
@@ -274,13 +265,7 @@ impl<'de> Visitor<'de> for Targets<'_> {
 /// One target: a string.
 struct Target<'a>(&'a mut State);
 
-impl<'de> DeserializeSeed<'de> for Target<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Target<'_>, (), deserialize_any);
 
 impl<'de> Visitor<'de> for Target<'_> {
     type Value = ();
@@ -302,13 +287,7 @@ impl<'de> Visitor<'de> for Target<'_> {
 /// A group's `labels`: null or a map of valid names to strings.
 struct Labels<'a>(&'a mut State);
 
-impl<'de> DeserializeSeed<'de> for Labels<'_> {
-    type Value = LabelsKind;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<LabelsKind, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Labels<'_>, LabelsKind, deserialize_any);
 
 impl<'de> Visitor<'de> for Labels<'_> {
     type Value = LabelsKind;
@@ -336,13 +315,7 @@ impl<'de> Visitor<'de> for Labels<'_> {
 /// A label name, kept raw: a valid name is ASCII and needs no escaping.
 struct LabelName<'a>(&'a mut Vec<u8>);
 
-impl<'de> DeserializeSeed<'de> for LabelName<'_> {
-    type Value = Range<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Range<usize>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+seed!(LabelName<'_>, Range<usize>, deserialize_str);
 
 impl<'de> Visitor<'de> for LabelName<'_> {
     type Value = Range<usize>;
@@ -364,13 +337,7 @@ impl<'de> Visitor<'de> for LabelName<'_> {
 /// A label value: a string, kept encoded.
 struct LabelValue<'a>(&'a mut Vec<u8>);
 
-impl<'de> DeserializeSeed<'de> for LabelValue<'_> {
-    type Value = Range<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Range<usize>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(LabelValue<'_>, Range<usize>, deserialize_any);
 
 impl<'de> Visitor<'de> for LabelValue<'_> {
     type Value = Range<usize>;
