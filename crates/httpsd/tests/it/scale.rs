@@ -1,10 +1,9 @@
 //! Big documents (issue 19): served byte for byte as Python writes them, through the
 //! one-pass encoder, with memory proportional to the bytes served.
 
-use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::{Server, Tree, get, require_python, wait_for};
+use crate::helpers::{Server, Tree, get, python3_stdout, require_python, wait_for};
 
 /// Writes `rel` (a JSON document of `n` groups: unicode, escapes, label order, null
 /// labels, pretty-printed or not) with python3 and returns the body the original
@@ -28,20 +27,14 @@ sys.stdout.write(json.dumps(groups, sort_keys=True, separators=(",", ":")) + "\n
 "#;
     let path = tree.root().join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&path)
-        .arg(n.to_string())
-        .arg(indent)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let n = n.to_string();
+    python3_stdout(&[
+        "-c".as_ref(),
+        script.as_ref(),
+        path.as_ref(),
+        n.as_ref(),
+        indent.as_ref(),
+    ])
 }
 
 /// `VmRSS` and `VmHWM` (peak) of `pid`, in bytes.
