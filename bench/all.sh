@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every side-by-side benchmark of bench/ in sequence and collects the Markdown
 # results under bench/out/results/ (one file per comparison, plus all.md).
-# Usage: bench/all.sh            (about 10 minutes on a 2-core machine)
+# Usage: bench/all.sh            (about 15 minutes on a 2-core machine)
 # A comparison whose feature has not landed prints "NOT MEASURED ... feature not
 # landed" and the others still run.
 set -u
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 R=bench/out/results
 mkdir -p $R
 : > $R/all.md
-for s in static python_gen check reload redis_path slow_gen; do
+for s in static python_gen check reload redis_path slow_gen scale; do
   echo "=== $s" >&2
   if python3 "bench/$s.py" --markdown "$R/$s.md" > "$R/$s.txt"; then
     cat "$R/$s.md" >> $R/all.md

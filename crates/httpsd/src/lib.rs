@@ -13,10 +13,11 @@
 //! - `engine` combines a path's generators into one response, through `cache` and
 //!   `runner` (dynamic generators).
 //! - below: `catalog`/`watch` (the tree in memory), `tree` (files and paths),
-//!   `static_files`, `validate`, `pyjson`, `metrics`, `status`, `error`, `params`,
+//!   `static_files`, `encode` (one-pass validation and encoding), `validate`, `pyjson`,
+//!   `mem` (returning freed memory), `metrics`, `status`, `error`, `params`,
 //!   `logging`, and `settings` (the settings vocabulary, importing nothing).
-// One `unsafe` block in the whole crate, allowed where it stands: the pre-exec hook
-// of the Python workers (runner/python.rs).
+// One `unsafe` block in the whole crate, allowed where it stands: glibc's `malloc_trim`
+// (mem.rs). The Python workers' pre-exec hook lives in the python-pool crate.
 #![deny(unsafe_code)]
 
 pub mod admin;
@@ -24,12 +25,14 @@ pub mod cache;
 pub mod catalog;
 pub mod check;
 pub mod cli;
+pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod http;
 pub mod listener;
 pub mod log_writer;
 pub mod logging;
+pub mod mem;
 pub mod metrics;
 pub mod params;
 pub mod pyjson;

@@ -91,7 +91,15 @@ fn python_float_repr(f: f64) -> String {
 /// Writes a JSON string literal with CPython's ASCII escaping.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    for ch in s.chars() {
+    // Most strings (targets, label values) are plain printable ASCII: copy their
+    // longest such prefix at once, then go character by character. The prefix ends on
+    // a character boundary since every byte before it is ASCII.
+    let plain = s
+        .bytes()
+        .position(|b| !matches!(b, b' '..=b'~') || b == b'"' || b == b'\\')
+        .unwrap_or(s.len());
+    out.extend_from_slice(&s.as_bytes()[..plain]);
+    for ch in s[plain..].chars() {
         match ch {
             '"' => out.extend_from_slice(b"\\\""),
             '\\' => out.extend_from_slice(b"\\\\"),

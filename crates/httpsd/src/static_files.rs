@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::encode;
 use crate::error::{ErrorKind, GeneratorError};
 use crate::tree::{FileStamp, GeneratorFile, GeneratorKind};
 use crate::validate::{self, GeneratorOutput};
@@ -62,6 +63,7 @@ impl StaticStore {
     ) -> Option<Duration> {
         let mut seen = std::collections::HashSet::new();
         let mut recheck: Option<Duration> = None;
+        let mut loaded_bytes = 0usize;
         for f in files {
             seen.insert(f.rel.clone());
             if self.loaded.get(&f.rel).is_some_and(|l| l.stamp == f.stamp) {
@@ -73,6 +75,7 @@ impl StaticStore {
                 recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
                 continue;
             }
+            loaded_bytes = loaded_bytes.saturating_add(usize::try_from(f.stamp.size).unwrap_or(0));
             match load(f, self.max_size) {
                 Some((_, Err(_)))
                     if age < INVALID_GRACE
@@ -97,6 +100,8 @@ impl StaticStore {
             }
         }
         self.loaded.retain(|rel, _| seen.contains(rel));
+        // The files' bytes (and any tree) are freed by now: give the pages back.
+        crate::mem::trim_after(loaded_bytes);
         recheck
     }
 
@@ -165,10 +170,25 @@ fn load(f: &GeneratorFile, max_size: u64) -> Option<(FileStamp, StaticResult)> {
 }
 
 /// Parses and validates the content of a static generator.
+///
+/// JSON goes through the one-pass encoder (no tree, see `encode`); only a document it
+/// declines (an invalid one, mostly) is parsed into a tree, for the exact error. What
+/// the encoder accepts is valid UTF-8, not blank and valid under the serve profile, so
+/// both ways give the same bytes.
 pub fn parse_static(rel: &str, kind: GeneratorKind, bytes: &[u8]) -> StaticResult {
+    if kind == GeneratorKind::Json
+        && let Some(output) = encode::encode_json(bytes)
+    {
+        return Ok(Arc::new(output));
+    }
     let value = parse_value(rel, kind, bytes)?;
-    validate::into_output(&value, &validate::Profile::SERVE)
-        .map_err(|e| GeneratorError::new(ErrorKind::Invalid, format!("{rel}: {}", e.summary)))
+    // A YAML tree is unavoidable while parsing; it is dropped as soon as it is encoded.
+    let output = encode::encode_value(&value).map(Arc::new);
+    match output {
+        Some(output) => Ok(output),
+        None => validate::into_output(&value, &validate::Profile::SERVE)
+            .map_err(|e| GeneratorError::new(ErrorKind::Invalid, format!("{rel}: {}", e.summary))),
+    }
 }
 
 /// Parses JSON or YAML content into a generic value (types are checked later).

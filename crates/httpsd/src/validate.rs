@@ -368,37 +368,70 @@ fn validate_group<'a>(
     }
 }
 
-/// Duplicate-target warnings across outputs that are served together (`(name, output)`
-/// pairs in path order): each target already produced by an earlier output is reported,
-/// once per output, as `(index of the later output, warning)`.
-pub fn duplicates_across(outputs: &[(&str, &Value)]) -> Vec<(usize, Problem)> {
-    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut found = Vec::new();
-    for (k, (_, value)) in outputs.iter().enumerate() {
-        let mut own: HashSet<&str> = HashSet::new();
+/// The target strings of one output with their group indexes, kept compactly (one
+/// string and one index per target) for the checks across generators: a whole tree of
+/// every generator's output would cost many times more (issue 19).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetList {
+    text: String,
+    /// (group index, end of the target in `text`), in order.
+    ends: Vec<(usize, usize)>,
+}
+
+impl TargetList {
+    /// The string targets of `value` (a list of groups), in order.
+    pub fn of(value: &Value) -> TargetList {
+        let mut list = TargetList::default();
         for (i, group) in value.as_array().into_iter().flatten().enumerate() {
             let targets = group.get("targets").and_then(Value::as_array);
             for t in targets.into_iter().flatten().filter_map(Value::as_str) {
-                if !own.insert(t) {
-                    continue; // a duplicate inside one output is reported by `validate`
-                }
-                match first.get(t) {
-                    Some(&j) if j != k => found.push((
-                        k,
-                        Problem {
-                            severity: Severity::Warning,
-                            group: Some(i),
-                            rule: Rule::DuplicateTarget,
-                            message: format!(
-                                "duplicate target {t:?}: also produced by {}, which is served in the same path",
-                                outputs[j].0
-                            ),
-                        },
-                    )),
-                    Some(_) => {}
-                    None => {
-                        first.insert(t, k);
-                    }
+                list.text.push_str(t);
+                list.ends.push((i, list.text.len()));
+            }
+        }
+        list.text.shrink_to_fit();
+        list.ends.shrink_to_fit();
+        list
+    }
+
+    /// `(group index, target)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &str)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, end)| end));
+        self.ends
+            .iter()
+            .zip(starts)
+            .map(|(&(group, end), start)| (group, &self.text[start..end]))
+    }
+}
+
+/// Duplicate-target warnings across outputs that are served together (`(name, targets)`
+/// pairs in path order): each target already produced by an earlier output is reported,
+/// once per output, as `(index of the later output, warning)`.
+pub fn duplicates_across(outputs: &[(&str, &TargetList)]) -> Vec<(usize, Problem)> {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut found = Vec::new();
+    for (k, (_, targets)) in outputs.iter().enumerate() {
+        let mut own: HashSet<&str> = HashSet::new();
+        for (i, t) in targets.iter() {
+            if !own.insert(t) {
+                continue; // a duplicate inside one output is reported by `validate`
+            }
+            match first.get(t) {
+                Some(&j) if j != k => found.push((
+                    k,
+                    Problem {
+                        severity: Severity::Warning,
+                        group: Some(i),
+                        rule: Rule::DuplicateTarget,
+                        message: format!(
+                            "duplicate target {t:?}: also produced by {}, which is served in the same path",
+                            outputs[j].0
+                        ),
+                    },
+                )),
+                Some(_) => {}
+                None => {
+                    first.insert(t, k);
                 }
             }
         }
@@ -586,6 +619,11 @@ mod tests {
         let a = json!([{"targets": ["x:1", "y:1"]}]);
         let b = json!([{"targets": ["z:1"]}, {"targets": ["y:1", "y:1", "x:1"]}]);
         let c = json!([{"targets": ["z:1"]}]);
+        let (a, b, c) = (TargetList::of(&a), TargetList::of(&b), TargetList::of(&c));
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            [(0, "z:1"), (1, "y:1"), (1, "y:1"), (1, "x:1")]
+        );
         let found = duplicates_across(&[("a", &a), ("b", &b), ("c", &c)]);
         let got: Vec<(usize, Option<usize>, Severity)> = found
             .iter()

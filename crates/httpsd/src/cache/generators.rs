@@ -13,12 +13,14 @@ use super::key::RunKey;
 use super::persist::DiskStore;
 use super::policy::CacheSettings;
 use crate::catalog::Snapshot;
+use crate::encode;
 use crate::error::{ErrorKind, GeneratorError};
+use crate::mem;
 use crate::metrics::Metrics;
 use crate::params::Params;
-use crate::runner::{RunMode, Runners};
+use crate::runner::{RunMode, Runners, exec};
 use crate::status::{CacheState, StatusBoard};
-use crate::tree::GeneratorFile;
+use crate::tree::{GeneratorFile, GeneratorKind};
 use crate::validate::{self, GeneratorOutput};
 
 /// Runs generators for the cache.
@@ -187,21 +189,59 @@ pub async fn run_and_validate(
     params: &Params,
 ) -> Result<Arc<GeneratorOutput>, GeneratorError> {
     let started = Instant::now();
-    let result = runners
-        .run(generator, params, RunMode::Serve)
-        .await
-        .and_then(|value| {
-            validate::into_output(&value, &validate::Profile::SERVE).map_err(|e| {
-                GeneratorError::new(
-                    ErrorKind::Invalid,
-                    format!("{}: {}", generator.rel, e.summary),
-                )
-            })
-        });
+    let result = run_serve(runners, generator, params).await;
     metrics.observe_generator_run(&generator.rel, &result, started.elapsed());
     status.record_run(&generator.rel, params, &result, started.elapsed());
     if let Err(e) = &result {
         tracing::warn!(generator = %generator.rel, kind = ?e.kind, error = %e.message, "generator failed");
+    }
+    result
+}
+
+/// Runs a dynamic generator for `serve` and validates and encodes its output.
+///
+/// A program's stdout goes through the one-pass encoder; a Python generator's result
+/// arrives parsed from its worker (the pool's reply is a tree today) and is encoded
+/// from that tree, which is dropped at once. Either way the tree path (`into_output`)
+/// only runs for output the encoder declines, and memory freed by a big run is given
+/// back to the system (`mem`).
+async fn run_serve(
+    runners: &Runners,
+    generator: &GeneratorFile,
+    params: &Params,
+) -> Result<Arc<GeneratorOutput>, GeneratorError> {
+    let rel = &generator.rel;
+    let invalid = |e: validate::InvalidOutput| {
+        GeneratorError::new(ErrorKind::Invalid, format!("{rel}: {}", e.summary))
+    };
+    let (result, handled) = if generator.kind == GeneratorKind::Executable {
+        let out = runners
+            .exec()
+            .run_bytes(generator, params, RunMode::Serve)
+            .await?;
+        let handled = out.len();
+        let result = match encode::encode_json(&out) {
+            Some(output) => Ok(Arc::new(output)),
+            None => {
+                let value = exec::parse_stdout(rel, &out)?;
+                drop(out);
+                validate::into_output(&value, &validate::Profile::SERVE).map_err(invalid)
+            }
+        };
+        (result, handled)
+    } else {
+        let value = runners.run(generator, params, RunMode::Serve).await?;
+        let result = match encode::encode_value(&value) {
+            Some(output) => Ok(Arc::new(output)),
+            None => validate::into_output(&value, &validate::Profile::SERVE).map_err(invalid),
+        };
+        drop(value);
+        let handled = result.as_ref().map_or(0, |o| o.groups_json.len());
+        (result, handled)
+    };
+    if handled >= mem::TRIM_AFTER_BYTES {
+        // Off the async workers: a trim walks every arena.
+        tokio::task::spawn_blocking(mem::trim);
     }
     result
 }

@@ -184,9 +184,35 @@ impl DiskStore {
     }
 }
 
+/// A persisted file read without a tree of its results (issue 19): the small header
+/// fields as values, the results encoded as they are read.
+#[derive(serde::Deserialize)]
+struct Encoded {
+    format: Value,
+    generator: Value,
+    params: Value,
+    stamp: Value,
+    updated_timestamp: Value,
+    #[serde(deserialize_with = "crate::encode::deserialize_output")]
+    results: GeneratorOutput,
+}
+
 fn read_one(path: &Path) -> Result<Persisted, String> {
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    // The one-pass way first; any file it does not take is read as a tree, which
+    // gives the exact reason it is refused.
+    let (v, encoded) = match serde_json::from_slice::<Encoded>(&bytes) {
+        Ok(e) => (
+            json!({"format": e.format, "generator": e.generator, "params": e.params,
+                   "stamp": e.stamp, "updated_timestamp": e.updated_timestamp}),
+            Some(Arc::new(e.results)),
+        ),
+        Err(_) => (
+            serde_json::from_slice(&bytes).map_err(|e| format!("not valid JSON: {e}"))?,
+            None,
+        ),
+    };
+    drop(bytes);
     if v.get("format").and_then(Value::as_str) != Some(FORMAT) {
         return Err(format!("not an {FORMAT} file"));
     }
@@ -231,8 +257,11 @@ fn read_one(path: &Path) -> Result<Persisted, String> {
     let updated = UNIX_EPOCH
         .checked_add(Duration::from_secs_f64(ts))
         .ok_or("bad \"updated_timestamp\"")?;
-    let output = validate::into_output(field("results")?, &validate::Profile::SERVE)
-        .map_err(|e| format!("results are not valid target groups: {}", e.summary))?;
+    let output = match encoded {
+        Some(output) => output,
+        None => validate::into_output(field("results")?, &validate::Profile::SERVE)
+            .map_err(|e| format!("results are not valid target groups: {}", e.summary))?,
+    };
     Ok(Persisted {
         file: path.to_path_buf(),
         generator,
@@ -311,6 +340,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(store.load_all(10).len(), 1);
+        // A repeated label (the one-pass reader declines it) still loads, with its
+        // last value, as it did when every file was read as a tree.
+        fs::remove_file(dir.path().join("invalid.json")).unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(text.contains("{\"x\":"), "{text}");
+        fs::write(
+            store.path_of(&k),
+            text.replace("{\"x\":", "{\"x\":\"first\",\"x\":"),
+        )
+        .unwrap();
+        let all = store.load_all(10);
+        assert_eq!(all.len(), 1, "{text}");
+        assert_eq!(*all[0].output, *out);
         store.remove(&k);
         assert!(store.load_all(10).is_empty());
     }

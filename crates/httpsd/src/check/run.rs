@@ -23,7 +23,7 @@ use crate::runner::python::CheckEvent;
 use crate::runner::{RunMode, Runners};
 use crate::static_files;
 use crate::tree::{GeneratorFile, GeneratorKind};
-use crate::validate::{self, Profile};
+use crate::validate::{self, Profile, TargetList};
 
 /// How a check runs its generators.
 #[derive(Debug, Clone, Copy)]
@@ -107,9 +107,10 @@ where
         a.into_iter().chain(b).collect()
     };
     let (a, b) = futures::join!(static_runs, dynamic_runs);
-    let mut results: Vec<(usize, GeneratorCheck, Option<Value>)> = a.into_iter().chain(b).collect();
+    let mut results: Vec<(usize, GeneratorCheck, Option<TargetList>)> =
+        a.into_iter().chain(b).collect();
     results.sort_by_key(|(i, _, _)| *i);
-    let (mut checks, values): (Vec<GeneratorCheck>, Vec<Option<Value>>) =
+    let (mut checks, values): (Vec<GeneratorCheck>, Vec<Option<TargetList>>) =
         results.into_iter().map(|(_, c, v)| (c, v)).unzip();
     if options.profile.warnings {
         warn_duplicates_across_generators(&mut checks, &values);
@@ -118,7 +119,7 @@ where
 }
 
 /// One checked generator with its index, and its output when valid.
-type Checked = (usize, GeneratorCheck, Option<Value>);
+type Checked = (usize, GeneratorCheck, Option<TargetList>);
 
 /// Checks static files on `threads` blocking threads that share one queue (a task
 /// per file would cost more in hand-offs than reading a small file does).
@@ -257,7 +258,7 @@ async fn check_one(
     job: Job,
     runners: Option<&RunnersOrError>,
     options: RunOptions,
-) -> (GeneratorCheck, Option<Value>) {
+) -> (GeneratorCheck, Option<TargetList>) {
     let started = Instant::now();
     let g = &job.generator;
     let value = match runners {
@@ -294,7 +295,7 @@ fn judge(
     value: Result<Value, GeneratorError>,
     started: Instant,
     profile: &Profile,
-) -> (GeneratorCheck, Option<Value>) {
+) -> (GeneratorCheck, Option<TargetList>) {
     let g = job.generator;
     let mut check = GeneratorCheck {
         path: g.rel,
@@ -315,8 +316,9 @@ fn judge(
             let ok = report.is_ok();
             check.problems = report.problems;
             // Only valid outputs take part in cross-generator checks: a failing one
-            // already fails, and more warnings about it would be noise.
-            ok.then_some(value)
+            // already fails, and more warnings about it would be noise. Only their
+            // targets are kept, compactly: the tree is dropped here (issue 19).
+            ok.then(|| TargetList::of(&value))
         }
         Err(e) => {
             check.error = Some(e);
@@ -355,7 +357,7 @@ fn read_static(g: &GeneratorFile, max_size: u64) -> Result<Value, GeneratorError
 
 /// Adds a warning for each target that a generator shares with an earlier generator
 /// of the same directory: both are always served together (`/targets/<dir>`).
-fn warn_duplicates_across_generators(checks: &mut [GeneratorCheck], values: &[Option<Value>]) {
+fn warn_duplicates_across_generators(checks: &mut [GeneratorCheck], values: &[Option<TargetList>]) {
     let mut by_dir: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, c) in checks.iter().enumerate() {
         if values[i].is_some() {
@@ -365,7 +367,7 @@ fn warn_duplicates_across_generators(checks: &mut [GeneratorCheck], values: &[Op
     }
     let mut found: Vec<(usize, validate::Problem)> = Vec::new();
     for members in by_dir.values().filter(|m| m.len() > 1) {
-        let outputs: Vec<(&str, &Value)> = members
+        let outputs: Vec<(&str, &TargetList)> = members
             .iter()
             .filter_map(|&i| values[i].as_ref().map(|v| (checks[i].file.as_str(), v)))
             .collect();

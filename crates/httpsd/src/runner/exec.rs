@@ -49,6 +49,17 @@ impl ExecRunner {
         params: &Params,
         mode: RunMode,
     ) -> Result<serde_json::Value, GeneratorError> {
+        let out = self.run_bytes(generator, params, mode).await?;
+        parse_stdout(&generator.rel, &out)
+    }
+
+    /// Runs one generator and returns its stdout, unparsed (the one-pass encoder reads it).
+    pub async fn run_bytes(
+        &self,
+        generator: &GeneratorFile,
+        params: &Params,
+        mode: RunMode,
+    ) -> Result<Vec<u8>, GeneratorError> {
         let rel = &generator.rel;
         let mut cmd = Command::new(&generator.abs);
         cmd.current_dir(&self.root)
@@ -157,14 +168,19 @@ impl ExecRunner {
                 format!("{rel} printed more than {MAX_OUTPUT} bytes"),
             ));
         }
-        serde_json::from_slice(&out).map_err(|e| {
-            let shown = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
-            GeneratorError::new(
-                ErrorKind::Parse,
-                format!("{rel} printed invalid JSON on stdout ({e}); output starts with {shown:?}"),
-            )
-        })
+        Ok(out)
     }
+}
+
+/// Parses a program's stdout as JSON, with an error that shows how the output starts.
+pub fn parse_stdout(rel: &str, out: &[u8]) -> Result<serde_json::Value, GeneratorError> {
+    serde_json::from_slice(out).map_err(|e| {
+        let shown = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
+        GeneratorError::new(
+            ErrorKind::Parse,
+            format!("{rel} printed invalid JSON on stdout ({e}); output starts with {shown:?}"),
+        )
+    })
 }
 
 /// The environment variable suffix for a parameter name.

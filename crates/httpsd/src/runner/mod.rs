@@ -60,6 +60,11 @@ impl Runners {
         &self.python
     }
 
+    /// The runner of executables (for stdout as bytes, see `encode::run_serve`).
+    pub fn exec(&self) -> &exec::ExecRunner {
+        &self.exec
+    }
+
     /// Runs one dynamic generator and returns its raw output.
     pub async fn run(
         &self,

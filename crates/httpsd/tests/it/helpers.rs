@@ -274,6 +274,20 @@ pub fn require_python() {
     );
 }
 
+/// Runs `python3 <args>` and returns its stdout; panics with its stderr when it fails.
+pub fn python3_stdout(args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = Command::new("python3")
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Sends a raw `GET <target>` (no client-side normalisation of `..`) and returns
 /// the status code and body.
 pub fn raw_get(base: &str, target: &str) -> (u16, String) {

@@ -9,6 +9,7 @@ mod exec;
 mod helpers;
 mod ops;
 mod python;
+mod scale;
 mod scaleout;
 mod scaleout_listener;
 mod serve_static;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Resp, Server, Tree, get, is_alive, live_children, require_python, wait_for};
+use crate::helpers::{
+    Resp, Server, Tree, get, is_alive, live_children, python3_stdout, require_python, wait_for,
+};
 
 /// The single failure of a failed path: (generator, kind, message, traceback).
 fn failure(r: &Resp) -> (String, String, String, String) {
@@ -173,20 +175,8 @@ fn module_as_the_original_loads_it(path: &Path) -> String {
                   module = importlib.util.module_from_spec(spec)\n\
                   loader.exec_module(module)\n\
                   print(module.describe())\n";
-    let out = Command::new("python3")
-        .args(["-B", "-c", script])
-        .arg(path)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim_end()
-        .to_string()
+    let out = python3_stdout(&["-B".as_ref(), "-c".as_ref(), script.as_ref(), path.as_ref()]);
+    String::from_utf8(out).unwrap().trim_end().to_string()
 }
 
 /// Every hostile generator, concurrently against one server, with a healthy
