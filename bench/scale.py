@@ -17,7 +17,9 @@ size): time of the first (uncached) request end to end, Python's own part (build
 the list and json.dumps, measured in a plain interpreter), httpsd's part (the rest),
 and httpsd's RSS before the run, at its peak and 3 s after (the result cached).
 
-Usage: python3 bench/scale.py [--runs 3] [--sizes 1000,10000,100000,500000] [--markdown FILE]
+Usage: python3 bench/scale.py [--runs 3] [--sizes 1000,10000,100000,500000] [--python-only] [--markdown FILE]
+
+--python-only runs the Python generator table alone (no static trees, no original).
 """
 
 from __future__ import annotations
@@ -242,16 +244,33 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--original-runs", type=int, default=1, help="runs of the original per size (slow)")
     ap.add_argument("--sizes", default="1000,10000,100000,500000")
+    ap.add_argument("--python-only", action="store_true",
+                    help="only the Python generator table (no static trees, no original)")
     ap.add_argument("--markdown", help="also write the result as Markdown to this file")
     a = ap.parse_args()
     a.sizes = [int(x) for x in a.sizes.split(",")]
     a.original_runs = max(1, min(a.original_runs, a.runs))
 
-    c.require_tool("wrk")
     bins = c.build_release()
-    v3 = c.venv("v3", c.ORIGINAL_V3)
     work = c.OUT / "scale"
     work.mkdir(parents=True, exist_ok=True)
+    python_intro = ("A Python generator returning that many groups (httpsd only; a new parameter set per run, "
+                    "so each run is a cache miss):\n\n")
+
+    def python_table() -> str:
+        return c.table(["groups", "first request", "Python's own (build + dumps)", "httpsd's part", "httpsd RSS before",
+                        "peak", "3 s after", "after - before", "goals: part ≤ 0.5 s, RSS back within 50 MiB"],
+                       python_rows(a, bins, work))
+
+    if a.python_only:
+        body = python_intro + python_table() + (
+            f"\n\nMedians of {a.runs} runs; RSS of the httpsd process alone, without its worker pool.")
+        c.report("Fleet scale: a Python generator's result against its size", body, a.markdown,
+                 "python3 bench/scale.py " + " ".join(sys.argv[1:]))
+        return
+
+    c.require_tool("wrk")
+    v3 = c.venv("v3", c.ORIGINAL_V3)
 
     rows, goals = static_rows(a, bins, v3, work)
     body = c.table(["tree", "JSON", "served after: httpsd", "original", "peak RSS: httpsd", "original",
@@ -259,10 +278,7 @@ def main() -> None:
     body += "\n\nGoals (issue 19): steady RSS ≤ 3x the files + 20 MiB, peak ≤ 5x + 20 MiB, peak below the " \
             "original's, 500k groups served within 0.5 s:\n\n"
     body += c.table(["tree", "steady ≤ 3x + 20 MiB", "peak ≤ 5x + 20 MiB", "peak < original", "500k ≤ 0.5 s"], goals)
-    body += "\n\nA Python generator returning that many groups (httpsd only; a new parameter set per run, " \
-            "so each run is a cache miss):\n\n"
-    body += c.table(["groups", "first request", "Python's own (build + dumps)", "httpsd's part",
-                     "httpsd RSS before", "peak", "3 s after", "after - before", "goals: part ≤ 0.5 s, RSS back within 50 MiB"], python_rows(a, bins, work))
+    body += "\n\n" + python_intro + python_table()
     body += (f"\n\nMedians of {a.runs} runs for httpsd and {a.original_runs} for the original (a fresh process "
              f"per run); requests/s from the first run only. RSS includes child processes, except in the "
              f"Python table (the httpsd process alone, without its worker pool). \"served after\" counts "

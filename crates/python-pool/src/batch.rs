@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::error::PoolError;
 use crate::pool::{Broken, Pool, Shared};
-use crate::protocol::{BatchRequest, Entry, request_line};
+use crate::protocol::{BatchRequest, Entry, parse_result, request_line};
 use crate::worker::Worker;
 
 /// Batches sent to a worker at once: it starts the next one while the pool is still
@@ -253,7 +253,10 @@ impl Run {
                     let took = Duration::try_from_secs_f64(reply.secs)
                         .unwrap_or_else(|_| started.elapsed());
                     let recycle = reply.recycle;
-                    let result = reply.into_result(&item.name);
+                    // Check mode keeps trees: its files are small and read in full.
+                    let result = reply
+                        .into_result(&item.name)
+                        .and_then(|raw| parse_result(&item.name, &raw));
                     self.done(item.index, result, took);
                     if recycle {
                         return Err((

@@ -41,6 +41,14 @@ pub enum PoolError {
         /// The call's name.
         name: String,
     },
+    /// The worker's result is JSON that cannot be read as a tree (nested too deep).
+    #[error("{name}: the Python worker's result cannot be read ({reason})")]
+    Unreadable {
+        /// The call's name.
+        name: String,
+        /// The parser's error.
+        reason: String,
+    },
     /// The call outlived its deadline; its worker was killed with its process group.
     #[error("{name}: still running after {}s; its Python worker was killed", .limit.as_secs_f64())]
     Timeout {
@@ -156,6 +164,7 @@ impl PoolError {
         match &mut e {
             PoolError::Exception { name: n, .. }
             | PoolError::NoResult { name: n }
+            | PoolError::Unreadable { name: n, .. }
             | PoolError::Timeout { name: n, .. }
             | PoolError::Busy { name: n, .. }
             | PoolError::Died { name: n, .. }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 use crate::error::PoolError;
@@ -136,8 +137,10 @@ pub(crate) struct Reply {
     #[serde(default)]
     pub index: Option<usize>,
     pub ok: bool,
+    /// Kept as the worker wrote it: a caller that encodes it in one pass never
+    /// builds a tree of it (see [`parse_result`]).
     #[serde(default)]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<Box<RawValue>>,
     #[serde(default)]
     pub message: Option<String>,
     #[serde(default)]
@@ -151,8 +154,8 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    /// The call's value, or its error.
-    pub fn into_result(self, name: &str) -> Result<serde_json::Value, PoolError> {
+    /// The call's value as the worker wrote it, or its error.
+    pub fn into_result(self, name: &str) -> Result<Box<RawValue>, PoolError> {
         if self.ok {
             return self.result.ok_or_else(|| PoolError::NoResult {
                 name: name.to_string(),
@@ -164,6 +167,17 @@ impl Reply {
             traceback: self.traceback,
         })
     }
+}
+
+/// A call's result (as [`crate::Pool::call_raw`] returns it) read as a tree.
+///
+/// The reply line was already checked to be JSON; this fails only for a value nested
+/// deeper than `serde_json`'s recursion limit.
+pub fn parse_result(name: &str, raw: &RawValue) -> Result<serde_json::Value, PoolError> {
+    serde_json::from_str(raw.get()).map_err(|e| PoolError::Unreadable {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// The handshake line of a worker.
@@ -199,5 +213,50 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
         Ok(true)
     } else {
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(result: &str) -> Reply {
+        let line = format!(r#"{{"id": 1, "ok": true, "result": {result}, "secs": 0.5}}"#);
+        serde_json::from_str(&line).expect("a reply")
+    }
+
+    #[test]
+    fn the_result_is_kept_as_written() {
+        let raw = reply(r#"[{"targets": ["a:1"], "labels": {"z": "1", "a": "2"}}]"#)
+            .into_result("g")
+            .expect("a result");
+        assert_eq!(
+            raw.get(),
+            r#"[{"targets": ["a:1"], "labels": {"z": "1", "a": "2"}}]"#
+        );
+        assert_eq!(
+            parse_result("g", &raw).expect("a tree"),
+            serde_json::json!([{"targets": ["a:1"], "labels": {"a": "2", "z": "1"}}])
+        );
+    }
+
+    #[test]
+    fn a_null_result_is_no_result() {
+        assert_eq!(
+            reply("null").into_result("g").unwrap_err(),
+            PoolError::NoResult { name: "g".into() }
+        );
+    }
+
+    #[test]
+    fn a_result_too_deep_for_a_tree_is_a_clear_error() {
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        let raw = reply(&deep).into_result("g").expect("read as written");
+        let e = parse_result("g", &raw).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("g: the Python worker's result cannot be read (recursion limit"),
+            "{e}"
+        );
     }
 }

@@ -200,48 +200,50 @@ pub async fn run_and_validate(
 
 /// Runs a dynamic generator for `serve` and validates and encodes its output.
 ///
-/// A program's stdout goes through the one-pass encoder; a Python generator's result
-/// arrives parsed from its worker (the pool's reply is a tree today) and is encoded
-/// from that tree, which is dropped at once. Either way the tree path (`into_output`)
-/// only runs for output the encoder declines, and memory freed by a big run is given
-/// back to the system (`mem`).
+/// Both kinds hand over their output as JSON text (a program's stdout, a Python
+/// worker's result as it wrote it), which goes through the one-pass encoder; the tree
+/// path (`into_output`) only runs for output the encoder declines, so every error
+/// message is the tree path's. Memory freed by a big run is given back to the system
+/// (`mem`).
 async fn run_serve(
     runners: &Runners,
     generator: &GeneratorFile,
     params: &Params,
 ) -> Result<Arc<GeneratorOutput>, GeneratorError> {
     let rel = &generator.rel;
-    let invalid = |e: validate::InvalidOutput| {
-        GeneratorError::new(ErrorKind::Invalid, format!("{rel}: {}", e.summary))
-    };
     let (result, handled) = if generator.kind == GeneratorKind::Executable {
         let out = runners
             .exec()
             .run_bytes(generator, params, RunMode::Serve)
             .await?;
-        let handled = out.len();
-        let result = match encode::encode_json(&out) {
-            Some(output) => Ok(Arc::new(output)),
-            None => {
-                let value = exec::parse_stdout(rel, &out)?;
-                drop(out);
-                validate::into_output(&value, &validate::Profile::SERVE).map_err(invalid)
-            }
-        };
-        (result, handled)
+        let result = encode_or_validate(rel, &out, || exec::parse_stdout(rel, &out));
+        (result, out.len())
     } else {
-        let value = runners.run(generator, params, RunMode::Serve).await?;
-        let result = match encode::encode_value(&value) {
-            Some(output) => Ok(Arc::new(output)),
-            None => validate::into_output(&value, &validate::Profile::SERVE).map_err(invalid),
-        };
-        drop(value);
-        let handled = result.as_ref().map_or(0, |o| o.groups_json.len());
-        (result, handled)
+        let python = runners.python();
+        let raw = python.run_raw(generator, params, RunMode::Serve).await?;
+        let json = raw.get().as_bytes();
+        let result = encode_or_validate(rel, json, || python.parse(generator, &raw));
+        (result, json.len())
     };
     if handled >= mem::TRIM_AFTER_BYTES {
         // Off the async workers: a trim walks every arena.
         tokio::task::spawn_blocking(mem::trim);
     }
     result
+}
+
+/// Encodes `json` in one pass; when the encoder declines it, reads it as a tree
+/// (`parse`) and validates that, for the tree path's error message. The tree is
+/// dropped before returning.
+fn encode_or_validate(
+    rel: &str,
+    json: &[u8],
+    parse: impl FnOnce() -> Result<serde_json::Value, GeneratorError>,
+) -> Result<Arc<GeneratorOutput>, GeneratorError> {
+    if let Some(output) = encode::encode_json(json) {
+        return Ok(Arc::new(output));
+    }
+    let value = parse()?;
+    validate::into_output(&value, &validate::Profile::SERVE)
+        .map_err(|e| GeneratorError::new(ErrorKind::Invalid, format!("{rel}: {}", e.summary)))
 }

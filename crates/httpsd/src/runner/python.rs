@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use python_pool::{BatchEvent, BatchItem, Call, Entry, Import, Pool, PoolError, PoolSettings};
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use super::{RunMode, RunnerSettings};
@@ -146,16 +147,28 @@ impl PythonRunner {
         CheckEvents(self.pool.run_batch(items, self.check.clone()))
     }
 
-    /// Runs one generator on a free worker and returns its raw JSON result.
-    ///
-    /// The call runs in its own task, so a caller that gives up (a client that
-    /// disconnects) never leaves a worker half-way through a call.
+    /// Runs one generator on a free worker and returns its JSON result as a tree.
     pub async fn run(
         &self,
         generator: &GeneratorFile,
         params: &Params,
         mode: RunMode,
     ) -> Result<serde_json::Value, GeneratorError> {
+        let raw = self.run_raw(generator, params, mode).await?;
+        self.parse(generator, &raw)
+    }
+
+    /// Runs one generator on a free worker and returns its JSON result as the worker
+    /// wrote it (for the one-pass encoder: a big result never becomes a tree).
+    ///
+    /// The call runs in its own task, so a caller that gives up (a client that
+    /// disconnects) never leaves a worker half-way through a call.
+    pub async fn run_raw(
+        &self,
+        generator: &GeneratorFile,
+        params: &Params,
+        mode: RunMode,
+    ) -> Result<Box<RawValue>, GeneratorError> {
         let rel = &generator.rel;
         let (entry, params) = match mode {
             RunMode::Serve => (&self.serve, params.pairs().to_vec()),
@@ -168,7 +181,7 @@ impl PythonRunner {
             params,
             deadline: None,
         };
-        let result = self.pool.call(call).await.map_err(generator_error);
+        let result = self.pool.call_raw(call).await.map_err(generator_error);
         if let Err(GeneratorError {
             kind,
             message,
@@ -178,6 +191,15 @@ impl PythonRunner {
             tracing::warn!(generator = %rel, ?kind, traceback = %tb.trim_end(), "{message}");
         }
         result
+    }
+
+    /// A result from [`PythonRunner::run_raw`] as a tree.
+    pub fn parse(
+        &self,
+        generator: &GeneratorFile,
+        raw: &RawValue,
+    ) -> Result<serde_json::Value, GeneratorError> {
+        python_pool::parse_result(&generator.rel, raw).map_err(generator_error)
     }
 
     /// Kills every worker (and its process group).
