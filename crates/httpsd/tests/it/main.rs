@@ -4,6 +4,7 @@
 mod browser;
 mod cache;
 mod check;
+mod connections;
 mod e2e_prometheus;
 mod exec;
 mod helpers;

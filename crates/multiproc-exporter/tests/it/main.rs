@@ -5,6 +5,7 @@ mod archive;
 mod cli;
 mod collectors;
 mod concurrent;
+mod connections;
 mod daemons;
 mod fork;
 mod helpers;
