@@ -64,8 +64,7 @@ fn bad_connection_options_are_refused() {
                 &t.root().display().to_string(),
                 "-p",
                 "0",
-                flag,
-                value,
+                &format!("{flag}={value}"),
             ])
             .output()
             .expect("run httpsd");
