@@ -9,6 +9,7 @@ mod exec;
 mod helpers;
 mod ops;
 mod python;
+mod rewrite;
 mod scale;
 mod scaleout;
 mod scaleout_listener;
