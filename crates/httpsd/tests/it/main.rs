@@ -8,6 +8,7 @@ mod e2e_prometheus;
 mod exec;
 mod helpers;
 mod ops;
+mod props;
 mod python;
 mod rewrite;
 mod scale;
