@@ -25,7 +25,7 @@ fn churn(path: &Path, file: usize, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         v += 1;
         let content = version(file, v);
-        if file % 2 == 0 {
+        if file.is_multiple_of(2) {
             let tmp = path.with_file_name(format!(".f{file}.json.tmp"));
             std::fs::write(&tmp, &content).unwrap();
             std::fs::rename(&tmp, path).unwrap();
@@ -43,7 +43,7 @@ fn churn(path: &Path, file: usize, stop: &AtomicBool) {
             let done = if v % 7 == 5 { content.len() / 2 } else { 0 };
             f.write_all(&content.as_bytes()[done..]).unwrap();
         }
-        let pause = if v % 5 == 0 { 400 } else { 100 };
+        let pause = if v.is_multiple_of(5) { 400 } else { 100 };
         std::thread::sleep(Duration::from_millis(pause));
     }
 }
