@@ -11,6 +11,7 @@ mod fork;
 mod helpers;
 mod oracle;
 mod procstats;
+mod prop_db;
 mod push;
 mod robustness;
 mod textfile;
