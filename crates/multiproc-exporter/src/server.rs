@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +23,7 @@ use crate::expose::{self, Format};
 use crate::extras::Extras;
 use crate::merge::{MergedFamily, MergedSample};
 use crate::scan::ScanStats;
+use exposition::Negotiated;
 
 /// One own-metric sample: name suffix, labels, value.
 type OwnSample<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
@@ -387,39 +387,32 @@ async fn metrics(
         .map(|(_, v)| v)
         .collect();
     let names = (!names.is_empty()).then_some(names);
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(expose::gzip_accepted);
-    let (format, content_type) = expose::choose_format(&accept);
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let negotiated =
+        Negotiated::from_headers(header(header::ACCEPT), header(header::ACCEPT_ENCODING));
     let gathered = state.extras.gather().await;
     let res = tokio::task::spawn_blocking(move || {
-        let body = state.scrape_with(&format, names.as_ref(), |merged| {
+        let body = state.scrape_with(&negotiated.format, names.as_ref(), |merged| {
             gathered.finish(merged, &state.extras)
         })?;
-        if gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            enc.write_all(body.as_bytes())
-                .and_then(|_| enc.finish())
-                .map(|b| (b, true))
-                .map_err(|e| e.to_string())
-        } else {
-            Ok((body.into_bytes(), false))
-        }
+        negotiated
+            .body(body)
+            .map(|b| (b, negotiated))
+            .map_err(|e| e.to_string())
     })
     .await;
     match res {
-        Ok(Ok((body, gz))) => {
+        Ok(Ok((body, negotiated))) => {
             let mut resp = (StatusCode::OK, body).into_response();
-            if let Ok(v) = HeaderValue::from_str(&content_type) {
+            if let Ok(v) = HeaderValue::from_str(&negotiated.content_type) {
                 resp.headers_mut().insert(header::CONTENT_TYPE, v);
             }
-            if gz {
+            if negotiated.gzip {
                 resp.headers_mut()
                     .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
