@@ -125,6 +125,7 @@ impl PythonRunner {
                 functions: vec!["test_generate_targets".into(), "generate_targets".into()],
                 import: Import::Fresh,
                 env: vec![(TEST_ENV.into(), "1".into())],
+                host: None,
             }),
         })
     }
