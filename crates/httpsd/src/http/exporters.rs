@@ -21,7 +21,7 @@ use crate::tree::SubPath;
 /// The header in which Prometheus sends its scrape timeout.
 const SCRAPE_TIMEOUT: &str = "x-prometheus-scrape-timeout-seconds";
 
-fn header_str<'h>(headers: &'h HeaderMap, name: impl header::AsHeaderName) -> &'h str {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> &str {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

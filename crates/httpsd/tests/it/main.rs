@@ -7,6 +7,7 @@ mod check;
 mod e2e_prometheus;
 mod exec;
 mod exporters;
+mod exporters_faults;
 mod helpers;
 mod ops;
 mod python;
