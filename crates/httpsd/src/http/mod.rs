@@ -91,7 +91,12 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 /// The admin page at the prefix root (rendered by [`crate::admin`]).
 async fn admin_handler(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
-    crate::admin::render(state.engine.catalog(), &state.prefix, q.as_deref())
+    crate::admin::render(
+        state.engine.catalog(),
+        state.exporters.as_deref(),
+        &state.prefix,
+        q.as_deref(),
+    )
 }
 
 /// Adds `/metrics` (and `P/metrics` under a prefix) to `router`: the one metrics
