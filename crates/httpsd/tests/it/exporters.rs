@@ -77,7 +77,7 @@ fn serve_exporters(extra: &[&str]) -> (Tree, Tree, Server) {
 /// and duration per exporter; `P/metrics` alone stays httpsd's own.
 #[tokio::test]
 async fn every_kind_is_served_and_merged() {
-    let (_t, _ex, server) = serve_exporters(&[]);
+    let (_t, ex, server) = serve_exporters(&[]);
     let all = get(&server.url("/metrics/")).await;
     assert_eq!(all.status, 200, "{}", all.body);
     assert!(
@@ -119,6 +119,16 @@ async fn every_kind_is_served_and_merged() {
         team.body
     );
     assert!(!team.body.contains("jenkins_jobs"), "{}", team.body);
+    // A `.prom` file rewritten (atomically, as cron jobs do) is read again, although
+    // results are cached for 60 s: a new file version is a new cache key.
+    let tmp = ex.root().join("_backup.tmp");
+    std::fs::write(&tmp, BACKUP_PROM.replace("1700000000", "1800000000")).unwrap();
+    std::fs::rename(&tmp, ex.root().join("backup.prom")).unwrap();
+    wait_for(Duration::from_secs(30), "the new .prom content", || async {
+        let r = get(&server.url("/metrics/backup")).await;
+        (value(&r.body, "backup_last_success_seconds") == Some(1.8e9)).then_some(())
+    })
+    .await;
     // httpsd's own metrics are untouched.
     let own = get(&server.url("/metrics")).await;
     assert!(
