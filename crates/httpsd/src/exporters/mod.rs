@@ -53,6 +53,9 @@ pub struct Exporters {
     cache: Cache<ExporterSource>,
     board: Arc<Board>,
     max_run_time: Duration,
+    /// Modules whose worker was started ahead once (a start that fails is not tried
+    /// again every rescan: the module's next scrape tries, and reports why).
+    warmed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Exporters {
@@ -90,6 +93,7 @@ impl Exporters {
             cache,
             board,
             max_run_time: runner.max_run_time,
+            warmed: Default::default(),
         })
     }
 
@@ -217,10 +221,11 @@ impl Exporters {
         self.board.retain(|rel| present.contains(rel));
         let python = self.runners.python();
         python.retain(|module| present.contains(module));
-        let running: std::collections::HashSet<String> = python.modules().into_iter().collect();
+        let mut warmed = self.warmed.lock().unwrap_or_else(|e| e.into_inner());
+        warmed.retain(|module| present.contains(module));
         for g in snapshot.listing.generators.iter() {
             let module = g.abs.to_string_lossy().into_owned();
-            if g.kind == crate::tree::GeneratorKind::Python && !running.contains(&module) {
+            if g.kind == crate::tree::GeneratorKind::Python && warmed.insert(module.clone()) {
                 let runners = self.runners.clone();
                 tokio::spawn(async move { runners.python().warm(&module).await });
             }
