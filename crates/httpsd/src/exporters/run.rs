@@ -4,6 +4,7 @@
 //! Every output is parsed and validated with the `exposition` crate; invalid output is
 //! an error naming each bad line, never half-served.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,9 +18,9 @@ use crate::error::{ErrorKind, GeneratorError};
 use crate::params::Params;
 use crate::runner::exec::ExecRunner;
 use crate::runner::{RunMode, RunnerSettings};
-use crate::static_files::{read_whole, settle_wait};
+use crate::static_files::SETTLE;
 use crate::status::CacheState;
-use crate::tree::{GeneratorFile, GeneratorKind};
+use crate::tree::{FileStamp, GeneratorFile, GeneratorKind};
 
 /// How many of an output's problems an error message lists.
 const ERRORS_SHOWN: usize = 5;
@@ -152,22 +153,16 @@ impl ExporterRunners {
     }
 
     /// Reads a `.prom` file once it has settled and did not change while read (the
-    /// rule of static generators: a half-written file is never served).
+    /// rule of static generators, `static_files::SETTLE`: a half-written file is
+    /// never served).
     async fn read_prom(&self, file: &GeneratorFile) -> Result<Vec<u8>, GeneratorError> {
         let (file, max) = (file.clone(), self.max_file_size);
         let read = tokio::task::spawn_blocking(move || {
             for _ in 0..READ_TRIES {
-                let mtime = std::fs::metadata(&file.abs)
-                    .map(|m| crate::tree::FileStamp::of(&m).mtime_ns)
-                    .unwrap_or(file.stamp.mtime_ns);
-                if let Some(wait) = settle_wait(mtime, SystemTime::now()) {
-                    std::thread::sleep(wait);
-                    continue;
+                match read_settled(&file, max)? {
+                    Some(bytes) => return Ok(bytes),
+                    None => std::thread::sleep(SETTLE),
                 }
-                if let Some((_, bytes)) = read_whole(&file, max) {
-                    return bytes;
-                }
-                std::thread::sleep(crate::static_files::SETTLE);
             }
             Err(GeneratorError::new(
                 ErrorKind::Read,
@@ -181,6 +176,39 @@ impl ExporterRunners {
             ))
         })
     }
+}
+
+/// One read of a whole file: `None` when it has not settled or changed while read.
+/// By hand rather than through `static_files`' loader, which parses target groups.
+fn read_settled(file: &GeneratorFile, max: u64) -> Result<Option<Vec<u8>>, GeneratorError> {
+    let error = |kind, what: &str, e: &dyn std::fmt::Display| {
+        GeneratorError::new(kind, format!("cannot {what} {}: {e}", file.rel))
+    };
+    let stamp = |m: std::io::Result<std::fs::Metadata>| m.map(|m| FileStamp::of(&m));
+    let mut f = std::fs::File::open(&file.abs).map_err(|e| error(ErrorKind::Read, "open", &e))?;
+    let before = stamp(f.metadata()).map_err(|e| error(ErrorKind::Read, "stat", &e))?;
+    let now_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    if now_ns - before.mtime_ns < SETTLE.as_nanos() as i128 {
+        return Ok(None);
+    }
+    if before.size > max {
+        return Err(GeneratorError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "{} is {} bytes, more than the limit of {max} bytes (--max-file-size)",
+                file.rel, before.size
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    (&mut f)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(ErrorKind::Read, "read", &e))?;
+    let after = stamp(std::fs::metadata(&file.abs)).ok();
+    Ok((after == Some(before) && bytes.len() as u64 == before.size).then_some(bytes))
 }
 
 /// Runs exporters for the cache (the cache machinery of target generators, reused
