@@ -10,10 +10,10 @@
 //! - `http`: the routes (targets, admin page, the one `/metrics`) and the operator
 //!   layers; `admin` renders the admin page; `listener` owns the accept loop (TLS,
 //!   connection limit, graceful shutdown); `security` checks TLS and credentials.
-//! - `exporters` (`--exporters DIR`) serves a directory of collectors as metrics, on
-//!   the same catalog, cache and runners as the generators (beside `engine`).
 //! - `engine` combines a path's generators into one response, through `cache` and
 //!   `runner` (dynamic generators).
+//! - `exporters` (`--exporters DIR`) serves a directory of collectors as metrics, on
+//!   the same catalog, cache and runners as the generators (beside `engine`).
 //! - below: `catalog`/`watch` (the tree in memory), `tree` (files and paths),
 //!   `static_files`, `encode` (one-pass validation and encoding), `validate`, `pyjson`,
 //!   `mem` (returning freed memory), `metrics`, `status`, `error`, `params`,
