@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
 use crate::config::{PoolSettings, Warmth};
@@ -60,10 +59,10 @@ impl Dedicated {
         }
     }
 
-    /// Runs `call` on its module's own worker (see [`Pool::call_raw`]).
-    pub async fn call_raw(&self, call: Call) -> Result<Box<RawValue>, PoolError> {
+    /// Runs `call` on its module's own worker (see [`Pool::call`]).
+    pub async fn call(&self, call: Call) -> Result<serde_json::Value, PoolError> {
         match self.pool(&call.module).await {
-            Ok(pool) => pool.call_raw(call).await,
+            Ok(pool) => pool.call(call).await,
             Err(error) => Err(PoolError::Start {
                 name: call.name,
                 error,

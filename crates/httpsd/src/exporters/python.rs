@@ -42,7 +42,7 @@ impl PythonExporters {
         }
     }
 
-    /// Runs one exporter; returns its OpenMetrics text.
+    /// Runs one exporter; returns its OpenMetrics text (the host returns it as a JSON string).
     pub async fn run(
         &self,
         file: &GeneratorFile,
@@ -55,19 +55,24 @@ impl PythonExporters {
             params: params.pairs().to_vec(),
             deadline: None,
         };
-        let raw = self.pools.call_raw(call).await.map_err(|e| {
+        let value = self.pools.call(call).await.map_err(|e| {
             let e = generator_error(e);
             if let Some(tb) = &e.traceback {
                 tracing::warn!(exporter = %file.rel, traceback = %tb.trim_end(), "{}", e.message);
             }
             e
         })?;
-        serde_json::from_str::<String>(raw.get()).map_err(|e| {
-            GeneratorError::new(
+        match value {
+            serde_json::Value::String(text) => Ok(text),
+            other => Err(GeneratorError::new(
                 ErrorKind::Internal,
-                format!("{}: the host returned no text: {e}", file.rel),
-            )
-        })
+                format!(
+                    "{}: the host returned no text but {}",
+                    file.rel,
+                    other.to_string().chars().take(80).collect::<String>()
+                ),
+            )),
+        }
     }
 
     /// Starts the worker of `module` (an absolute path) unless it has one.

@@ -25,13 +25,12 @@ async fn a_kept_module_lives_on_one_worker() {
     let calls = (0..40).map(|_| {
         let pools = pools.clone();
         let a = a.clone();
-        tokio::spawn(async move { pools.call_raw(call(&a, "collect", Import::Kept)).await })
+        tokio::spawn(async move { pools.call(call(&a, "collect", Import::Kept)).await })
     });
     let mut pids = HashSet::new();
     let mut counts = Vec::new();
     for c in futures_join(calls).await {
-        let raw = c.expect("the call runs").expect("the call succeeds");
-        let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+        let v = c.expect("the call runs").expect("the call succeeds");
         pids.insert(v[0].as_i64().unwrap());
         counts.push(v[1].as_i64().unwrap());
     }
@@ -42,11 +41,7 @@ async fn a_kept_module_lives_on_one_worker() {
         "one state, no count twice"
     );
     assert_eq!(pids.len(), 1, "one worker for the module: {pids:?}");
-    let raw = pools
-        .call_raw(call(&b, "collect", Import::Kept))
-        .await
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+    let v = pools.call(call(&b, "collect", Import::Kept)).await.unwrap();
     assert_eq!(v[1], json!(1), "another module has its own state");
     assert!(
         !pids.contains(&v[0].as_i64().unwrap()),
@@ -76,8 +71,7 @@ async fn a_host_function_adapts_the_module() {
     });
     c.params = vec![("x".into(), "1".into())];
     for n in 1..=2 {
-        let raw = pools.call_raw(c.clone()).await.unwrap();
-        let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+        let v = pools.call(c.clone()).await.unwrap();
         assert_eq!(v, json!({"path": "m.py", "n": n, "p": {"x": "1"}}));
     }
     pools.shutdown();
