@@ -12,6 +12,8 @@
 //!   accept loop is the `listener` crate, shared with multiproc-exporter).
 //! - `engine` combines a path's generators into one response, through `cache` and
 //!   `runner` (dynamic generators).
+//! - `exporters` (`--exporters DIR`) serves a directory of collectors as metrics, on
+//!   the same catalog, cache and runners as the generators (beside `engine`).
 //! - below: `catalog`/`watch` (the tree in memory), `tree` (files and paths),
 //!   `static_files`, `encode` (one-pass validation and encoding), `validate`, `pyjson`,
 //!   `mem` (returning freed memory), `metrics`, `status`, `error`, `params`,
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod encode;
 pub mod engine;
 pub mod error;
+pub mod exporters;
 pub mod http;
 pub mod log_writer;
 pub mod logging;

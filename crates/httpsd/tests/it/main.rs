@@ -7,6 +7,8 @@ mod check;
 mod connections;
 mod e2e_prometheus;
 mod exec;
+mod exporters;
+mod exporters_faults;
 mod helpers;
 mod ops;
 mod props;
