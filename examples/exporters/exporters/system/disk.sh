@@ -1,0 +1,25 @@
+#!/bin/sh
+# Free and total space of the filesystem holding a path, from df (any program that
+# prints exposition text on stdout is an exporter; this is script_exporter's job).
+#
+# Parameter: ?mount=/var arrives as $HTTPSD_PARAM_MOUNT (default /). It is passed to
+# df as a path, never to a shell; a path df cannot stat makes df fail, the script exit
+# non-zero and the exporter `httpsd_exporter_up 0`, with df's message in httpsd's log.
+set -eu
+
+path="${HTTPSD_PARAM_MOUNT:-/}"
+# Captured first: a failing df in a pipeline would be hidden by awk's status (no
+# pipefail in POSIX sh). -P: one line per filesystem; -k: sizes in KiB.
+out=$(df -Pk -- "$path")
+
+printf '%s\n' "$out" | awk '
+function esc(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return s }
+NR == 2 {
+    labels = sprintf("device=\"%s\",mount=\"%s\"", esc($1), esc($6))
+    print "# HELP disk_size_bytes Size of the filesystem."
+    print "# TYPE disk_size_bytes gauge"
+    printf "disk_size_bytes{%s} %.0f\n", labels, $2 * 1024
+    print "# HELP disk_free_bytes Space available to unprivileged users."
+    print "# TYPE disk_free_bytes gauge"
+    printf "disk_free_bytes{%s} %.0f\n", labels, $4 * 1024
+}'
