@@ -6,6 +6,7 @@ mod cache;
 mod check;
 mod e2e_prometheus;
 mod exec;
+mod exporter_examples;
 mod helpers;
 mod ops;
 mod python;
