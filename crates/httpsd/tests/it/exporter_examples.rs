@@ -173,38 +173,58 @@ async fn every_example_is_served_up_with_its_series() {
         Some(5368709120.0)
     );
 
-    // The http_sd list: one group per exporter, scraped at its own path on this server.
+    // The http_sd list: one group per exporter (per parameter set of _params.json),
+    // each scraped at its own path on this server.
     let sd = get(&server.url("/exporters")).await;
     assert_eq!(sd.status, 200, "{}", sd.body);
-    let mut listed: Vec<(String, String)> = sd
+    let label =
+        |g: &serde_json::Value, name: &str| g["labels"][name].as_str().unwrap_or("").to_string();
+    let mut listed: Vec<[String; 4]> = sd
         .json()
         .as_array()
         .expect("a JSON array")
         .iter()
         .map(|g| {
             assert_eq!(g["targets"], serde_json::json!([server.addr]), "{g}");
-            let l = &g["labels"];
-            (
-                l["exporter"].as_str().expect("exporter label").to_string(),
-                l["__metrics_path__"]
-                    .as_str()
-                    .expect("metrics path")
-                    .to_string(),
-            )
+            [
+                "exporter",
+                "__metrics_path__",
+                "__param_mount",
+                "exporter_params",
+            ]
+            .map(|l| label(g, l))
         })
         .collect();
     listed.sort();
-    let want: Vec<(String, String)> = [
-        "backup/last_run",
-        "ci/jenkins_jobs",
-        "health/hitl",
-        "system/disk",
-        "system/proc",
-    ]
-    .iter()
-    .map(|e| (e.to_string(), format!("/metrics/{e}")))
-    .collect();
-    assert_eq!(listed, want, "_standin/ and _tools/ must not be listed");
+    let plain = |e: &str| {
+        [
+            e.to_string(),
+            format!("/metrics/{e}"),
+            String::new(),
+            String::new(),
+        ]
+    };
+    let disk = |m: &str| {
+        let path = "system/disk".to_string();
+        [
+            path.clone(),
+            format!("/metrics/{path}"),
+            m.to_string(),
+            format!("mount={m}"),
+        ]
+    };
+    let want = vec![
+        plain("backup/last_run"),
+        plain("ci/jenkins_jobs"),
+        plain("health/hitl"),
+        disk("/"),
+        disk("/tmp"),
+        plain("system/proc"),
+    ];
+    assert_eq!(
+        listed, want,
+        "_standin/, _tools/ and _params.json must not be listed"
+    );
 }
 
 /// Against the stand-in API over HTTP: the health exporter's module is kept, so its

@@ -12,10 +12,12 @@ path="${HTTPSD_PARAM_MOUNT:-/}"
 # pipefail in POSIX sh). -P: one line per filesystem; -k: sizes in KiB.
 out=$(df -Pk -- "$path")
 
-printf '%s\n' "$out" | awk '
-function esc(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return s }
+# The path goes through the environment: awk -v would interpret backslashes in it.
+printf '%s\n' "$out" | HTTPSD_DISK_PATH="$path" awk '
+# Label value escaping; "&&" doubles each backslash the same way in every awk.
+function esc(s) { gsub(/\\/, "&&", s); gsub(/"/, "\\\"", s); gsub(/\n/, "\\n", s); return s }
 NR == 2 {
-    labels = sprintf("device=\"%s\",mount=\"%s\"", esc($1), esc($6))
+    labels = sprintf("path=\"%s\",device=\"%s\",mount=\"%s\"", esc(ENVIRON["HTTPSD_DISK_PATH"]), esc($1), esc($6))
     print "# HELP disk_size_bytes Size of the filesystem."
     print "# TYPE disk_size_bytes gauge"
     printf "disk_size_bytes{%s} %.0f\n", labels, $2 * 1024
