@@ -210,7 +210,7 @@ async fn every_example_is_served_up_with_its_series() {
             path.clone(),
             format!("/metrics/{path}"),
             m.to_string(),
-            format!("mount={m}"),
+            format!("mount={}", m.replace('/', "%2F")),
         ]
     };
     let want = vec![
