@@ -107,19 +107,12 @@ def main() -> None:
         if b'httpsd_exporter_up{exporter="ci/jenkins_jobs"} 1' not in body:
             c.fail(f"httpsd ({name}) does not report the exporter up:\n{body.decode(errors='replace')}")
 
-    configs = (("uncached", uncached, PATH), ("seed", seed, PATH), ("cached", cached, PATH), ("static", cached, STATIC))
-    res = {k: {"lat": [], "thr": []} for k, _, _ in configs}
-    for run in range(a.runs):
-        for key, (_, port), path in configs:
-            lat = c.wrk(f"http://127.0.0.1:{port}{path}", connections=1, threads=1, duration=a.duration)
-            thr = c.wrk(f"http://127.0.0.1:{port}{path}", connections=32, duration=a.duration)
-            res[key]["lat"].append(lat)
-            res[key]["thr"].append(thr)
-            c.log(f"run {run + 1} {key}: c=1 p50 {lat['p50']:.3f} ms; c=32 {thr['ok_rps']:.0f} req/s; "
-                  f"non-2xx+errors {lat['non2xx'] + thr['non2xx'] + lat['errors'] + thr['errors']}")
+    configs = (("uncached", uncached[1], PATH), ("seed", seed[1], PATH), ("cached", cached[1], PATH),
+               ("static", cached[1], STATIC))
+    res = c.latency_and_throughput(configs, a.runs, a.duration)
 
     def m(key, kind, field):
-        return c.median([r[field] for r in res[key][kind]])
+        return c.run_median(res, key, kind, field)
 
     seed_rps = m("seed", "thr", "ok_rps")
     names = {"uncached": f"httpsd `{PATH}`, `--cache-type None`",
