@@ -27,6 +27,7 @@ pub struct Snapshot {
 /// Holds the current snapshot and rebuilds it on demand.
 pub struct Catalog {
     root: PathBuf,
+    flavor: tree::Flavor,
     current: ArcSwap<Snapshot>,
     store: Mutex<StaticStore>,
     warned: Mutex<HashSet<String>>,
@@ -37,8 +38,19 @@ pub struct Catalog {
 impl Catalog {
     /// A catalog of `root` (canonical), scanned once before returning.
     pub fn new(root: &Path, max_file_size: u64, metrics: Arc<Metrics>) -> Catalog {
+        Catalog::with_flavor(root, tree::Flavor::Targets, max_file_size, metrics)
+    }
+
+    /// A catalog of the files of `flavor` under `root` (canonical), scanned once.
+    pub fn with_flavor(
+        root: &Path,
+        flavor: tree::Flavor,
+        max_file_size: u64,
+        metrics: Arc<Metrics>,
+    ) -> Catalog {
         let catalog = Catalog {
             root: root.to_path_buf(),
+            flavor,
             current: ArcSwap::from_pointee(Snapshot::default()),
             store: Mutex::new(StaticStore::new(max_file_size)),
             warned: Mutex::new(HashSet::new()),
@@ -77,7 +89,7 @@ impl Catalog {
     /// Blocking (file system work). Returns how soon to look again because a file
     /// is still being written.
     pub fn refresh(&self) -> Option<Duration> {
-        let mut listing = tree::scan(&self.root);
+        let mut listing = tree::scan_with(&self.root, self.flavor);
         self.warn_once(&listing);
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let recheck = store.refresh(

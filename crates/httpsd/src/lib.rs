@@ -10,6 +10,8 @@
 //! - `http`: the routes (targets, admin page, the one `/metrics`) and the operator
 //!   layers; `admin` renders the admin page; `listener` owns the accept loop (TLS,
 //!   connection limit, graceful shutdown); `security` checks TLS and credentials.
+//! - `exporters` (`--exporters DIR`) serves a directory of collectors as metrics, on
+//!   the same catalog, cache and runners as the generators (beside `engine`).
 //! - `engine` combines a path's generators into one response, through `cache` and
 //!   `runner` (dynamic generators).
 //! - below: `catalog`/`watch` (the tree in memory), `tree` (files and paths),
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod encode;
 pub mod engine;
 pub mod error;
+pub mod exporters;
 pub mod http;
 pub mod listener;
 pub mod log_writer;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::engine::{Engine, start_tree};
+use crate::exporters::Exporters;
 use crate::http::{AppState, app, with_ops_layers};
 use crate::metrics::Metrics;
 use crate::security::SecuritySettings;
@@ -34,6 +35,10 @@ pub struct ServeSettings {
     pub runner: crate::runner::RunnerSettings,
     /// Caching of dynamic generator results.
     pub cache: crate::cache::CacheSettings,
+    /// `--exporters DIR` (canonical).
+    pub exporters: Option<PathBuf>,
+    /// `--advertise HOST:PORT`.
+    pub advertise: Option<String>,
 }
 
 /// Runs `serve` on an already bound listener until `shutdown` resolves, without TLS
@@ -83,10 +88,16 @@ pub async fn run_with(
         })?,
     );
     let cache_tasks = engine.start_cache().await;
+    let exporters = match &settings.exporters {
+        Some(dir) => Some(start_exporters(dir, &settings, metrics.clone()).await?),
+        None => None,
+    };
     let state = Arc::new(AppState {
         engine,
         metrics,
         prefix: settings.prefix.clone(),
+        exporters: exporters.as_ref().map(|(e, _)| e.clone()),
+        advertise: settings.advertise.clone(),
     });
     let addr = listener.local_addr()?;
     let snapshot = catalog.snapshot();
@@ -110,6 +121,52 @@ pub async fn run_with(
     watcher.abort();
     cache_tasks.abort();
     runners.shutdown().await;
+    if let Some((exporters, tasks)) = exporters {
+        for t in tasks {
+            t.abort();
+        }
+        exporters.shutdown();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the exporters of `dir`: their catalog and its watcher, their cache, and a
+/// pass that forgets deleted exporters (their workers, their status).
+async fn start_exporters(
+    dir: &std::path::Path,
+    settings: &ServeSettings,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<Exporters>, Vec<tokio::task::JoinHandle<()>>)> {
+    let exporters = Arc::new(
+        Exporters::start(
+            dir,
+            &settings.runner,
+            &settings.cache,
+            settings.max_file_size,
+            metrics,
+        )
+        .await?,
+    );
+    let watcher = tokio::spawn(crate::watch::run(
+        exporters.catalog().clone(),
+        settings.rescan_interval,
+    ));
+    let cache = exporters.start_cache();
+    let e = exporters.clone();
+    let interval = settings.rescan_interval;
+    let prune = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            e.prune();
+        }
+    });
+    tracing::info!(
+        dir = %dir.display(),
+        exporters = exporters.catalog().snapshot().listing.generators.len(),
+        "Serving exporters at {}/metrics/<path>, listed at {}/exporters",
+        settings.prefix,
+        settings.prefix
+    );
+    Ok((exporters, vec![watcher, cache, prune]))
 }

@@ -126,6 +126,23 @@ fn age_of(mtime_ns: i128, now: SystemTime) -> Duration {
 
 /// Reads and validates one file. `None` when the file changed while being read.
 fn load(f: &GeneratorFile, max_size: u64) -> Option<(FileStamp, StaticResult)> {
+    let (stamp, bytes) = read_whole(f, max_size)?;
+    Some((stamp, bytes.and_then(|b| parse_static(&f.rel, f.kind, &b))))
+}
+
+/// How long `mtime_ns` is from having settled ([`SETTLE`]) at `now`; `None` when it
+/// has. Exporters' `.prom` files follow the same rule as static generators.
+pub fn settle_wait(mtime_ns: i128, now: SystemTime) -> Option<Duration> {
+    let age = age_of(mtime_ns, now);
+    (age < SETTLE).then(|| SETTLE - age + Duration::from_millis(10))
+}
+
+/// Reads a whole file, refusing one over `max_size` bytes. `None` when the file
+/// changed while being read (the caller tries again later).
+pub fn read_whole(
+    f: &GeneratorFile,
+    max_size: u64,
+) -> Option<(FileStamp, Result<Vec<u8>, GeneratorError>)> {
     let mut file = match fs::File::open(&f.abs) {
         Ok(file) => file,
         Err(e) => {
@@ -166,7 +183,7 @@ fn load(f: &GeneratorFile, max_size: u64) -> Option<(FileStamp, StaticResult)> {
     if after != before || bytes.len() as u64 != before.size {
         return None;
     }
-    Some((before, parse_static(&f.rel, f.kind, &bytes)))
+    Some((before, Ok(bytes)))
 }
 
 /// Parses and validates the content of a static generator.

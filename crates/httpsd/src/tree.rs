@@ -21,8 +21,22 @@ pub enum GeneratorKind {
     Yaml,
     /// A `.py` script with `generate_targets(**params)`.
     Python,
-    /// Any other file with an execute bit: prints target groups as JSON.
+    /// Any other file with an execute bit: prints target groups as JSON (an exporter:
+    /// exposition text).
     Executable,
+    /// A `.prom` file of exposition text (exporter trees only, see [`Flavor`]).
+    Prom,
+}
+
+/// What a tree holds: target generators (`serve ROOT`) or exporters
+/// (`--exporters DIR`); it decides which files count and as what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// `.json`, `.yaml`/`.yml`, `.py` and executables.
+    #[default]
+    Targets,
+    /// `.prom`, `.py` and executables.
+    Exporters,
 }
 
 impl GeneratorKind {
@@ -102,15 +116,20 @@ pub fn is_ignored_name(name: &str) -> bool {
     name.starts_with('_') || name.starts_with('.')
 }
 
-/// Scans `root` (which must be canonical) and returns what it holds.
+/// Scans `root` (which must be canonical) for target generators.
 pub fn scan(root: &Path) -> Listing {
+    scan_with(root, Flavor::Targets)
+}
+
+/// Scans `root` (which must be canonical) for the files of `flavor`.
+pub fn scan_with(root: &Path, flavor: Flavor) -> Listing {
     let mut listing = Listing::default();
     listing.dirs.insert(String::new());
     let mut visited = HashSet::new();
     if let Ok(meta) = fs::metadata(root) {
         visited.insert((meta.dev(), meta.ino()));
     }
-    walk(root, root, "", &mut listing, &mut visited);
+    walk(root, root, "", flavor, &mut listing, &mut visited);
     listing
         .generators
         .sort_by(|a, b| cmp_components(&a.rel, &b.rel));
@@ -132,6 +151,7 @@ fn walk(
     root: &Path,
     dir: &Path,
     rel: &str,
+    flavor: Flavor,
     listing: &mut Listing,
     visited: &mut HashSet<(u64, u64)>,
 ) {
@@ -194,10 +214,14 @@ fn walk(
             // A directory reached twice (a symlink loop) is walked once.
             if visited.insert((meta.dev(), meta.ino())) {
                 listing.dirs.insert(child_rel.clone());
-                walk(root, &abs, &child_rel, listing, visited);
+                walk(root, &abs, &child_rel, flavor, listing, visited);
             }
         } else if meta.is_file() {
-            match classify(&name, &meta) {
+            let kind = match flavor {
+                Flavor::Targets => classify(&name, &meta),
+                Flavor::Exporters => classify_exporter(&name, &meta),
+            };
+            match kind {
                 Some(kind) => listing.generators.push(GeneratorFile {
                     rel: child_rel,
                     abs,
@@ -206,8 +230,13 @@ fn walk(
                 }),
                 None => listing.skipped.push(Skipped {
                     rel: child_rel,
-                    reason: "not a generator (.json, .yaml, .yml, .py or an executable file)"
-                        .into(),
+                    reason: match flavor {
+                        Flavor::Targets => {
+                            "not a generator (.json, .yaml, .yml, .py or an executable file)"
+                        }
+                        Flavor::Exporters => "not an exporter (.prom, .py or an executable file)",
+                    }
+                    .into(),
                 }),
             }
         }
@@ -220,6 +249,16 @@ pub fn classify(name: &str, meta: &fs::Metadata) -> Option<GeneratorKind> {
     match ext {
         Some("json") => Some(GeneratorKind::Json),
         Some("yaml" | "yml") => Some(GeneratorKind::Yaml),
+        Some("py") => Some(GeneratorKind::Python),
+        _ if meta.mode() & 0o111 != 0 => Some(GeneratorKind::Executable),
+        _ => None,
+    }
+}
+
+/// Decides whether a regular file of an exporter tree is an exporter, and of which kind.
+pub fn classify_exporter(name: &str, meta: &fs::Metadata) -> Option<GeneratorKind> {
+    match name.rsplit_once('.').map(|(_, e)| e) {
+        Some("prom") => Some(GeneratorKind::Prom),
         Some("py") => Some(GeneratorKind::Python),
         _ if meta.mode() & 0o111 != 0 => Some(GeneratorKind::Executable),
         _ => None,

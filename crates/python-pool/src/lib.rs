@@ -12,6 +12,9 @@
 //! limit is killed with its whole group and replaced in the background; only the call
 //! it held fails ([`PoolError`]).
 //!
+//! [`Dedicated`] gives each module its own single-worker pool (module affinity), so
+//! a kept module's state lives in one interpreter.
+//!
 //! [`Pool::run_batch`] runs many modules in batches (one round trip per batch) over
 //! lanes, one per worker; [`Warmth::Forked`] starts one interpreter that forks the
 //! others once it has loaded the runner.
@@ -25,6 +28,7 @@
 mod batch;
 mod boot;
 mod config;
+mod dedicated;
 mod error;
 mod output;
 mod polled_pipe;
@@ -35,6 +39,7 @@ mod worker;
 
 pub use batch::{BatchEvent, BatchItem};
 pub use config::{PoolSettings, Warmth};
+pub use dedicated::Dedicated;
 pub use error::{PoolError, StartError};
 pub use output::{LogOutput, OutputSink};
 pub use pool::Pool;

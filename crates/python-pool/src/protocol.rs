@@ -42,6 +42,11 @@ pub struct Entry {
     pub import: Import,
     /// Environment variables set while the module is imported and called.
     pub env: Vec<(String, String)>,
+    /// `module:function` importable on the worker (a shim, say) called instead of the
+    /// module's own function, as `host(path, load, params)` where `load()` imports the
+    /// module as `import` says: a program adapts a module's contract (an exporter's
+    /// collectors) without a second runner. `functions` is then unused.
+    pub host: Option<String>,
 }
 
 impl Entry {
@@ -51,6 +56,7 @@ impl Entry {
             functions: vec![function.to_string()],
             import,
             env: Vec::new(),
+            host: None,
         }
     }
 }
@@ -92,6 +98,8 @@ pub(crate) struct Request<'a> {
     functions: &'a [String],
     import: Import,
     env: Pairs<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -103,6 +111,7 @@ impl<'a> Request<'a> {
             functions: &call.entry.functions,
             import: call.entry.import,
             env: Pairs(&call.entry.env),
+            host: call.entry.host.as_deref(),
         }
     }
 }

@@ -289,6 +289,13 @@ class Worker:
         self.kept[path] = (stamp, module)
         return module
 
+    def _import(self, path, how):
+        if how == "fresh":
+            return self._load(path)
+        if how == "kept":
+            return self._kept(path)
+        return self._module(path)
+
     def run(self, req):
         path = req["path"]
         # Set while the module is imported and called (unless a batch set them already
@@ -296,12 +303,10 @@ class Worker:
         previous = _set_env(req.get("env"))
         try:
             how = req.get("import")
-            if how == "fresh":
-                module = self._load(path)
-            elif how == "kept":
-                module = self._kept(path)
-            else:
-                module = self._module(path)
+            host = req.get("host")
+            if host is not None:
+                return _host(host)(path, lambda: self._import(path, how), req.get("params", {}))
+            module = self._import(path, how)
             return _function(module, req.get("functions") or ())(**req.get("params", {}))
         finally:
             _restore_env(previous)
@@ -328,6 +333,12 @@ def _restore_env(previous):
 
 class _Reject(Exception):
     """A result or module that cannot be used, reported without a traceback."""
+
+
+def _host(spec):
+    # "module:function" of Entry.host, imported (once: sys.modules keeps it) by name.
+    name, _, func = spec.partition(":")
+    return getattr(importlib.import_module(name), func)
 
 
 def _function(module, names):

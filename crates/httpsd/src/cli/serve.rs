@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// Rescan the tree at least this often (seconds), even without file events.
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     pub rescan_interval: f64,
+    /// Serve the exporters in DIR (`.prom` files, `.py` collectors, executables) at
+    /// `P/metrics/<path>`, listed as HTTP SD targets at `P/exporters`.
+    #[arg(long, value_name = "DIR")]
+    pub exporters: Option<std::path::PathBuf>,
+    /// The `HOST:PORT` that `P/exporters` gives as every exporter's target (default:
+    /// the request's Host header).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
 }
 
 /// Validates `args` into the settings of `serve`.
@@ -43,7 +51,21 @@ pub fn serve_settings(args: &ServeArgs) -> Result<ServeSettings, SettingsError> 
     let rescan_interval = seconds("--rescan-interval", args.rescan_interval, 0.05..=3600.0)?;
     let runner = runner_settings(&root, &args.runner)?;
     let cache = cache_settings(&args.cache).with_max_run_time(runner.max_run_time);
+    let exporters = match &args.exporters {
+        Some(dir) => Some(exporters_dir(dir)?),
+        None => None,
+    };
+    if let Some(a) = &args.advertise
+        && (a.is_empty() || a.contains('/') || a.chars().any(char::is_whitespace))
+    {
+        return Err(SettingsError::Option {
+            option: "--advertise",
+            reason: format!("{a:?}: expected HOST:PORT"),
+        });
+    }
     Ok(ServeSettings {
+        exporters,
+        advertise: args.advertise.clone(),
         root,
         host: args.listen.host.clone(),
         port: args.listen.port,
@@ -54,6 +76,19 @@ pub fn serve_settings(args: &ServeArgs) -> Result<ServeSettings, SettingsError> 
         runner,
         cache,
     })
+}
+
+/// The canonical exporters directory, which must be a directory.
+pub fn exporters_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, SettingsError> {
+    let bad = |reason: String| SettingsError::Option {
+        option: "--exporters",
+        reason: format!("{}: {reason}", dir.display()),
+    };
+    let canonical = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
+    if !canonical.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    Ok(canonical)
 }
 
 /// Logs, once, each original option that this version accepts but does not use.

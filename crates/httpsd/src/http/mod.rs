@@ -4,8 +4,10 @@
 //! engine's business, what the admin page shows is `admin`'s.
 //!
 //! - [`targets`]: `serve`'s `P/targets[/...]` and its `?debug=true` report.
+//! - [`exporters`]: `P/metrics/<sub>` and `P/exporters` (`serve --exporters`).
 //! - [`paths`]: splitting and checking a targets path, shared with `server-only`.
 
+pub mod exporters;
 pub mod paths;
 pub mod targets;
 
@@ -31,6 +33,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The normalised URL prefix (`""` or `/something`, no trailing slash).
     pub prefix: String,
+    /// The exporters (`--exporters DIR`), if any.
+    pub exporters: Option<Arc<crate::exporters::Exporters>>,
+    /// `--advertise HOST:PORT`: the target of `P/exporters` (default: the Host header).
+    pub advertise: Option<String>,
 }
 
 /// Adds the operator layers around `router`: authentication (inner) and request

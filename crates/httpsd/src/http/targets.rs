@@ -18,7 +18,21 @@ use crate::metrics;
 use crate::params::Query;
 
 /// Everything that is not a fixed route: `P/targets[/...]`, or 404.
-pub(super) async fn fallback_handler(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub(super) async fn fallback_handler(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+) -> Response {
+    if let Some(exporters) = &state.exporters {
+        // The parts only: a body is not `Sync`, so a borrowed request cannot cross an await.
+        let (parts, body) = req.into_parts();
+        let advertise = state.advertise.as_deref();
+        if let Some(resp) =
+            super::exporters::route(exporters, &state.prefix, advertise, &parts).await
+        {
+            return resp;
+        }
+        req = Request::from_parts(parts, body);
+    }
     let rest = match targets_subpath(&state.prefix, &req) {
         Ok(rest) => rest,
         Err(resp) => return *resp,

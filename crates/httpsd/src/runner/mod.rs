@@ -75,13 +75,15 @@ impl Runners {
         match generator.kind {
             GeneratorKind::Python => self.python.run(generator, params, mode).await,
             GeneratorKind::Executable => self.exec.run(generator, params, mode).await,
-            GeneratorKind::Json | GeneratorKind::Yaml => Err(GeneratorError::new(
-                crate::error::ErrorKind::Internal,
-                format!(
-                    "{} is a static file, not a runnable generator",
-                    generator.rel
-                ),
-            )),
+            GeneratorKind::Json | GeneratorKind::Yaml | GeneratorKind::Prom => {
+                Err(GeneratorError::new(
+                    crate::error::ErrorKind::Internal,
+                    format!(
+                        "{} is a static file, not a runnable generator",
+                        generator.rel
+                    ),
+                ))
+            }
         }
     }
 

@@ -79,6 +79,27 @@ impl python_pool::OutputSink for GeneratorOutput {
     }
 }
 
+/// The pool settings of httpsd's Python workers (interpreter, root, limits, the
+/// original's shims, output to our log), shared by generators and exporters.
+pub fn pool_settings(settings: &RunnerSettings) -> PoolSettings {
+    PoolSettings {
+        python: settings.python.clone(),
+        python_option: "--python".into(),
+        root: settings.root.clone(),
+        workers: settings.python_workers,
+        max_run_time: settings.max_run_time,
+        memory_limit: settings.python_memory_limit,
+        code_cache: cache_dir(),
+        env_remove: vec![TEST_ENV.into()],
+        shims: SHIMS
+            .iter()
+            .map(|(name, source)| (name.to_string(), source.to_string()))
+            .collect(),
+        name: "httpsd".into(),
+        output: Arc::new(GeneratorOutput),
+    }
+}
+
 /// Runs `.py` generators on a pool of Python workers.
 pub struct PythonRunner {
     pool: Pool,
@@ -99,22 +120,7 @@ impl PythonRunner {
         if settings.python_workers == 0 {
             tracing::info!("Python generators disabled (--python-workers 0)");
         }
-        let pool_settings = PoolSettings {
-            python: settings.python.clone(),
-            python_option: "--python".into(),
-            root: settings.root.clone(),
-            workers: settings.python_workers,
-            max_run_time: settings.max_run_time,
-            memory_limit: settings.python_memory_limit,
-            code_cache: cache_dir(),
-            env_remove: vec![TEST_ENV.into()],
-            shims: SHIMS
-                .iter()
-                .map(|(name, source)| (name.to_string(), source.to_string()))
-                .collect(),
-            name: "httpsd".into(),
-            output: Arc::new(GeneratorOutput),
-        };
+        let pool_settings = pool_settings(settings);
         let pool = Pool::start(pool_settings, warmth)
             .await
             .map_err(|e| GeneratorError::new(ErrorKind::Internal, e.message))?;
@@ -125,6 +131,7 @@ impl PythonRunner {
                 functions: vec!["test_generate_targets".into(), "generate_targets".into()],
                 import: Import::Fresh,
                 env: vec![(TEST_ENV.into(), "1".into())],
+                host: None,
             }),
         })
     }
@@ -233,7 +240,7 @@ impl CheckEvents {
 }
 
 /// The pool's error as httpsd's, with httpsd's words for its options.
-fn generator_error(e: PoolError) -> GeneratorError {
+pub fn generator_error(e: PoolError) -> GeneratorError {
     let traceback = e.traceback();
     let (kind, message) = match &e {
         PoolError::Exception { .. } => (ErrorKind::Exception, e.to_string()),

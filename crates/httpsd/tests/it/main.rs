@@ -7,6 +7,7 @@ mod check;
 mod e2e_prometheus;
 mod exec;
 mod exporter_examples;
+mod exporters;
 mod helpers;
 mod ops;
 mod python;

@@ -71,6 +71,7 @@ async fn parameters_functions_and_environment() {
         functions: vec!["missing".into(), "first".into()],
         import: Import::Cached,
         env: vec![("POOL_TEST_VAR".into(), "on".into())],
+        host: None,
     });
     let v = pool.call(c).await.unwrap();
     assert_eq!(

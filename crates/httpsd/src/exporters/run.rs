@@ -1,0 +1,246 @@
+//! Runs one exporter and turns its output into validated families: a `.prom` file is
+//! read (once settled, as static generators are), an executable's stdout is taken as
+//! it printed it, a `.py` module runs on its own Python worker (see [`super::python`]).
+//! Every output is parsed and validated with the `exposition` crate; invalid output is
+//! an error naming each bad line, never half-served.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use exposition::{Escaping, Format, MetricFamily};
+use futures::future::BoxFuture;
+
+use super::board::Board;
+use super::python::PythonExporters;
+use crate::cache::{RunKey, Source};
+use crate::error::{ErrorKind, GeneratorError};
+use crate::params::Params;
+use crate::runner::exec::ExecRunner;
+use crate::runner::{RunMode, RunnerSettings};
+use crate::static_files::{read_whole, settle_wait};
+use crate::status::CacheState;
+use crate::tree::{GeneratorFile, GeneratorKind};
+
+/// How many of an output's problems an error message lists.
+const ERRORS_SHOWN: usize = 5;
+
+/// An exporter's validated output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterOutput {
+    /// Its families, in its order.
+    pub families: Vec<MetricFamily>,
+    /// Number of samples (series).
+    pub series: usize,
+}
+
+impl ExporterOutput {
+    /// Wraps parsed families.
+    pub fn new(families: Vec<MetricFamily>) -> ExporterOutput {
+        let series = families.iter().map(|f| f.samples.len()).sum();
+        ExporterOutput { families, series }
+    }
+}
+
+/// Parses and validates exposition text; the error lists the first problems with
+/// their line numbers.
+pub fn parse_output(
+    rel: &str,
+    text: &[u8],
+    format: Format,
+) -> Result<ExporterOutput, GeneratorError> {
+    match exposition::parse_bytes(text, format) {
+        Ok(families) => Ok(ExporterOutput::new(families)),
+        Err(first) => {
+            let all = match std::str::from_utf8(text) {
+                Ok(s) => exposition::validate(s, format),
+                Err(_) => vec![first],
+            };
+            let shown: Vec<String> = all
+                .iter()
+                .take(ERRORS_SHOWN)
+                .map(|e| e.to_string())
+                .collect();
+            let more = all.len().saturating_sub(ERRORS_SHOWN);
+            let tail = if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            };
+            Err(GeneratorError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{rel}: invalid exposition output: {}{tail}",
+                    shown.join("; ")
+                ),
+            ))
+        }
+    }
+}
+
+/// The format of a program's or file's text: OpenMetrics when it ends with `# EOF`,
+/// text 0.0.4 otherwise.
+pub fn format_of(text: &[u8]) -> Format {
+    let trimmed = text.trim_ascii_end();
+    if trimmed.ends_with(b"# EOF") {
+        Format::OpenMetrics(Escaping::Underscores)
+    } else {
+        Format::Text(Escaping::Underscores)
+    }
+}
+
+/// Runs exporters of every kind.
+pub struct ExporterRunners {
+    exec: ExecRunner,
+    python: PythonExporters,
+    max_file_size: u64,
+}
+
+/// How many times a `.prom` file that keeps changing is read before giving up.
+const READ_TRIES: usize = 5;
+
+impl ExporterRunners {
+    /// Runners for the exporters under `settings.root`.
+    pub fn new(settings: &RunnerSettings, max_file_size: u64) -> ExporterRunners {
+        ExporterRunners {
+            exec: ExecRunner::new(settings),
+            python: PythonExporters::new(settings),
+            max_file_size,
+        }
+    }
+
+    /// The Python side (module affinity, shutdown).
+    pub fn python(&self) -> &PythonExporters {
+        &self.python
+    }
+
+    /// Runs one exporter with `params` and validates its output.
+    pub async fn run(
+        &self,
+        file: &GeneratorFile,
+        params: &Params,
+    ) -> Result<ExporterOutput, GeneratorError> {
+        let rel = &file.rel;
+        match file.kind {
+            GeneratorKind::Prom => {
+                let bytes = self.read_prom(file).await?;
+                parse_output(rel, &bytes, format_of(&bytes))
+            }
+            GeneratorKind::Executable => {
+                let out = self.exec.run_bytes(file, params, RunMode::Serve).await?;
+                parse_output(rel, &out, format_of(&out))
+            }
+            GeneratorKind::Python => {
+                let text = self.python.run(file, params).await?;
+                parse_output(
+                    rel,
+                    text.as_bytes(),
+                    Format::OpenMetrics(Escaping::Underscores),
+                )
+            }
+            GeneratorKind::Json | GeneratorKind::Yaml => Err(GeneratorError::new(
+                ErrorKind::Internal,
+                format!("{rel} is not an exporter"),
+            )),
+        }
+    }
+
+    /// Reads a `.prom` file once it has settled and did not change while read (the
+    /// rule of static generators: a half-written file is never served).
+    async fn read_prom(&self, file: &GeneratorFile) -> Result<Vec<u8>, GeneratorError> {
+        let (file, max) = (file.clone(), self.max_file_size);
+        let read = tokio::task::spawn_blocking(move || {
+            for _ in 0..READ_TRIES {
+                let mtime = std::fs::metadata(&file.abs)
+                    .map(|m| crate::tree::FileStamp::of(&m).mtime_ns)
+                    .unwrap_or(file.stamp.mtime_ns);
+                if let Some(wait) = settle_wait(mtime, SystemTime::now()) {
+                    std::thread::sleep(wait);
+                    continue;
+                }
+                if let Some((_, bytes)) = read_whole(&file, max) {
+                    return bytes;
+                }
+                std::thread::sleep(crate::static_files::SETTLE);
+            }
+            Err(GeneratorError::new(
+                ErrorKind::Read,
+                format!("{}: the file kept changing while read", file.rel),
+            ))
+        });
+        read.await.unwrap_or_else(|e| {
+            Err(GeneratorError::new(
+                ErrorKind::Internal,
+                format!("read task failed: {e}"),
+            ))
+        })
+    }
+}
+
+/// Runs exporters for the cache (the cache machinery of target generators, reused
+/// whole: single flight, `cache_time`, stale-while-revalidate, per-exporter metrics).
+pub struct ExporterSource {
+    /// The runners.
+    pub runners: Arc<ExporterRunners>,
+    /// Where runs are recorded for the admin page and `?debug=true`.
+    pub board: Arc<Board>,
+}
+
+impl Source for ExporterSource {
+    type Key = RunKey;
+    type Value = Arc<ExporterOutput>;
+    type Error = GeneratorError;
+
+    fn run(&self, key: &RunKey) -> BoxFuture<'static, Result<Self::Value, Self::Error>> {
+        let (runners, board, key) = (self.runners.clone(), self.board.clone(), key.clone());
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = runners.run(&key.generator, &key.params).await.map(Arc::new);
+            board.record(&key.generator.rel, &result, started.elapsed());
+            if let Err(e) = &result {
+                tracing::warn!(exporter = %key.generator.rel, kind = ?e.kind, error = %e.message, "exporter failed");
+            }
+            result
+        })
+    }
+
+    fn label<'k>(&self, key: &'k RunKey) -> &'k str {
+        &key.generator.rel
+    }
+
+    fn timeout_error(&self, key: &RunKey, waited: Duration) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{}: no result within {}s; the run goes on and its result will answer later scrapes",
+                key.generator.rel,
+                waited.as_secs_f64()
+            ),
+        )
+    }
+
+    fn abandoned_error(&self, key: &RunKey, limit: Duration) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{}: the run was abandoned after {}s",
+                key.generator.rel,
+                limit.as_secs_f64()
+            ),
+        )
+    }
+
+    fn lost_error(&self, key: &RunKey) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Internal,
+            format!("{}: the run ended without a result", key.generator.rel),
+        )
+    }
+
+    fn describe(&self, error: &GeneratorError) -> String {
+        error.message.clone()
+    }
+
+    fn state_changed(&self, key: &RunKey, state: CacheState, _produced_at: Option<SystemTime>) {
+        self.board.set_cache_state(&key.generator.rel, state);
+    }
+}

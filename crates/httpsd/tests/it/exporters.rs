@@ -1,0 +1,236 @@
+//! `serve --exporters DIR` through the real binary, real `python3` and real
+//! prometheus_client: `P/metrics/<sub>` merged and validated, `httpsd_exporter_up`,
+//! `P/exporters`, format negotiation and gzip, deadlines from Prometheus's header,
+//! caching, kept module state, and misbehaving exporters isolated.
+
+use std::time::Duration;
+
+use crate::helpers::{
+    PROMETHEUS_ACCEPT, Server, Tree, get, get_with, raw_get, require_python, wait_for,
+};
+
+/// A `collect(**params)` exporter (seed 003's Jenkins pattern, with the API stubbed).
+pub const JOBS_PY: &str = r#"
+from prometheus_client.core import GaugeMetricFamily
+
+def collect(**params):
+    g = GaugeMetricFamily("jenkins_jobs", "Jobs by state", labels=["state"])
+    g.add_metric(["ok"], 3)
+    g.add_metric(["failed"], float(params.get("failed", "1")))
+    yield g
+"#;
+
+/// A module registering metrics on REGISTRY at import, with state kept across scrapes.
+pub const KEPT_PY: &str = r#"
+import os
+from prometheus_client import Counter, Gauge
+
+SCRAPES = Counter("probe_scrapes", "Scrapes seen by this module")
+PID = Gauge("probe_worker_pid", "The worker holding this module")
+PID.set(os.getpid())
+PID.set_function(lambda: (SCRAPES.inc(), os.getpid())[1])
+"#;
+
+/// A node_exporter textfile.
+pub const BACKUP_PROM: &str = "# HELP backup_last_success_seconds Last good backup.\n# TYPE backup_last_success_seconds gauge\nbackup_last_success_seconds 1700000000\n";
+
+/// An executable exporter that reads a parameter.
+pub const PROBE_SH: &str = "#!/bin/sh\necho '# TYPE probe_ok gauge'\necho \"probe_ok{target=\\\"${HTTPSD_PARAM_TARGET:-none}\\\"} 1\"\n";
+
+/// The value of the sample `series` (exact text before the value) in `body`.
+pub fn value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn up(body: &str, exporter: &str) -> Option<f64> {
+    value(
+        body,
+        &format!("httpsd_exporter_up{{exporter=\"{exporter}\"}}"),
+    )
+}
+
+/// A tree with the four exporters of the module doc and a server over it.
+fn serve_exporters(extra: &[&str]) -> (Tree, Tree, Server) {
+    require_python();
+    let targets = Tree::new();
+    let ex = Tree::new();
+    ex.write("jobs.py", JOBS_PY);
+    ex.write("team/kept.py", KEPT_PY);
+    ex.write("backup.prom", BACKUP_PROM);
+    ex.write_exec("team/probe.sh", PROBE_SH);
+    ex.write("README.md", "not an exporter\n");
+    ex.write(
+        "_helper.py",
+        "raise SystemExit('ignored: never imported')\n",
+    );
+    let dir = ex.root().display().to_string();
+    let mut args = vec!["--exporters", dir.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::serve(targets.root(), &args);
+    (targets, ex, server)
+}
+
+/// Step 1 end to end: every kind served, merged at the root and per path, with up
+/// and duration per exporter; `P/metrics` alone stays httpsd's own.
+#[tokio::test]
+async fn every_kind_is_served_and_merged() {
+    let (_t, _ex, server) = serve_exporters(&[]);
+    let all = get(&server.url("/metrics/")).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert!(
+        all.content_type.starts_with("text/plain; version=0.0.4"),
+        "{}",
+        all.content_type
+    );
+    let b = &all.body;
+    assert_eq!(value(b, "jenkins_jobs{state=\"ok\"}"), Some(3.0), "{b}");
+    assert_eq!(value(b, "backup_last_success_seconds"), Some(1.7e9), "{b}");
+    assert_eq!(value(b, "probe_ok{target=\"none\"}"), Some(1.0), "{b}");
+    assert!(value(b, "probe_scrapes_total").is_some(), "{b}");
+    for e in ["jobs.py", "team/kept.py", "backup.prom", "team/probe.sh"] {
+        assert_eq!(up(b, e), Some(1.0), "{e} up: {b}");
+        assert!(
+            value(
+                b,
+                &format!("httpsd_exporter_duration_seconds{{exporter=\"{e}\"}}")
+            )
+            .is_some(),
+            "{b}"
+        );
+    }
+    // A file's path without its extension; a directory; parameters as for generators.
+    let one = get(&server.url("/metrics/jobs?failed=7")).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(
+        value(&one.body, "jenkins_jobs{state=\"failed\"}"),
+        Some(7.0),
+        "{}",
+        one.body
+    );
+    assert!(!one.body.contains("backup_last"), "{}", one.body);
+    let team = get(&server.url("/metrics/team?target=db1")).await;
+    assert_eq!(
+        value(&team.body, "probe_ok{target=\"db1\"}"),
+        Some(1.0),
+        "{}",
+        team.body
+    );
+    assert!(!team.body.contains("jenkins_jobs"), "{}", team.body);
+    // httpsd's own metrics are untouched.
+    let own = get(&server.url("/metrics")).await;
+    assert!(
+        own.body.contains("httpsd") || own.body.contains("process_"),
+        "{}",
+        own.body
+    );
+    assert!(!own.body.contains("jenkins_jobs"));
+    // Unknown paths 404, unsafe ones 400, ignored files do not exist.
+    assert_eq!(get(&server.url("/metrics/nope")).await.status, 404);
+    assert_eq!(get(&server.url("/metrics/_helper")).await.status, 404);
+    assert_eq!(get(&server.url("/metrics/README")).await.status, 404);
+    assert_eq!(raw_get(&server.base, "/metrics/a%2fb").0, 400);
+    assert_eq!(raw_get(&server.base, "/metrics/../etc").0, 400);
+}
+
+/// `P/exporters`: one group per exporter path, the target being the request's Host
+/// or `--advertise`, with `__metrics_path__` and `exporter`.
+#[tokio::test]
+async fn the_exporters_are_an_http_sd_list() {
+    let (_t, ex, server) = serve_exporters(&["--url-prefix", "/sd"]);
+    let r = get(&server.url("/sd/exporters")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.content_type, "application/json");
+    let list = r.json();
+    let groups = list.as_array().unwrap();
+    let paths: Vec<&str> = groups
+        .iter()
+        .map(|g| g["labels"]["exporter"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["backup", "jobs", "team/kept", "team/probe"],
+        "{list}"
+    );
+    for g in groups {
+        assert_eq!(g["targets"], serde_json::json!([server.addr]));
+        let path = g["labels"]["__metrics_path__"].as_str().unwrap();
+        assert_eq!(
+            path,
+            format!("/sd/metrics/{}", g["labels"]["exporter"].as_str().unwrap())
+        );
+        assert_eq!(get(&server.url(path)).await.status, 200);
+    }
+    // Parameters: one group per set.
+    ex.write(
+        "_params.json",
+        r#"{"team/probe": [{"target": "a"}, {"target": "b"}]}"#,
+    );
+    let list = get(&server.url("/sd/exporters")).await.json();
+    let probes: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["labels"]["exporter"] == "team/probe")
+        .collect();
+    assert_eq!(probes.len(), 2, "{list}");
+    assert_eq!(probes[0]["labels"]["__param_target"], "a");
+    assert_eq!(probes[1]["labels"]["exporter_params"], "target=b");
+    ex.write("_params.json", "{broken");
+    let r = get(&server.url("/sd/exporters")).await;
+    assert_eq!(r.status, 500, "never a partial list: {}", r.body);
+    assert!(r.body.contains("_params.json"), "{}", r.body);
+    // --advertise wins over the Host header.
+    let dir = ex.root().display().to_string();
+    let t = Tree::new();
+    let other = Server::serve(
+        t.root(),
+        &["--exporters", &dir, "--advertise", "metrics.example:9000"],
+    );
+    std::fs::remove_file(ex.root().join("_params.json")).unwrap();
+    let list = get(&other.url("/exporters")).await.json();
+    assert_eq!(
+        list[0]["targets"],
+        serde_json::json!(["metrics.example:9000"])
+    );
+    assert_eq!(list[0]["labels"]["__metrics_path__"], "/metrics/backup");
+}
+
+/// OpenMetrics when the scraper asks for it (Prometheus's Accept), gzip when accepted.
+#[tokio::test]
+async fn openmetrics_and_gzip_are_negotiated() {
+    let (_t, _ex, server) = serve_exporters(&[]);
+    let om = get_with(&server.url("/metrics/"), &[("Accept", PROMETHEUS_ACCEPT)]).await;
+    assert!(
+        om.content_type.starts_with("application/openmetrics-text"),
+        "{}",
+        om.content_type
+    );
+    assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
+    assert!(om.body.contains("probe_scrapes_total"), "{}", om.body);
+    exposition::parse(
+        &om.body,
+        exposition::Format::OpenMetrics(exposition::Escaping::Underscores),
+    )
+    .expect("valid OpenMetrics");
+    let r = crate::helpers::client()
+        .get(server.url("/metrics/jobs"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let bytes = r.bytes().await.unwrap();
+    assert!(exposition::is_gzip(&bytes));
+}
+
+/// Polls `path` until `exporter` is up; returns the body.
+pub async fn eventually_up(server: &Server, path: &str, exporter: &str) -> String {
+    wait_for(Duration::from_secs(30), "the exporter to be up", || async {
+        let r = get(&server.url(path)).await;
+        (up(&r.body, exporter) == Some(1.0)).then_some(r.body)
+    })
+    .await
+}
