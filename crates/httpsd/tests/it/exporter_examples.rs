@@ -115,7 +115,7 @@ async fn every_example_is_served_up_with_its_series() {
     let server = serve_examples(&[]);
 
     let ci = scrape(&server, "/metrics/ci/jenkins_jobs").await;
-    assert_eq!(up(&ci, "ci/jenkins_jobs"), Some(1.0));
+    assert_eq!(up(&ci, "ci/jenkins_jobs.py"), Some(1.0));
     assert_eq!(value(&ci, "jenkins_jobs_count", &[]), Some(4.0));
     assert_eq!(
         value(&ci, "jenkins_jobs_by_color", &[("color", "blue")]),
@@ -125,13 +125,13 @@ async fn every_example_is_served_up_with_its_series() {
         value(
             &ci,
             "httpsd_exporter_duration_seconds",
-            &[("exporter", "ci/jenkins_jobs")]
+            &[("exporter", "ci/jenkins_jobs.py")]
         )
         .is_some()
     );
 
     let health = scrape(&server, "/metrics/health/hitl").await;
-    assert_eq!(up(&health, "health/hitl"), Some(1.0));
+    assert_eq!(up(&health, "health/hitl.py"), Some(1.0));
     let state = |f: &[MetricFamily], s: &str| {
         value(
             f,
@@ -143,8 +143,8 @@ async fn every_example_is_served_up_with_its_series() {
     assert_eq!(state(&health, "unhealthy"), Some(0.0));
 
     let system = scrape(&server, "/metrics/system").await;
-    assert_eq!(up(&system, "system/proc"), Some(1.0));
-    assert_eq!(up(&system, "system/disk"), Some(1.0));
+    assert_eq!(up(&system, "system/proc.py"), Some(1.0));
+    assert_eq!(up(&system, "system/disk.sh"), Some(1.0));
     let memory =
         value(&system, "system_usage", &[("resource_type", "Memory")]).expect("memory usage");
     assert!(memory > 0.0 && memory <= 100.0, "memory usage {memory}");
@@ -159,15 +159,15 @@ async fn every_example_is_served_up_with_its_series() {
 
     // The shell script's parameter: ?mount= arrives as $HTTPSD_PARAM_MOUNT.
     let proc_fs = scrape(&server, "/metrics/system/disk?mount=/proc").await;
-    assert_eq!(up(&proc_fs, "system/disk"), Some(1.0));
+    assert_eq!(up(&proc_fs, "system/disk.sh"), Some(1.0));
     assert!(value(&proc_fs, "disk_free_bytes", &[("mount", "/proc")]).is_some());
     // A path df cannot stat: the script fails, the exporter is down, the answer a 200.
     let missing = scrape(&server, "/metrics/system/disk?mount=/nonexistent/example").await;
-    assert_eq!(up(&missing, "system/disk"), Some(0.0));
+    assert_eq!(up(&missing, "system/disk.sh"), Some(0.0));
     assert_eq!(value(&missing, "disk_free_bytes", &[]), None);
 
     let backup = scrape(&server, "/metrics/backup/last_run").await;
-    assert_eq!(up(&backup, "backup/last_run"), Some(1.0));
+    assert_eq!(up(&backup, "backup/last_run.prom"), Some(1.0));
     assert_eq!(
         value(&backup, "backup_size_bytes", &[("database", "orders")]),
         Some(5368709120.0)
@@ -246,7 +246,7 @@ async fn health_state_accumulates_and_a_lost_api_is_up_0() {
     };
 
     let first = scrape(&server, "/metrics/health").await;
-    assert_eq!(up(&first, "health/hitl"), Some(1.0));
+    assert_eq!(up(&first, "health/hitl.py"), Some(1.0));
     assert_eq!(state(&first, "healthy"), Some(1.0));
     let n1 = count(&first).expect("histogram count");
 
@@ -254,7 +254,7 @@ async fn health_state_accumulates_and_a_lost_api_is_up_0() {
     assert_eq!(r.status, 200, "{}", r.body);
     let second = scrape(&server, "/metrics/health").await;
     assert_eq!(
-        up(&second, "health/hitl"),
+        up(&second, "health/hitl.py"),
         Some(1.0),
         "an unhealthy endpoint is data, not an error"
     );
@@ -276,7 +276,7 @@ async fn health_state_accumulates_and_a_lost_api_is_up_0() {
     );
 
     let ci = scrape(&server, "/metrics/ci").await;
-    assert_eq!(up(&ci, "ci/jenkins_jobs"), Some(1.0));
+    assert_eq!(up(&ci, "ci/jenkins_jobs.py"), Some(1.0));
     assert_eq!(value(&ci, "jenkins_jobs_count", &[]), Some(4.0));
 
     // The API goes away: the Jenkins exporter is down with its families left out; the
@@ -287,13 +287,13 @@ async fn health_state_accumulates_and_a_lost_api_is_up_0() {
         "the Jenkins exporter down",
         || async {
             let fams = scrape(&server, "/metrics/ci").await;
-            (up(&fams, "ci/jenkins_jobs") == Some(0.0)).then_some(fams)
+            (up(&fams, "ci/jenkins_jobs.py") == Some(0.0)).then_some(fams)
         },
     )
     .await;
     assert_eq!(value(&all, "jenkins_jobs_count", &[]), None);
     let health = scrape(&server, "/metrics/health/hitl").await;
-    assert_eq!(up(&health, "health/hitl"), Some(1.0));
+    assert_eq!(up(&health, "health/hitl.py"), Some(1.0));
     assert_eq!(state(&health, "unhealthy"), Some(1.0));
     assert_eq!(count(&health), Some(n1 + 2.0));
 }
