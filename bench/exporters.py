@@ -80,7 +80,7 @@ def main() -> None:
     shutil.copytree(EXAMPLE / "_standin", exporters / "_standin")
     shutil.copy(EXAMPLE / "ci" / "jenkins_jobs.py", exporters / "ci")
     tree = work / "tree"
-    c.write_json_tree(tree, "static.json", [{"targets": ["127.0.0.1:9100"], "labels": {"job": "node"}}])
+    c.write_json_tree(tree, "static/one.json", [{"targets": ["127.0.0.1:9100"], "labels": {"job": "node"}}])
     env = {"JENKINS_URL": ""}  # the collector reads the stand-in document from disk
 
     def httpsd(name: str, extra: list[str]):
