@@ -15,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::catalog::{Catalog, Snapshot};
+use crate::exporters::{Exporters, exporter_path};
 use crate::status::{GeneratorStatus, RunStatus, StatusBoard};
 use crate::tree::{Selection, SubPath, encode_path};
 
@@ -42,6 +43,30 @@ pub struct AdminPage {
     pub failing: Vec<FailingView>,
     /// Every target path.
     pub dirs: Vec<DirView>,
+    /// Every exporter (`--exporters DIR`; empty without it).
+    pub exporters: Vec<ExporterView>,
+}
+
+/// One exporter row.
+pub struct ExporterView {
+    /// Its file under DIR.
+    pub rel: String,
+    /// Relative link to its metrics (`metrics/<path>`).
+    pub href: String,
+    /// Kind (prom, python, executable).
+    pub kind: String,
+    /// `up`, `down` or `unknown` (never run).
+    pub status: String,
+    /// Last run time and age.
+    pub last_run: String,
+    /// Duration of the last run.
+    pub duration: String,
+    /// Series of the last good output.
+    pub series: String,
+    /// Cache state.
+    pub cache: String,
+    /// The last error, until a run succeeds.
+    pub error: Option<String>,
 }
 
 /// A failing generator in the summary at the top.
@@ -104,15 +129,24 @@ pub struct ErrorView {
     pub traceback: Option<String>,
 }
 
-/// Renders the admin page of `catalog`'s tree; `raw_query` may ask for `?refresh=N`.
-pub fn render(catalog: &Catalog, prefix: &str, raw_query: Option<&str>) -> Response {
+/// Renders the admin page of `catalog`'s tree (and of `exporters`, when served);
+/// `raw_query` may ask for `?refresh=N`.
+pub fn render(
+    catalog: &Catalog,
+    exporters: Option<&Exporters>,
+    prefix: &str,
+    raw_query: Option<&str>,
+) -> Response {
     let refresh = raw_query.and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "refresh")
             .and_then(|(_, v)| v.parse::<u32>().ok())
             .map(|n| n.clamp(2, 3600))
     });
-    let page = build_page(&catalog.snapshot(), catalog.status(), prefix, refresh);
+    let mut page = build_page(&catalog.snapshot(), catalog.status(), prefix, refresh);
+    if let Some(e) = exporters {
+        page.exporters = exporter_views(e, SystemTime::now());
+    }
     match page.render() {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
@@ -190,7 +224,42 @@ pub fn build_page(
         generator_count: snapshot.listing.generators.len(),
         failing,
         dirs,
+        exporters: Vec::new(),
     }
+}
+
+/// The exporters' rows, in path order, from their status board.
+pub fn exporter_views(exporters: &Exporters, now: SystemTime) -> Vec<ExporterView> {
+    let snapshot = exporters.catalog().snapshot();
+    let board = exporters.board();
+    (snapshot.listing.generators.iter())
+        .map(|g| {
+            let st = board.get(&g.rel).unwrap_or_default();
+            let status = match (st.last_run, st.up) {
+                (None, _) if st.last_error.is_none() => "unknown",
+                (_, true) => "up",
+                _ => "down",
+            };
+            ExporterView {
+                rel: g.rel.clone(),
+                href: format!("metrics/{}", encode_path(exporter_path(&g.rel))),
+                kind: serde_json::to_value(g.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                status: status.to_string(),
+                last_run: st.last_run.map_or_else(|| "never".into(), |t| when(t, now)),
+                duration: st
+                    .duration
+                    .map_or_else(String::new, |d| format!("{:.3} s", d.as_secs_f64())),
+                series: st.series.map_or_else(String::new, |n| n.to_string()),
+                cache: st
+                    .cache
+                    .map_or_else(String::new, |c| c.as_str().to_string()),
+                error: st.last_error,
+            }
+        })
+        .collect()
 }
 
 fn kind_name(e: &crate::error::GeneratorError) -> String {

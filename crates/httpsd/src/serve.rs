@@ -157,8 +157,8 @@ async fn start_exporters(
     let interval = settings.rescan_interval;
     let prune = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(interval).await;
             e.prune();
+            tokio::time::sleep(interval).await;
         }
     });
     tracing::info!(

@@ -52,6 +52,14 @@ impl Dedicated {
         Ok(pool.clone())
     }
 
+    /// Starts the pool of `module` now (a scrape's deadline then never pays for an
+    /// interpreter's start-up); a start that fails is logged and tried again later.
+    pub async fn warm(&self, module: &str) {
+        if let Err(e) = self.pool(module).await {
+            tracing::warn!(module, error = %e, "cannot start a Python worker");
+        }
+    }
+
     /// Runs `call` on its module's own worker (see [`Pool::call_raw`]).
     pub async fn call_raw(&self, call: Call) -> Result<Box<RawValue>, PoolError> {
         match self.pool(&call.module).await {

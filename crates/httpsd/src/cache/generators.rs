@@ -122,32 +122,15 @@ impl Source for GeneratorSource {
     }
 
     fn timeout_error(&self, key: &RunKey, waited: Duration) -> GeneratorError {
-        GeneratorError::new(
-            ErrorKind::Timeout,
-            format!(
-                "{}: no result within the {}s timeout; the run goes on and its result will answer later requests",
-                key.generator.rel,
-                waited.as_secs_f64()
-            ),
-        )
+        key.timeout_error(waited)
     }
 
     fn abandoned_error(&self, key: &RunKey, limit: Duration) -> GeneratorError {
-        GeneratorError::new(
-            ErrorKind::Timeout,
-            format!(
-                "{}: the run was abandoned after {}s",
-                key.generator.rel,
-                limit.as_secs_f64()
-            ),
-        )
+        key.abandoned_error(limit)
     }
 
     fn lost_error(&self, key: &RunKey) -> GeneratorError {
-        GeneratorError::new(
-            ErrorKind::Internal,
-            format!("{}: the run ended without a result", key.generator.rel),
-        )
+        key.lost_error()
     }
 
     fn describe(&self, error: &GeneratorError) -> String {

@@ -2,6 +2,9 @@
 
 use std::hash::{Hash, Hasher};
 
+use std::time::Duration;
+
+use crate::error::{ErrorKind, GeneratorError};
 use crate::params::Params;
 use crate::tree::GeneratorFile;
 
@@ -22,6 +25,39 @@ impl RunKey {
             generator,
             params: params.canonical(),
         }
+    }
+
+    /// The error of a caller that stopped waiting for this run after `waited` (the
+    /// cache's `timeout_error`, for generators and exporters alike).
+    pub fn timeout_error(&self, waited: Duration) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{}: no result within the {}s timeout; the run goes on and its result will answer later requests",
+                self.generator.rel,
+                waited.as_secs_f64()
+            ),
+        )
+    }
+
+    /// The error recorded when this run is abandoned after `limit`.
+    pub fn abandoned_error(&self, limit: Duration) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Timeout,
+            format!(
+                "{}: the run was abandoned after {}s",
+                self.generator.rel,
+                limit.as_secs_f64()
+            ),
+        )
+    }
+
+    /// The error of a run that vanished without a result.
+    pub fn lost_error(&self) -> GeneratorError {
+        GeneratorError::new(
+            ErrorKind::Internal,
+            format!("{}: the run ended without a result", self.generator.rel),
+        )
     }
 }
 

@@ -5,6 +5,7 @@
 //! It is a different wiring of the same pieces as `serve`: the tree scan, the static
 //! file parser, the runners and the validation rules are the ones `serve` uses.
 
+pub mod exporters;
 pub mod ignore;
 pub mod progress;
 pub mod report;
@@ -56,6 +57,8 @@ pub struct CheckSettings {
     pub runner: RunnerSettings,
     /// `--python-workers` was given (otherwise check picks its own count).
     pub python_workers_given: bool,
+    /// `--exporters DIR` (canonical): check its exporters too.
+    pub exporters: Option<PathBuf>,
 }
 
 /// Runs `check` and returns the exit code: 0 when every generator passes, 1 otherwise.
@@ -67,14 +70,35 @@ pub fn run(settings: CheckSettings) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let report = rt.block_on(check_tree(&settings))?;
+    let exporters = settings.exporters.as_ref().map(|dir| {
+        rt.block_on(exporters::check_exporters(
+            dir,
+            &settings.runner,
+            settings.max_file_size,
+        ))
+    });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match settings.format {
-        OutputFormat::Text => report.write_text(&mut out)?,
-        OutputFormat::Json => report.write_json(&mut out)?,
+    match (settings.format, &exporters) {
+        (OutputFormat::Text, _) => {
+            report.write_text(&mut out)?;
+            if let Some(e) = &exporters {
+                e.write_text(&mut out)?;
+            }
+        }
+        (OutputFormat::Json, None) => report.write_json(&mut out)?,
+        (OutputFormat::Json, Some(e)) => {
+            // One document: the generators' report with an `exporters` member.
+            let mut doc = serde_json::to_value(&report)?;
+            doc["exporters"] = serde_json::to_value(e)?;
+            doc["ok"] = serde_json::Value::Bool(report.ok && e.ok);
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            writeln!(out)?;
+        }
     }
     out.flush()?;
-    Ok(if report.ok {
+    let exporters_ok = exporters.as_ref().is_none_or(|e| e.ok);
+    Ok(if report.ok && exporters_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -41,6 +41,10 @@ pub struct CheckArgs {
     /// How dynamic generators are run (same options and timeout as serve).
     #[command(flatten)]
     pub runner: RunnerArgs,
+    /// Also check the exporters in DIR: run each once and report every problem of its
+    /// output.
+    #[arg(long, value_name = "DIR")]
+    pub exporters: Option<PathBuf>,
 }
 
 /// Validates `args` into the settings of `check`.
@@ -60,5 +64,9 @@ pub fn check_settings(args: &CheckArgs) -> Result<CheckSettings, SettingsError> 
         max_file_size: args.max_file_size,
         runner,
         python_workers_given: args.runner.python_workers.is_some(),
+        exporters: match &args.exporters {
+            Some(dir) => Some(super::serve::exporters_dir(dir)?),
+            None => None,
+        },
     })
 }

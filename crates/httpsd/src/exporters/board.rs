@@ -2,10 +2,9 @@
 //! how long, how many series, success or the error) and its cache state.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::run::ExporterOutput;
 use crate::error::GeneratorError;
 use crate::status::CacheState;
 
@@ -39,21 +38,16 @@ impl Board {
         f(&mut map)
     }
 
-    /// Records a run.
-    pub fn record(
-        &self,
-        rel: &str,
-        result: &Result<Arc<ExporterOutput>, GeneratorError>,
-        duration: Duration,
-    ) {
+    /// Records a run: the series of its output, or its error.
+    pub fn record(&self, rel: &str, result: Result<usize, &GeneratorError>, duration: Duration) {
         self.with(|m| {
             let s = m.entry(rel.to_string()).or_default();
             s.last_run = Some(SystemTime::now());
             s.duration = Some(duration);
             match result {
-                Ok(out) => {
+                Ok(series) => {
                     s.up = true;
-                    s.series = Some(out.series);
+                    s.series = Some(series);
                     s.last_error = None;
                 }
                 Err(e) => {

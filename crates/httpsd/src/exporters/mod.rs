@@ -206,16 +206,25 @@ impl Exporters {
         }
     }
 
-    /// Forgets what belongs to exporters that are gone (their workers, their status).
+    /// Forgets what belongs to exporters that are gone (their workers, their status)
+    /// and starts the workers of new `.py` exporters, so that no scrape waits for an
+    /// interpreter to start.
     pub fn prune(&self) {
         let snapshot = self.catalog.snapshot();
         let present: std::collections::HashSet<String> = (snapshot.listing.generators.iter())
             .flat_map(|g| [g.rel.clone(), g.abs.to_string_lossy().into_owned()])
             .collect();
         self.board.retain(|rel| present.contains(rel));
-        self.runners
-            .python()
-            .retain(|module| present.contains(module));
+        let python = self.runners.python();
+        python.retain(|module| present.contains(module));
+        let running: std::collections::HashSet<String> = python.modules().into_iter().collect();
+        for g in snapshot.listing.generators.iter() {
+            let module = g.abs.to_string_lossy().into_owned();
+            if g.kind == crate::tree::GeneratorKind::Python && !running.contains(&module) {
+                let runners = self.runners.clone();
+                tokio::spawn(async move { runners.python().warm(&module).await });
+            }
+        }
     }
 
     /// Kills the exporters' Python workers.

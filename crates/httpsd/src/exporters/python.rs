@@ -70,6 +70,16 @@ impl PythonExporters {
         })
     }
 
+    /// Starts the worker of `module` (an absolute path) unless it has one.
+    pub async fn warm(&self, module: &str) {
+        self.pools.warm(module).await;
+    }
+
+    /// The modules that have a worker.
+    pub fn modules(&self) -> Vec<String> {
+        self.pools.modules()
+    }
+
     /// Stops the workers of modules that are no longer exporters.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.pools.retain(keep);

@@ -119,29 +119,36 @@ impl ExporterRunners {
         file: &GeneratorFile,
         params: &Params,
     ) -> Result<ExporterOutput, GeneratorError> {
-        let rel = &file.rel;
-        match file.kind {
-            GeneratorKind::Prom => {
-                let bytes = self.read_prom(file).await?;
-                parse_output(rel, &bytes, format_of(&bytes))
-            }
-            GeneratorKind::Executable => {
-                let out = self.exec.run_bytes(file, params, RunMode::Serve).await?;
-                parse_output(rel, &out, format_of(&out))
-            }
+        let (text, format) = self.output(file, params).await?;
+        parse_output(&file.rel, &text, format)
+    }
+
+    /// Runs one exporter with `params`; returns its text as it wrote it and its format
+    /// (for `check`, which lists every problem of it).
+    pub async fn output(
+        &self,
+        file: &GeneratorFile,
+        params: &Params,
+    ) -> Result<(Vec<u8>, Format), GeneratorError> {
+        let text = match file.kind {
+            GeneratorKind::Prom => self.read_prom(file).await?,
+            GeneratorKind::Executable => self.exec.run_bytes(file, params, RunMode::Serve).await?,
             GeneratorKind::Python => {
                 let text = self.python.run(file, params).await?;
-                parse_output(
-                    rel,
-                    text.as_bytes(),
+                return Ok((
+                    text.into_bytes(),
                     Format::OpenMetrics(Escaping::Underscores),
-                )
+                ));
             }
-            GeneratorKind::Json | GeneratorKind::Yaml => Err(GeneratorError::new(
-                ErrorKind::Internal,
-                format!("{rel} is not an exporter"),
-            )),
-        }
+            GeneratorKind::Json | GeneratorKind::Yaml => {
+                return Err(GeneratorError::new(
+                    ErrorKind::Internal,
+                    format!("{} is not an exporter", file.rel),
+                ));
+            }
+        };
+        let format = format_of(&text);
+        Ok((text, format))
     }
 
     /// Reads a `.prom` file once it has settled and did not change while read (the
@@ -195,7 +202,8 @@ impl Source for ExporterSource {
         Box::pin(async move {
             let started = Instant::now();
             let result = runners.run(&key.generator, &key.params).await.map(Arc::new);
-            board.record(&key.generator.rel, &result, started.elapsed());
+            let series = result.as_ref().map(|o| o.series);
+            board.record(&key.generator.rel, series, started.elapsed());
             if let Err(e) = &result {
                 tracing::warn!(exporter = %key.generator.rel, kind = ?e.kind, error = %e.message, "exporter failed");
             }
@@ -208,32 +216,15 @@ impl Source for ExporterSource {
     }
 
     fn timeout_error(&self, key: &RunKey, waited: Duration) -> GeneratorError {
-        GeneratorError::new(
-            ErrorKind::Timeout,
-            format!(
-                "{}: no result within {}s; the run goes on and its result will answer later scrapes",
-                key.generator.rel,
-                waited.as_secs_f64()
-            ),
-        )
+        key.timeout_error(waited)
     }
 
     fn abandoned_error(&self, key: &RunKey, limit: Duration) -> GeneratorError {
-        GeneratorError::new(
-            ErrorKind::Timeout,
-            format!(
-                "{}: the run was abandoned after {}s",
-                key.generator.rel,
-                limit.as_secs_f64()
-            ),
-        )
+        key.abandoned_error(limit)
     }
 
     fn lost_error(&self, key: &RunKey) -> GeneratorError {
-        GeneratorError::new(
-            ErrorKind::Internal,
-            format!("{}: the run ended without a result", key.generator.rel),
-        )
+        key.lost_error()
     }
 
     fn describe(&self, error: &GeneratorError) -> String {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use exposition::Negotiated;
 use serde_json::json;
@@ -21,7 +21,7 @@ use crate::tree::SubPath;
 /// The header in which Prometheus sends its scrape timeout.
 const SCRAPE_TIMEOUT: &str = "x-prometheus-scrape-timeout-seconds";
 
-fn header_str<'h>(headers: &'h HeaderMap, name: impl header::AsHeaderName) -> &'h str {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> &str {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -56,21 +56,7 @@ pub async fn metrics(exporters: &Exporters, raw_rest: &str, req: &Parts) -> Resp
     );
     let text = crate::exporters::merge::encode(&outcomes, &want.format);
     match want.body(text) {
-        Ok(body) => {
-            let mut response = body.into_response();
-            let h = response.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&want.content_type) {
-                h.insert(header::CONTENT_TYPE, v);
-            }
-            if want.gzip {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            h.insert(
-                header::VARY,
-                HeaderValue::from_static("Accept, Accept-Encoding"),
-            );
-            response
-        }
+        Ok(body) => super::negotiated_response(&want, body),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot gzip the metrics: {e}"),

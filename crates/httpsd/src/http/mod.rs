@@ -91,7 +91,12 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 /// The admin page at the prefix root (rendered by [`crate::admin`]).
 async fn admin_handler(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
-    crate::admin::render(state.engine.catalog(), &state.prefix, q.as_deref())
+    crate::admin::render(
+        state.engine.catalog(),
+        state.exporters.as_deref(),
+        &state.prefix,
+        q.as_deref(),
+    )
 }
 
 /// Adds `/metrics` (and `P/metrics` under a prefix) to `router`: the one metrics
@@ -108,6 +113,24 @@ pub fn with_metrics_routes<S: Clone + Send + Sync + 'static>(
     } else {
         router.route(&format!("{prefix}/metrics"), route)
     }
+}
+
+/// A metrics body as negotiated: its Content-Type, `Content-Encoding: gzip` when it
+/// is gzipped, and `Vary` (shared by `/metrics` and the exporters' `P/metrics/<sub>`).
+pub fn negotiated_response(want: &Negotiated, body: Vec<u8>) -> Response {
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&want.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if want.gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    response
 }
 
 /// `/metrics`: our own metrics, encoded in this one place, in the format the scraper
@@ -129,21 +152,7 @@ async fn metrics_handler(State(metrics): State<Arc<Metrics>>, headers: HeaderMap
         Err(e) => Err(format!("cannot re-encode our own metrics: {e}")),
     };
     match body {
-        Ok(body) => {
-            let mut response = body.into_response();
-            let h = response.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&want.content_type) {
-                h.insert(header::CONTENT_TYPE, v);
-            }
-            if want.gzip {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            h.insert(
-                header::VARY,
-                HeaderValue::from_static("Accept, Accept-Encoding"),
-            );
-            response
-        }
+        Ok(body) => negotiated_response(&want, body),
         Err(e) => {
             tracing::error!(error = %e, "/metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, e).into_response()

@@ -451,3 +451,52 @@ async fn prometheus_scrapes_multiproc_exporter_merged_counter() {
     prom.wait_query(r#"e2e_jobs_total{job="mpe",queue="default"}"#, 7.0)
         .await;
 }
+
+/// Prometheus discovers the exporters through one `http_sd_configs` entry on
+/// `P/exporters` and scrapes each: `up == 1` for every exporter path, their series
+/// queryable, including an executable whose parameter comes from `_params.json`
+/// (`__param_target`), and `httpsd_exporter_up` per exporter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_discovers_and_scrapes_exporters() {
+    require_prometheus();
+    require_prometheus_client();
+    let targets = Tree::new();
+    let ex = Tree::new();
+    ex.write("jobs.py", crate::exporters::JOBS_PY);
+    ex.write("backup.prom", crate::exporters::BACKUP_PROM);
+    ex.write_exec("probe.sh", crate::exporters::PROBE_SH);
+    ex.write("_params.json", r#"{"probe": [{"target": "db1"}]}"#);
+    let dir = ex.root().display().to_string();
+    let server = Server::serve(
+        targets.root(),
+        &["--url-prefix", "/sd", "--exporters", &dir],
+    );
+    let addr = host_port(&server.base);
+    let prom = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  \
+         - job_name: exporters\n    http_sd_configs:\n      - url: http://{addr}/sd/exporters\n        \
+         refresh_interval: 1s\n"
+    ))
+    .await;
+    for exporter in ["jobs", "backup", "probe"] {
+        prom.wait_query(
+            &format!(r#"up{{job="exporters",exporter="{exporter}"}}"#),
+            1.0,
+        )
+        .await;
+    }
+    prom.wait_query(r#"jenkins_jobs{exporter="jobs",state="ok"}"#, 3.0)
+        .await;
+    prom.wait_query(r#"backup_last_success_seconds{exporter="backup"}"#, 1.7e9)
+        .await;
+    prom.wait_query(
+        r#"probe_ok{exporter="probe",exporter_params="target=db1",target="db1"}"#,
+        1.0,
+    )
+    .await;
+    prom.wait_query(
+        r#"httpsd_exporter_up{job="exporters",exported_exporter="probe.sh"}"#,
+        1.0,
+    )
+    .await;
+}

@@ -234,3 +234,67 @@ pub async fn eventually_up(server: &Server, path: &str, exporter: &str) -> Strin
     })
     .await
 }
+
+/// `httpsd check --exporters DIR`: every exporter run once, every problem of its
+/// output listed with its line, conflicts of one path reported; exit 1 on failure.
+#[tokio::test]
+async fn check_validates_exporters() {
+    require_python();
+    let t = Tree::new();
+    t.write("static.json", r#"[{"targets": ["a:1"]}]"#);
+    let ex = Tree::new();
+    ex.write("ok.prom", BACKUP_PROM);
+    ex.write("jobs.py", JOBS_PY);
+    ex.write("bad.prom", "# TYPE 1x gauge\nok_metric 1\nok_metric 2\n");
+    ex.write("two/a.prom", "# TYPE shared gauge\nshared 1\n");
+    ex.write_exec("two/a.sh", "#!/bin/sh\necho 'shared 2'\n");
+    let run = |format: &str| {
+        std::process::Command::new(crate::helpers::bin())
+            .args(["check", &t.root().display().to_string(), "--exporters"])
+            .arg(ex.root())
+            .args(["--format", format])
+            .output()
+            .expect("run check")
+    };
+    let out = run("text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("PASS exporter ok.prom (1 series)"), "{text}");
+    assert!(text.contains("PASS exporter jobs.py (2 series)"), "{text}");
+    assert!(text.contains("FAIL exporter bad.prom"), "{text}");
+    assert!(
+        text.contains("bad.prom: line 1: invalid metric name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.prom: line 3: duplicate series"),
+        "every problem: {text}"
+    );
+    assert!(text.contains("PASS exporter two/a.prom"), "{text}");
+    assert!(
+        text.contains("shared is already defined by exporter two/a.prom"),
+        "{text}"
+    );
+    assert!(
+        text.contains("exporters: 3 passed, 2 failed: FAILED"),
+        "{text}"
+    );
+    let out = run("json");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["ok"], false);
+    assert_eq!(
+        doc["exporters"]["exporters"].as_array().unwrap().len(),
+        5,
+        "{doc}"
+    );
+    // A valid directory passes.
+    std::fs::remove_file(ex.root().join("bad.prom")).unwrap();
+    std::fs::remove_file(ex.root().join("two/a.sh")).unwrap();
+    let out = run("text");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

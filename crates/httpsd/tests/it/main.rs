@@ -8,6 +8,7 @@ mod e2e_prometheus;
 mod exec;
 mod exporter_examples;
 mod exporters;
+mod exporters_faults;
 mod helpers;
 mod ops;
 mod python;
