@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 R=bench/out/results
 mkdir -p $R
 : > $R/all.md
-for s in static python_gen check reload redis_path slow_gen scale; do
+for s in static python_gen check reload redis_path slow_gen scale exporters; do
   echo "=== $s" >&2
   if python3 "bench/$s.py" --markdown "$R/$s.md" > "$R/$s.txt"; then
     cat "$R/$s.md" >> $R/all.md

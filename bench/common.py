@@ -280,6 +280,26 @@ def wrk(url: str, connections: int = 32, duration: int = 10, threads: int = 2, t
     return res
 
 
+def latency_and_throughput(configs, runs: int, duration: int) -> dict:
+    """Interleaved runs of wrk at 1 connection (latency) and 32 (throughput) for each
+    (key, port, path) of `configs`; returns {key: {"lat": [...], "thr": [...]}}."""
+    res = {key: {"lat": [], "thr": []} for key, _, _ in configs}
+    for run in range(runs):
+        for key, port, path in configs:
+            lat = wrk(f"http://127.0.0.1:{port}{path}", connections=1, threads=1, duration=duration)
+            thr = wrk(f"http://127.0.0.1:{port}{path}", connections=32, duration=duration)
+            res[key]["lat"].append(lat)
+            res[key]["thr"].append(thr)
+            log(f"run {run + 1} {key}: c=1 p50 {lat['p50']:.3f} ms; c=32 {thr['rps']:.0f} req/s; "
+                f"non-2xx {lat['non2xx'] + thr['non2xx']}, errors {lat['errors'] + thr['errors']}")
+    return res
+
+
+def run_median(res: dict, key: str, kind: str, field: str) -> float:
+    """Median of `field` over the runs of `res[key][kind]` (see latency_and_throughput)."""
+    return median([r[field] for r in res[key][kind]])
+
+
 # ---------------------------------------------------------------- reporting
 
 

@@ -98,18 +98,11 @@ def main() -> None:
                          text=True, check=True).stdout.split()
     call_ms, load_call_ms = float(own[0]), float(own[1])
 
-    res = {k: {"lat": [], "thr": []} for k in ("httpsd", "orig", "static")}
-    for run in range(a.runs):
-        for key, (p, port), path in (("httpsd", ours, PATH), ("orig", orig, PATH), ("static", ours, "/targets/static")):
-            lat = c.wrk(f"http://127.0.0.1:{port}{path}", connections=1, threads=1, duration=a.duration)
-            thr = c.wrk(f"http://127.0.0.1:{port}{path}", connections=32, duration=a.duration)
-            res[key]["lat"].append(lat)
-            res[key]["thr"].append(thr)
-            c.log(f"run {run + 1} {key}: c=1 p50 {lat['p50']:.3f} ms; c=32 {thr['rps']:.0f} req/s "
-                  f"non-2xx {lat['non2xx'] + thr['non2xx']}")
+    res = c.latency_and_throughput([("httpsd", ours[1], PATH), ("orig", orig[1], PATH),
+                                    ("static", ours[1], "/targets/static")], a.runs, a.duration)
 
     def m(key, kind, field):
-        return c.median([r[field] for r in res[key][kind]])
+        return c.run_median(res, key, kind, field)
 
     o_rps, h_rps = m("orig", "thr", "ok_rps"), m("httpsd", "thr", "ok_rps")
     rows = []

@@ -7,6 +7,7 @@ mod check;
 mod connections;
 mod e2e_prometheus;
 mod exec;
+mod exporter_examples;
 mod exporters;
 mod exporters_faults;
 mod helpers;
