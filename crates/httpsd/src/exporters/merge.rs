@@ -94,13 +94,19 @@ pub fn own_families(outcomes: &[Outcome]) -> [MetricFamily; 2] {
     [up, duration]
 }
 
-/// The scrape's body in `format`: the successful exporters' families, then httpsd's.
+/// The scrape's body in `format`: the successful exporters' families (each encoded
+/// once per output and format), then httpsd's.
 pub fn encode(outcomes: &[Outcome], format: &Format) -> String {
-    let own = own_families(outcomes);
-    let families = outcomes
+    let parts: Vec<Arc<str>> = outcomes
         .iter()
         .filter_map(|o| o.result.as_ref().ok())
-        .flat_map(|out| out.families.iter())
-        .chain(own.iter());
-    exposition::encode(families, format)
+        .map(|out| out.encoded(format))
+        .collect();
+    let own = exposition::encode(own_families(outcomes).iter(), format);
+    let mut body = String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + own.len());
+    for part in &parts {
+        body.push_str(part);
+    }
+    body.push_str(&own);
+    body
 }

@@ -4,8 +4,9 @@
 //! Every output is parsed and validated with the `exposition` crate; invalid output is
 //! an error naming each bad line, never half-served.
 
+use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use exposition::{Escaping, Format, MetricFamily};
@@ -26,19 +27,43 @@ use crate::tree::{FileStamp, GeneratorFile, GeneratorKind};
 const ERRORS_SHOWN: usize = 5;
 
 /// An exporter's validated output.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct ExporterOutput {
     /// Its families, in its order.
     pub families: Vec<MetricFamily>,
     /// Number of samples (series).
     pub series: usize,
+    /// Its families encoded, by format, made on first use: a cached output is served
+    /// to every scraper until it expires, and encoding was most of a cached scrape.
+    encoded: Mutex<HashMap<Format, Arc<str>>>,
 }
 
 impl ExporterOutput {
     /// Wraps parsed families.
     pub fn new(families: Vec<MetricFamily>) -> ExporterOutput {
         let series = families.iter().map(|f| f.samples.len()).sum();
-        ExporterOutput { families, series }
+        ExporterOutput {
+            families,
+            series,
+            encoded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Its families in `format`, without OpenMetrics' closing `# EOF` (the scrape's
+    /// body ends with httpsd's own families and one `# EOF`). Families encode
+    /// independently, so joining these parts equals encoding all families at once.
+    pub fn encoded(&self, format: &Format) -> Arc<str> {
+        let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(*format)
+            .or_insert_with(|| {
+                let mut text = exposition::encode(&self.families, format);
+                if matches!(format, Format::OpenMetrics(_)) {
+                    text.truncate(text.len() - "# EOF\n".len());
+                }
+                Arc::from(text)
+            })
+            .clone()
     }
 }
 
@@ -261,5 +286,41 @@ impl Source for ExporterSource {
 
     fn state_changed(&self, key: &RunKey, state: CacheState, _produced_at: Option<SystemTime>) {
         self.board.set_cache_state(&key.generator.rel, state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(text: &str) -> ExporterOutput {
+        let fmt = Format::OpenMetrics(Escaping::Underscores);
+        ExporterOutput::new(exposition::parse(text, fmt).expect("valid OpenMetrics"))
+    }
+
+    #[test]
+    fn joined_parts_equal_one_encoding_in_every_format() {
+        let a = output("# TYPE a counter\na_total{x=\"1\"} 1.5\n# TYPE b gauge\nb 2\n# EOF\n");
+        let b = output(
+            "# TYPE h histogram\nh_bucket{le=\"1.0\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\nh_sum 3.0\n# EOF\n",
+        );
+        for format in [
+            Format::Text(Escaping::Underscores),
+            Format::OpenMetrics(Escaping::Underscores),
+            Format::OpenMetrics(Escaping::AllowUtf8),
+        ] {
+            let all: Vec<&MetricFamily> = a.families.iter().chain(&b.families).collect();
+            let whole = exposition::encode(all, &format);
+            let eof = if matches!(format, Format::OpenMetrics(_)) {
+                "# EOF\n"
+            } else {
+                ""
+            };
+            // Twice: the second answer comes from the cache.
+            for _ in 0..2 {
+                let joined = format!("{}{}{eof}", a.encoded(&format), b.encoded(&format));
+                assert_eq!(joined, whole, "{format:?}");
+            }
+        }
     }
 }
