@@ -39,16 +39,23 @@ import soaklib as S
 STEADY = [f"/targets/steady/{kind}?x=v{i}" for kind in ("py", "exec") for i in range(4)]
 
 PY_GEN = '''
-import os, time
+import os, random, time
 def generate_targets(**params):
     key = "{kind}:" + (params.get("n") or params.get("x") or "-")
-    with open({log!r}, "a") as f:
-        f.write("%s %.3f %d\\n" % (key, time.time(), os.getpid()))
+    def note(phase):
+        with open({log!r}, "a") as f:
+            f.write("%s %s %.3f %d\\n" % (key, phase, time.time(), os.getpid()))
+    note("start")
+    # Jobs take a while, so that worker kills land in the middle of runs.
+    time.sleep(random.uniform(0.2, 1.0) if params.get("n") else 0.05)
+    note("done")
     return [{{"targets": ["10.0.0.1:9100"], "labels": {{"soak": key}}}}]
 '''
 EXEC_GEN = '''#!/bin/sh
 key="{kind}:${{HTTPSD_PARAM_N:-${{HTTPSD_PARAM_X:--}}}}"
-printf '%s %s %s\\n' "$key" "$(date +%s.%N)" "$$" >> {log}
+printf '%s start %s %s\\n' "$key" "$(date +%s.%N)" "$$" >> {log}
+if [ -n "$HTTPSD_PARAM_N" ]; then sleep 0.5; fi
+printf '%s done %s %s\\n' "$key" "$(date +%s.%N)" "$$" >> {log}
 printf '[{{"labels":{{"soak":"%s"}},"targets":["10.0.0.1:9100"]}}]\\n' "$key"
 '''
 
@@ -255,13 +262,14 @@ def chaos(cl: Cluster, args, stop: S.Stopper, events: list, windows: list) -> No
             stop.sleep(min(next_kill, next_redis) - now)
 
 
-def read_runs(runlog: Path) -> dict[str, list[float]]:
+def read_runs(runlog: Path, phase: str = "done") -> dict[str, list[float]]:
+    """Generator runs per key that reached `phase` (start or done), with their times."""
     runs: dict[str, list[float]] = {}
     if runlog.exists():
         for line in runlog.read_text().splitlines():
             parts = line.split()
-            if len(parts) == 3:
-                runs.setdefault(parts[0], []).append(float(parts[1]))
+            if len(parts) == 4 and parts[1] == phase:
+                runs.setdefault(parts[0], []).append(float(parts[2]))
     return runs
 
 
@@ -308,6 +316,8 @@ def main() -> int:
             break
         time.sleep(1)
     runs = read_runs(runlog)
+    starts = read_runs(runlog, "start")
+    interrupted = sum(len(v) for v in starts.values()) - sum(len(v) for v in runs.values())
     lost = sorted(k for k in accepted if k not in runs)
     alive = all(p.poll() is None for p in cl.servers) and all(w.poll() is None for w in cl.workers)
     logs = "".join(p.read_text(errors="replace") for p in args.out.glob("*.log") if p.name != "runs.log")
@@ -343,7 +353,7 @@ def main() -> int:
                    "non200_inside_windows": len(steady_bad_in), "p99_ms": S.percentile(lat, 99)},
         "jobs": {"requests": len(jobs), "statuses": job_status, "accepted": len(accepted), "lost": lost,
                  "duplicates": dup_jobs, "wrong_bodies": wrong_bodies},
-        "steady_refresh_runs": steady_runs, "steady_duplicate_runs": steady_dups,
+        "runs_interrupted": interrupted, "steady_refresh_runs": steady_runs, "steady_duplicate_runs": steady_dups,
         "recovery_seconds": recov, "all_alive_at_end": alive, "panics_in_logs": panics,
         "samples": rec.samples,
     }
@@ -354,7 +364,8 @@ def main() -> int:
         f"steady clients: {len(steady)} requests, non-200 outside Redis-down windows {len(steady_bad_out)}, "
         f"inside {len(steady_bad_in)}, p99 {result['steady']['p99_ms']:.1f} ms",
         f"jobs (new path each): {len(jobs)} requests {job_status}, accepted {len(accepted)}, lost {len(lost)}, "
-        f"run more than once {len(dup_jobs)} (max {max(dup_jobs.values(), default=1)} runs)",
+        f"completed more than once {len(dup_jobs)} (max {max(dup_jobs.values(), default=1)} runs)",
+        f"generator runs started but never finished (killed with their worker): {interrupted}",
         f"steady refreshes: {steady_runs} runs, {steady_dups} duplicate runs (< 1 s after the previous run)",
         f"bodies that were another path's: {wrong_bodies}",
         f"time from Redis restart to the first new job answered 200: {recov} s",

@@ -9,7 +9,8 @@ on 127.0.0.1 over a generated tree and, for `--minutes`:
 - a checker client validates every body against the set of valid versions (fresh
   connection every 10th request, so new clients are tested too);
 - a writer rewrites each churned static file every 100 ms (half by rename, half in place
-  with open-truncate-write, in two chunks);
+  with open-truncate-write, in two chunks 2 ms apart), pausing 0.5 s every 5 s so that the files
+  settle and new content is picked up (the report gives the age of what was served);
 - a client polls the broken generators (crash, hang, garbage, `os._exit`, in Python and as
   executables): they must answer an error, never take the server down;
 - a killer SIGKILLs a random Python worker (child of httpsd) every 1 to 4 s;
@@ -131,11 +132,14 @@ def write_churn_file(path: Path, name: str, version: int, rename: bool) -> None:
         os.replace(tmp, path)
     else:
         # In place, as `echo ... > file` and many config tools do: truncate, then write
-        # in two chunks, so a reader can see an empty or a half-written file.
+        # in two chunks 2 ms apart, so a reader can see an empty or a half-written file.
         with open(path, "wb") as f:
             half = len(data) // 2
+            f.flush()
+            time.sleep(0.002)
             f.write(data[:half])
             f.flush()
+            time.sleep(0.002)
             f.write(data[half:])
 
 
@@ -148,19 +152,26 @@ class Churn:
             p = root / "ok" / "churn" / n / ("t.yaml" if n.startswith("y") else "t.json")
             self.files[n] = (p, i % 2 == 0)  # even: rename, odd: in place
         self.version = {n: 0 for n in names}
+        self.written = {n: {0: time.time()} for n in names}  # version -> when its write started
         self.writes = 0
 
     def run(self, stop: S.Stopper) -> None:
+        rounds = 0
         while stop.running():
             t0 = time.time()
             for n, (p, rename) in self.files.items():
                 v = self.version[n] + 1
                 # Published before the write starts: a reader may see it as soon as the
                 # first byte lands.
+                self.written[n][v] = time.time()
                 self.version[n] = v
                 write_churn_file(p, n, v, rename)
                 self.writes += 1
-            stop.sleep(max(0.0, 0.1 - (time.time() - t0)))
+            # Every 5 s a pause of 0.5 s: the files settle, the server picks the new
+            # content up, and the next rewrite starts while it may be reading.
+            rounds += 1
+            pause = 0.5 if rounds % 50 == 0 else 0.0
+            stop.sleep(max(0.0, 0.1 + pause - (time.time() - t0)))
 
 
 class Checker:
@@ -175,6 +186,7 @@ class Checker:
         self.samples = []
         self.lat = []
         self.errors = 0
+        self.lag = []  # seconds since a newer version of the served churned file was written
 
     def paths(self):
         out = [("/targets/ok/stable", lambda b: b == encode(STABLE))]
@@ -192,7 +204,11 @@ class Checker:
                 v = int(json.loads(body)[0]["labels"]["version"])
             except (ValueError, KeyError, IndexError, TypeError):
                 return False
-            return 0 <= v <= newest and body == encode(churn_groups(name, v))
+            if not (0 <= v <= newest and body == encode(churn_groups(name, v))):
+                return False
+            nxt = self.churn.written[name].get(v + 1)
+            self.lag.append(time.time() - nxt if nxt is not None else 0.0)
+            return True
         return check
 
     def note(self, what: str) -> None:
@@ -399,7 +415,9 @@ def main() -> int:
         "httpsd_cmd": cmd, "wrk": w, "checker": {
             "requests": checker.requests, "non200": checker.non200, "wrong_bodies": checker.wrong,
             "socket_errors": checker.errors, "samples": checker.samples,
-            "p50_ms": S.percentile(checker.lat, 50), "p99_ms": S.percentile(checker.lat, 99)},
+            "p50_ms": S.percentile(checker.lat, 50), "p99_ms": S.percentile(checker.lat, 99),
+            "churn_lag_s": {"p50": S.percentile(checker.lag, 50), "p99": S.percentile(checker.lag, 99),
+                            "max": max(checker.lag, default=0.0)}},
         "bad_paths": bad, "worker_kills": kills, "slowloris_stats": loris, "churn_writes": churn.writes,
         "httpsd_start": start_stats, "httpsd_end": end_stats, "growth_percent": growth, "timeline": timeline,
         "httpsd_alive_at_end": alive_after, "panics_in_log": panics,
@@ -415,7 +433,10 @@ def main() -> int:
         f"p99.9 {lat.get('p999', 0):.2f} ms, max {lat.get('max', 0):.1f} ms",
         f"checker: {checker.requests} requests, non-200 {chk_non200} {checker.non200}, wrong bodies "
         f"{checker.wrong}, socket errors {checker.errors}, p99 {result['checker']['p99_ms']:.2f} ms",
-        f"churn: {churn.writes} file rewrites; Python workers SIGKILLed: {kills.get('killed', 0)}",
+        f"churn: {churn.writes} file rewrites; age of the served version (time since a newer one was written): "
+        f"p50 {S.percentile(checker.lag, 50):.2f} s, p99 {S.percentile(checker.lag, 99):.2f} s, "
+        f"max {max(checker.lag, default=0.0):.2f} s",
+        f"Python workers SIGKILLed: {kills.get('killed', 0)}",
         f"broken generators polled: {sum(bad.values())} requests, answers: "
         + ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())),
         f"httpsd start: RSS {start_stats['rss_kib']} KiB, fds {start_stats['fds']}; end: RSS "
