@@ -9,19 +9,21 @@ One command: `python3 bench/soak/multiproc.py --minutes 10`. For `--minutes`:
   mostrecent, livesum, liveall, all, Histogram, Summary), records its own totals as one
   line of a side file, and exits; half are `mark_process_dead`ed by the supervisor, the
   others just disappear (as crashed workers do);
-- `multiproc-exporter --archive --archive-interval 5` serves the directory on 127.0.0.1
-  (and `--drop-dead-all-gauges`, so that the output stays bounded) and is SIGKILLed every `--kill-every` s (default 60) and restarted at once;
+- `multiproc-exporter --archive --archive-interval 5 --drop-dead-all-gauges` (so that
+  the output stays bounded) serves the directory on 127.0.0.1 and is SIGKILLed every
+  `--kill-every` s (default 60, give or take 20 %) and restarted at once;
 - a scraper reads /metrics every 0.25 s and checks that no counter, histogram or summary
   sample ever decreased between consecutive scrapes.
 
-At the end the writers stop, every dead pid is archived, and the served totals must equal
+At the end the writers stop (the supervisor stays alive, as an application's master
+does: the archiver only acts while a writer of the directory is visible), every dead pid
+is archived, and the served totals must equal
 the writers' own totals (no loss, no double count) and the output of Python's
 `MultiProcessCollector` on the same directory.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import random

@@ -8,9 +8,10 @@ on 127.0.0.1 over a generated tree and, for `--minutes`:
   script counts statuses per path (bench/soak/count.lua);
 - a checker client validates every body against the set of valid versions (fresh
   connection every 10th request, so new clients are tested too);
-- a writer rewrites each churned static file every 100 ms (half by rename, half in place
-  with open-truncate-write, in two chunks 2 ms apart), pausing 0.5 s every 5 s so that the files
-  settle and new content is picked up (the report gives the age of what was served);
+- a writer per churned static file rewrites it every 100 ms (half by rename, half in
+  place with open-truncate-write, one write in 7 stalling 300 ms after the truncation and
+  one in 7 after half of the content), pausing 400 ms every fifth write so that new
+  content is picked up (the report gives the age of what was served);
 - a client polls the broken generators (crash, hang, garbage, `os._exit`, in Python and as
   executables): they must answer an error, never take the server down;
 - a killer SIGKILLs a random Python worker (child of httpsd) every 1 to 4 s;
@@ -30,6 +31,7 @@ import random
 import selectors
 import signal
 import socket
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -130,17 +132,22 @@ def write_churn_file(path: Path, name: str, version: int, rename: bool) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-    else:
-        # In place, as `echo ... > file` and many config tools do: truncate, then write
-        # in two chunks 2 ms apart, so a reader can see an empty or a half-written file.
-        with open(path, "wb") as f:
-            half = len(data) // 2
+        return
+    # In place, as `echo ... > file` and many config tools do: truncate, then write. On a
+    # loaded machine a writer stalls: one write in 7 stalls 300 ms after the truncation,
+    # another 300 ms after half of the content (longer than the server's settle time).
+    with open(path, "wb") as f:
+        half = len(data) // 2
+        if version % 7 == 3:
             f.flush()
-            time.sleep(0.002)
+            time.sleep(0.3)
+        elif version % 7 == 5:
             f.write(data[:half])
             f.flush()
-            time.sleep(0.002)
+            time.sleep(0.3)
             f.write(data[half:])
+            return
+        f.write(data)
 
 
 class Churn:
@@ -156,22 +163,23 @@ class Churn:
         self.writes = 0
 
     def run(self, stop: S.Stopper) -> None:
-        rounds = 0
+        """One writer thread per file (a stalled writer must not hold the others)."""
+        threads = [S.thread(self._one, n, stop) for n in self.files]
+        for t in threads:
+            t.join()
+
+    def _one(self, n: str, stop: S.Stopper) -> None:
+        p, rename = self.files[n]
         while stop.running():
-            t0 = time.time()
-            for n, (p, rename) in self.files.items():
-                v = self.version[n] + 1
-                # Published before the write starts: a reader may see it as soon as the
-                # first byte lands.
-                self.written[n][v] = time.time()
-                self.version[n] = v
-                write_churn_file(p, n, v, rename)
-                self.writes += 1
-            # Every 5 s a pause of 0.5 s: the files settle, the server picks the new
-            # content up, and the next rewrite starts while it may be reading.
-            rounds += 1
-            pause = 0.5 if rounds % 50 == 0 else 0.0
-            stop.sleep(max(0.0, 0.1 + pause - (time.time() - t0)))
+            v = self.version[n] + 1
+            # Published before the write starts: a reader may see it as soon as the
+            # first byte lands.
+            self.written[n][v] = time.time()
+            self.version[n] = v
+            write_churn_file(p, n, v, rename)
+            self.writes += 1
+            # One pause of 400 ms in 5: the file settles and the new content is picked up.
+            stop.sleep(0.4 if v % 5 == 0 else 0.1)
 
 
 class Checker:
@@ -373,19 +381,21 @@ def main() -> int:
     S.common._started.append(wrk)
     t0 = time.time()
     time.sleep(min(10, seconds / 6))
-    start_stats = S.proc_stats(proc.pid)
-    S.log(f"start: {start_stats}")
-    while wrk.poll() is None:
-        if proc.poll() is not None:
-            break
+    # Sampled every 2 s. Descriptors and RSS move with in-flight runs (pipes of Python
+    # workers and executables, reconnecting clients): start and end are the medians of the
+    # first and the last tenth of the samples (at least 3 each), not single samples.
+    while wrk.poll() is None and proc.poll() is None and time.time() - t0 < seconds - 2:
         st = S.proc_stats(proc.pid)
         st["t"] = round(time.time() - t0, 1)
         timeline.append(st)
-        if time.time() - t0 > seconds - 3:
-            break
-        time.sleep(min(10, max(0.5, seconds - 3 - (time.time() - t0))))
-    end_stats = S.proc_stats(proc.pid)
-    S.log(f"end: {end_stats}")
+        time.sleep(2)
+    k = max(3, len(timeline) // 10)
+
+    def med(rows, key):
+        return int(statistics.median(r[key] for r in rows)) if rows else 0
+    start_stats = {key: med(timeline[:k], key) for key in ("rss_kib", "fds", "threads")}
+    end_stats = {key: med(timeline[-k:], key) for key in ("rss_kib", "fds", "threads")}
+    S.log(f"start: {start_stats}, end: {end_stats}")
     try:
         wrk.wait(timeout=seconds + 60)
     except subprocess.TimeoutExpired:
@@ -439,7 +449,8 @@ def main() -> int:
         f"Python workers SIGKILLed: {kills.get('killed', 0)}",
         f"broken generators polled: {sum(bad.values())} requests, answers: "
         + ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())),
-        f"httpsd start: RSS {start_stats['rss_kib']} KiB, fds {start_stats['fds']}; end: RSS "
+        f"httpsd (medians of the first and last {k} samples, every 2 s) start: RSS {start_stats['rss_kib']} KiB, "
+        f"fds {start_stats['fds']}; end: RSS "
         f"{end_stats['rss_kib']} KiB, fds {end_stats['fds']} (growth RSS {growth['rss_kib']:+.1f} %, "
         f"fds {growth['fds']:+.1f} %)",
         f"httpsd alive at the end: {alive_after}; panics in its log: {panics}",
