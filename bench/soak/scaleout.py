@@ -91,7 +91,7 @@ class Cluster:
         self.workers = [None, None]
         self.servers = []
         self.starts = 0
-        self.common = ["--redis-url", self.url, "--cache-time", "2", "--max-stale", "60"]
+        self.common = ["--redis-url", self.url, "--cache-time", "2", "--max-stale", "60", "--log-level", "30"]
 
     def start_redis(self) -> None:
         self.starts += 1
@@ -330,6 +330,7 @@ def main() -> int:
     steady_bad_out = [r for r in steady if r[2] != 200 and not in_window(r[0], r[1])]
     steady_bad_in = [r for r in steady if r[2] != 200 and in_window(r[0], r[1])]
     jobs = [r for r in rec.rows if r[3] == "job"]
+    jobs_bad_out = [r for r in jobs if r[2] != 200 and not in_window(r[0], r[1])]
     job_status = {}
     for r in jobs:
         job_status[str(r[2])] = job_status.get(str(r[2]), 0) + 1
@@ -351,7 +352,7 @@ def main() -> int:
                           for w in windows],
         "steady": {"requests": len(steady), "non200_outside_windows": len(steady_bad_out),
                    "non200_inside_windows": len(steady_bad_in), "p99_ms": S.percentile(lat, 99)},
-        "jobs": {"requests": len(jobs), "statuses": job_status, "accepted": len(accepted), "lost": lost,
+        "jobs": {"requests": len(jobs), "statuses": job_status, "non200_outside_windows": len(jobs_bad_out), "accepted": len(accepted), "lost": lost,
                  "duplicates": dup_jobs, "wrong_bodies": wrong_bodies},
         "runs_interrupted": interrupted, "steady_refresh_runs": steady_runs, "steady_duplicate_runs": steady_dups,
         "recovery_seconds": recov, "all_alive_at_end": alive, "panics_in_logs": panics,
@@ -365,6 +366,8 @@ def main() -> int:
         f"inside {len(steady_bad_in)}, p99 {result['steady']['p99_ms']:.1f} ms",
         f"jobs (new path each): {len(jobs)} requests {job_status}, accepted {len(accepted)}, lost {len(lost)}, "
         f"completed more than once {len(dup_jobs)} (max {max(dup_jobs.values(), default=1)} runs)",
+        f"jobs answered non-200 outside the Redis-down windows (503 after --wait while a killed worker's job "
+        f"waits for recovery): {len(jobs_bad_out)}",
         f"generator runs started but never finished (killed with their worker): {interrupted}",
         f"steady refreshes: {steady_runs} runs, {steady_dups} duplicate runs (< 1 s after the previous run)",
         f"bodies that were another path's: {wrong_bodies}",
