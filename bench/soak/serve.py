@@ -14,6 +14,8 @@ on 127.0.0.1 over a generated tree and, for `--minutes`:
   content is picked up (the report gives the age of what was served);
 - a client polls the broken generators (crash, hang, garbage, `os._exit`, in Python and as
   executables): they must answer an error, never take the server down;
+- a well-behaved client opens a new connection every 0.5 s (it must get a 200 despite
+  the slowloris);
 - a killer SIGKILLs a random Python worker (child of httpsd) every 1 to 4 s;
 - a slowloris client holds `--slowloris` connections (default 1,100: more than the default
   connection limit of 1,000), each sending one header line every 5 s, reopened when closed.
@@ -274,6 +276,25 @@ def poll_bad(port: int, stop: S.Stopper, out: dict) -> None:
         stop.sleep(0.2)
 
 
+def new_clients(port: int, stop: S.Stopper, out: dict) -> None:
+    """A well-behaved client on a new connection every 0.5 s: it must get in despite the
+    slowloris (time to a complete 200, connection included)."""
+    out.update(requests=0, failed=0, lat_ms=[], samples=[])
+    while stop.sleep(0.5):
+        t0 = time.time()
+        try:
+            st, _ = S.common.http_get(port, "/targets/ok/stable", timeout=10)
+        except OSError as e:
+            st = repr(e)
+        out["requests"] += 1
+        if st == 200:
+            out["lat_ms"].append((time.time() - t0) * 1000)
+        else:
+            out["failed"] += 1
+            if len(out["samples"]) < 5:
+                out["samples"].append(f"new client: {st}")
+
+
 def kill_workers(pid: int, stop: S.Stopper, out: dict) -> None:
     """SIGKILLs a random Python worker of httpsd every 1 to 4 s."""
     while stop.sleep(random.uniform(1, 4)):
@@ -368,10 +389,10 @@ def main() -> int:
 
     seconds = args.minutes * 60
     stop = S.Stopper(seconds + 5)
-    bad, kills, loris = {}, {}, {}
+    bad, kills, loris, fresh = {}, {}, {}, {}
     threads = [S.thread(churn.run, stop), S.thread(checker.run, stop), S.thread(poll_bad, port, stop, bad),
                S.thread(kill_workers, proc.pid, stop, kills),
-               S.thread(slowloris, port, args.slowloris, stop, loris)]
+               S.thread(slowloris, port, args.slowloris, stop, loris), S.thread(new_clients, port, stop, fresh)]
     timeline = []
     wrk_out = args.out / "wrk.json"
     wrk = subprocess.Popen(["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{int(seconds)}s",
@@ -428,6 +449,9 @@ def main() -> int:
             "p50_ms": S.percentile(checker.lat, 50), "p99_ms": S.percentile(checker.lat, 99),
             "churn_lag_s": {"p50": S.percentile(checker.lag, 50), "p99": S.percentile(checker.lag, 99),
                             "max": max(checker.lag, default=0.0)}},
+        "new_clients": {"requests": fresh.get("requests", 0), "failed": fresh.get("failed", 0),
+                        "p99_ms": S.percentile(fresh.get("lat_ms", []), 99),
+                        "max_ms": max(fresh.get("lat_ms", []), default=0.0), "samples": fresh.get("samples", [])},
         "bad_paths": bad, "worker_kills": kills, "slowloris_stats": loris, "churn_writes": churn.writes,
         "httpsd_start": start_stats, "httpsd_end": end_stats, "growth_percent": growth, "timeline": timeline,
         "httpsd_alive_at_end": alive_after, "panics_in_log": panics,
@@ -443,6 +467,9 @@ def main() -> int:
         f"p99.9 {lat.get('p999', 0):.2f} ms, max {lat.get('max', 0):.1f} ms",
         f"checker: {checker.requests} requests, non-200 {chk_non200} {checker.non200}, wrong bodies "
         f"{checker.wrong}, socket errors {checker.errors}, p99 {result['checker']['p99_ms']:.2f} ms",
+        f"new clients (a new connection every 0.5 s): {fresh.get('requests', 0)} requests, "
+        f"{fresh.get('failed', 0)} failed or timed out (10 s), p99 {result['new_clients']['p99_ms']:.1f} ms, "
+        f"max {result['new_clients']['max_ms']:.1f} ms",
         f"churn: {churn.writes} file rewrites; age of the served version (time since a newer one was written): "
         f"p50 {S.percentile(checker.lag, 50):.2f} s, p99 {S.percentile(checker.lag, 99):.2f} s, "
         f"max {max(checker.lag, default=0.0):.2f} s",
@@ -459,7 +486,8 @@ def main() -> int:
         lines.append("samples: " + json.dumps(w["samples"][:5] + checker.samples[:5]))
     goals = [
         ("httpsd alive, no panic", alive_after and panics == 0),
-        ("0 non-200 (and 0 socket errors) on valid paths", wrk_non200 + chk_non200 + wrk_sock + checker.errors == 0),
+        ("0 non-200 (and 0 socket errors) on valid paths",
+         wrk_non200 + chk_non200 + wrk_sock + checker.errors + fresh.get("failed", 0) == 0),
         ("0 bodies that differ from a valid version", checker.wrong + w["badbody"] == 0),
         ("RSS and fds growth < 10 %", growth["rss_kib"] < 10 and growth["fds"] < 10),
         ("broken generators answered errors only", all(" 200" not in k for k in bad)),
