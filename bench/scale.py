@@ -13,9 +13,12 @@ RSS 3 s after, with the path served once more; requests/s on the path (wrk, 4
 connections, 3 s, 200 answers only).
 
 Then a Python generator returning 1k..500k groups (one server, one cache entry per
-size): time of the first (uncached) request end to end, Python's own part (building
-the list and json.dumps, measured in a plain interpreter), httpsd's part (the rest),
-and httpsd's RSS before the run, at its peak and 3 s after (the result cached).
+size): time of the first (uncached) request end to end, Python's own part (import,
+building the list and encoding it as JSON, as the worker timed it and httpsd logs it
+at debug level), httpsd's part (the rest: end to end minus Python's own, per run),
+of which the call's overhead (the result through the pipe) and the encoding (both
+from the same log line), and httpsd's RSS before the run, at its peak and 3 s after
+(the result cached).
 
 Usage: python3 bench/scale.py [--runs 3] [--sizes 1000,10000,100000,500000] [--python-only] [--markdown FILE]
 
@@ -27,8 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,19 +47,9 @@ def generate_targets(**params):
              "labels": {"instance": "host-%07d" % i}} for i in range(n)]
 '''
 
-PY_OWN = r'''
-import json, statistics, sys, time, importlib.machinery
-m = importlib.machinery.SourceFileLoader("gen", sys.argv[1]).load_module()
-n = sys.argv[2]
-xs = []
-for _ in range(3):
-    t = time.perf_counter()
-    r = m.generate_targets(n=n)
-    json.dumps(r, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    xs.append(time.perf_counter() - t)
-    del r
-print(statistics.median(xs))
-'''
+# httpsd's debug line for each Python generator run (cache/generators.rs).
+RUN_LINE = re.compile(r"Python generator run.*?script_seconds=(?P<script>[0-9.e-]+) "
+                      r"call_overhead_seconds=(?P<overhead>[0-9.e-]+) encode_seconds=(?P<encode>[0-9.e-]+)")
 
 
 def one_file(root: Path, n: int) -> int:
@@ -205,14 +198,27 @@ def python_rows(a, bins, work: Path) -> list:
     gen = tree / "gen" / "gen.py"
     gen.write_text(GEN)
     port = c.free_port()
-    p = c.start([str(bins["httpsd"]), "serve", str(tree), "-p", str(port)], work / "httpsd-py.log")
+    log = work / "httpsd-py.log"
+    p = c.start([str(bins["httpsd"]), "serve", str(tree), "-p", str(port)], log,
+                env={"RUST_LOG": "info,httpsd::cache::generators=debug"})
     c.wait_status(port, "/targets/gen?n=1", proc=p)
     time.sleep(2)
+
+    def timings(count: int) -> dict:
+        """The run line number `count` (from 1) of httpsd's log (written in batches)."""
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            found = RUN_LINE.findall(log.read_text(errors="replace"))
+            if len(found) >= count:
+                return dict(zip(("script", "overhead", "encode"), map(float, found[count - 1])))
+            time.sleep(0.05)
+        c.fail(f"httpsd logged no run line number {count} in {log}")
+
+    timings(1)  # the warm-up run's line, once it is written
+    runs_logged = len(RUN_LINE.findall(log.read_text(errors="replace")))
     rows = []
     for n in a.sizes:
-        own = float(subprocess.run([sys.executable, "-c", PY_OWN, str(gen), str(n)], check=True,
-                                   capture_output=True, text=True).stdout)
-        e2e = []
+        e2e, own, ours, overhead, encode = [], [], [], [], []
         for run in range(a.runs):
             if run == 0:
                 before = c.rss_kib(p.pid, tree=False)
@@ -223,15 +229,24 @@ def python_rows(a, bins, work: Path) -> list:
             e2e.append(time.perf_counter() - t)
             if st != 200 or len(json.loads(body)) != n:
                 c.fail(f"python generator n={n}: status {st}")
+            runs_logged += 1
+            logged = timings(runs_logged)
+            own.append(logged["script"])
+            ours.append(e2e[-1] - logged["script"])
+            overhead.append(logged["overhead"])
+            encode.append(logged["encode"])
             if run == 0:
                 # The httpsd process alone (VmHWM of the workers is theirs).
                 with open(f"/proc/{p.pid}/status") as f:
                     peak = sum(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
                 time.sleep(3)
                 after = c.rss_kib(p.pid, tree=False)
-        ours = c.median(e2e) - own
-        c.log(f"python n={n}: e2e {c.median(e2e):.2f} s, python {own:.2f} s, before {before} after {after} KiB")
-        rows.append([f"{n:,}", f"{c.median(e2e):.2f} s", f"{own:.2f} s", f"{ours:.2f} s",
+        own, ours = c.median(own), c.median(ours)
+        c.log(f"python n={n}: e2e {c.median(e2e):.2f} s, python {own:.2f} s, httpsd {ours:.3f} s "
+              f"(overhead {c.median(overhead):.3f} s, encode {c.median(encode):.3f} s), "
+              f"before {before} after {after} KiB")
+        rows.append([f"{n:,}", f"{c.median(e2e):.2f} s", f"{own:.2f} s", f"{ours:.3f} s",
+                     f"{c.median(overhead):.3f} s", f"{c.median(encode):.3f} s",
                      c.fmt_mib(before), c.fmt_mib(peak), c.fmt_mib(after),
                      f"{(after - before) / 1024:+.0f} MiB (one result of {len(body) / 2**20:.1f} MiB cached)",
                      (f"{c.goal(ours <= 0.5)}, RSS {c.goal(after - before <= 50 * 1024)}" if n == 500_000 else "")])
@@ -258,7 +273,8 @@ def main() -> None:
                     "so each run is a cache miss):\n\n")
 
     def python_table() -> str:
-        return c.table(["groups", "first request", "Python's own (build + dumps)", "httpsd's part", "httpsd RSS before",
+        return c.table(["groups", "first request", "Python's own (worker's time)", "httpsd's part",
+                        "of which call overhead", "encode", "httpsd RSS before",
                         "peak", "3 s after", "after - before", "goals: part ≤ 0.5 s, RSS back within 50 MiB"],
                        python_rows(a, bins, work))
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::metrics::Metrics;
-use crate::static_files::{StaticResult, StaticStore};
+use crate::static_files::{INVALID_GRACE, SETTLE, StaticResult, StaticStore};
 use crate::status::StatusBoard;
 use crate::tree::{self, Listing};
 
@@ -46,8 +46,9 @@ impl Catalog {
             status: Arc::new(StatusBoard::new()),
         };
         // At startup nothing is known yet, so wait (briefly) for files being written
-        // instead of serving a tree that lacks them.
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        // instead of serving a tree that lacks them: long enough for a freshly written
+        // invalid file to outlast its grace period and show as the error it is.
+        let deadline = std::time::Instant::now() + INVALID_GRACE + 2 * SETTLE;
         while let Some(wait) = catalog.refresh() {
             if std::time::Instant::now() >= deadline {
                 break;

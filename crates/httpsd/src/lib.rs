@@ -8,8 +8,8 @@
 //! - commands: `serve` (its settings and wiring), `check`, `scaleout` (`server-only`'s
 //!   `frontend`, `worker-only`'s `worker`).
 //! - `http`: the routes (targets, admin page, the one `/metrics`) and the operator
-//!   layers; `admin` renders the admin page; `listener` owns the accept loop (TLS,
-//!   connection limit, graceful shutdown); `security` checks TLS and credentials.
+//!   layers; `admin` renders the admin page; `security` checks TLS and credentials (the
+//!   accept loop is the `listener` crate, shared with multiproc-exporter).
 //! - `engine` combines a path's generators into one response, through `cache` and
 //!   `runner` (dynamic generators).
 //! - below: `catalog`/`watch` (the tree in memory), `tree` (files and paths),
@@ -29,7 +29,6 @@ pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod http;
-pub mod listener;
 pub mod log_writer;
 pub mod logging;
 pub mod mem;

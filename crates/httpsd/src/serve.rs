@@ -24,8 +24,8 @@ pub struct ServeSettings {
     pub port: u16,
     /// Normalised URL prefix.
     pub prefix: String,
-    /// Maximum concurrent connections.
-    pub connection_limit: usize,
+    /// Connection limit and timeouts.
+    pub connections: listener::ConnectionLimits,
     /// Largest static file accepted.
     pub max_file_size: u64,
     /// Fallback rescan period.
@@ -99,10 +99,10 @@ pub async fn run_with(
         settings.prefix
     );
     let router = with_ops_layers(app(state), security.policy.clone());
-    crate::listener::run_with_tls(
+    listener::run_with_tls(
         listener,
         router,
-        settings.connection_limit,
+        settings.connections.clone(),
         security.tls.clone(),
         shutdown,
     )

@@ -2,10 +2,16 @@
 //! kept in memory until the file changes on disk.
 //!
 //! A file caught half-written must never yield a partial list, so a changed file is
-//! only (re)loaded once it has been quiet for [`SETTLE`] and did not change while we
-//! read it. Until then the previous version keeps being served (or, for a new file,
-//! the file is not part of the tree yet). A file that was valid and turns invalid
-//! keeps its last good version for [`INVALID_GRACE`] more, then fails its paths.
+//! only (re)loaded once it has been quiet for [`SETTLE`] (both when scanned and when
+//! opened) and did not change while we read it. Until then the previous version keeps
+//! being served (or, for a new file, the file is not part of the tree yet).
+//!
+//! A read that fails (empty, truncated, invalid, unreadable) is what a writer that
+//! truncates in place and then stalls looks like, so it is only believed once the file
+//! has been invalid for [`INVALID_GRACE`]: counted from our first invalid read (our
+//! clock, not the file's mtime, which a churning file keeps fresh) or from the mtime of
+//! the invalid content, whichever is older. Until then the last good version keeps
+//! being served, and a file never loaded stays out of the tree.
 
 use std::collections::HashMap;
 use std::fs;
@@ -35,6 +41,8 @@ pub type StaticResult = Result<Arc<GeneratorOutput>, GeneratorError>;
 #[derive(Debug, Default)]
 pub struct StaticStore {
     loaded: HashMap<String, Loaded>,
+    /// When each file that reads invalid was first read invalid (cleared by a good read).
+    invalid_since: HashMap<String, SystemTime>,
     max_size: u64,
 }
 
@@ -44,11 +52,20 @@ struct Loaded {
     result: StaticResult,
 }
 
+/// What one attempt to load a file gave.
+enum Attempt {
+    /// A consistent read of a settled file, valid or not.
+    Read(FileStamp, StaticResult),
+    /// The file changed, or had not settled, when opened: look again after this.
+    Unsettled(Duration),
+}
+
 impl StaticStore {
     /// An empty store refusing files larger than `max_size` bytes.
     pub fn new(max_size: u64) -> StaticStore {
         StaticStore {
             loaded: HashMap::new(),
+            invalid_since: HashMap::new(),
             max_size,
         }
     }
@@ -63,6 +80,7 @@ impl StaticStore {
     ) -> Option<Duration> {
         let mut seen = std::collections::HashSet::new();
         let mut recheck: Option<Duration> = None;
+        let mut again = |wait: Duration| recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
         let mut loaded_bytes = 0usize;
         for f in files {
             seen.insert(f.rel.clone());
@@ -71,35 +89,42 @@ impl StaticStore {
             }
             let age = age_of(f.stamp.mtime_ns, now);
             if age < SETTLE {
-                let wait = SETTLE - age + Duration::from_millis(10);
-                recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
+                again(SETTLE - age + Duration::from_millis(10));
                 continue;
             }
             loaded_bytes = loaded_bytes.saturating_add(usize::try_from(f.stamp.size).unwrap_or(0));
-            match load(f, self.max_size) {
-                Some((_, Err(_)))
-                    if age < INVALID_GRACE
-                        && self.loaded.get(&f.rel).is_some_and(|l| l.result.is_ok()) =>
-                {
-                    let wait = INVALID_GRACE - age + Duration::from_millis(10);
-                    recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
+            let (stamp, result) = match load(f, self.max_size, now) {
+                Attempt::Unsettled(wait) => {
+                    again(wait);
+                    continue;
                 }
-                Some((stamp, result)) => {
-                    if let Err(e) = &result {
-                        tracing::warn!(generator = %f.rel, error = %e, "static generator is invalid");
-                    } else if self.loaded.contains_key(&f.rel) {
+                Attempt::Read(stamp, result) => (stamp, result),
+            };
+            match &result {
+                Ok(_) => {
+                    self.invalid_since.remove(&f.rel);
+                    if self.loaded.contains_key(&f.rel) {
                         tracing::info!(generator = %f.rel, "static generator reloaded");
                     }
-                    self.loaded.insert(f.rel.clone(), Loaded { stamp, result });
                 }
-                None => {
-                    // Changed while we read it: try again shortly.
-                    let wait = SETTLE;
-                    recheck = Some(recheck.map_or(wait, |r| r.min(wait)));
+                Err(e) => {
+                    let since = *self.invalid_since.entry(f.rel.clone()).or_insert(now);
+                    let invalid_for = now
+                        .duration_since(since)
+                        .unwrap_or_default()
+                        .max(age_of(stamp.mtime_ns, now));
+                    if invalid_for < INVALID_GRACE {
+                        // Probably being written: keep what we serve, look again.
+                        again(INVALID_GRACE - invalid_for + Duration::from_millis(10));
+                        continue;
+                    }
+                    tracing::warn!(generator = %f.rel, error = %e, "static generator is invalid");
                 }
             }
+            self.loaded.insert(f.rel.clone(), Loaded { stamp, result });
         }
         self.loaded.retain(|rel, _| seen.contains(rel));
+        self.invalid_since.retain(|rel, _| seen.contains(rel));
         // The files' bytes (and any tree) are freed by now: give the pages back.
         crate::mem::trim_after(loaded_bytes);
         recheck
@@ -124,49 +149,54 @@ fn age_of(mtime_ns: i128, now: SystemTime) -> Duration {
     }
 }
 
-/// Reads and validates one file. `None` when the file changed while being read.
-fn load(f: &GeneratorFile, max_size: u64) -> Option<(FileStamp, StaticResult)> {
+/// Reads and validates one file, unless it changes while read or was rewritten (and
+/// so has not settled) since the scan saw it.
+fn load(f: &GeneratorFile, max_size: u64, now: SystemTime) -> Attempt {
+    let read_error =
+        |stamp, kind, message| Attempt::Read(stamp, Err(GeneratorError::new(kind, message)));
     let mut file = match fs::File::open(&f.abs) {
         Ok(file) => file,
         Err(e) => {
-            return Some((
+            return read_error(
                 f.stamp,
-                Err(GeneratorError::new(
-                    ErrorKind::Read,
-                    format!("cannot open {}: {e}", f.rel),
-                )),
-            ));
+                ErrorKind::Read,
+                format!("cannot open {}: {e}", f.rel),
+            );
         }
     };
-    let before = file.metadata().map(|m| FileStamp::of(&m)).ok()?;
+    let Ok(before) = file.metadata().map(|m| FileStamp::of(&m)) else {
+        return Attempt::Unsettled(SETTLE);
+    };
+    // The scan's stamp had settled, but a writer may have truncated the file since:
+    // what we opened must have settled too, or a half-written file would be read.
+    let age = age_of(before.mtime_ns, now.max(SystemTime::now()));
+    if age < SETTLE {
+        return Attempt::Unsettled(SETTLE - age + Duration::from_millis(10));
+    }
     if before.size > max_size {
-        return Some((
+        return read_error(
             before,
-            Err(GeneratorError::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "{} is {} bytes, more than the limit of {} bytes (--max-file-size)",
-                    f.rel, before.size, max_size
-                ),
-            )),
-        ));
+            ErrorKind::TooLarge,
+            format!(
+                "{} is {} bytes, more than the limit of {} bytes (--max-file-size)",
+                f.rel, before.size, max_size
+            ),
+        );
     }
     let mut bytes = Vec::with_capacity(usize::try_from(before.size).unwrap_or(0));
     // Read one byte past the limit so a file that grows while read is still caught.
     if let Err(e) = (&mut file).take(max_size + 1).read_to_end(&mut bytes) {
-        return Some((
+        return read_error(
             before,
-            Err(GeneratorError::new(
-                ErrorKind::Read,
-                format!("cannot read {}: {e}", f.rel),
-            )),
-        ));
+            ErrorKind::Read,
+            format!("cannot read {}: {e}", f.rel),
+        );
     }
-    let after = fs::metadata(&f.abs).map(|m| FileStamp::of(&m)).ok()?;
-    if after != before || bytes.len() as u64 != before.size {
-        return None;
+    let after = fs::metadata(&f.abs).map(|m| FileStamp::of(&m)).ok();
+    if after != Some(before) || bytes.len() as u64 != before.size {
+        return Attempt::Unsettled(SETTLE);
     }
-    Some((before, parse_static(&f.rel, f.kind, &bytes)))
+    Attempt::Read(before, parse_static(&f.rel, f.kind, &bytes))
 }
 
 /// Parses and validates the content of a static generator.

@@ -33,7 +33,9 @@ pub async fn run(catalog: Arc<Catalog>, fallback: Duration) {
             None
         }
     };
-    let mut recheck: Option<Duration> = None;
+    // Look again at once: a file still settling when the catalog was built must not
+    // wait for the fallback rescan.
+    let mut recheck: Option<Duration> = Some(Duration::ZERO);
     loop {
         let wait = recheck.map_or(fallback, |r| r.min(fallback));
         tokio::select! {

@@ -27,6 +27,18 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:9500")]
     listen: SocketAddr,
+    /// Maximum number of concurrent client connections. When reached, the connection
+    /// that has waited longest without sending a request is closed to let a new one in.
+    #[arg(long, default_value_t = listener::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    connection_limit: usize,
+    /// Seconds a new connection may take to send its first request's headers; past it
+    /// the connection is closed.
+    #[arg(long, default_value_t = listener::DEFAULT_HEADER_TIMEOUT.as_secs_f64(), value_name = "SECONDS")]
+    header_timeout: f64,
+    /// Seconds a keep-alive connection may stay open between requests (the next
+    /// request's headers must arrive within it).
+    #[arg(long, default_value_t = listener::DEFAULT_IDLE_TIMEOUT.as_secs_f64(), value_name = "SECONDS")]
+    idle_timeout: f64,
     /// Merge the files of dead processes into archive files (changes the directory).
     #[arg(long)]
     archive: bool,
@@ -180,6 +192,9 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         bail!("{} is not a directory", dir.display());
     }
     std::fs::read_dir(&dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
+    if cli.connection_limit == 0 {
+        bail!("--connection-limit must be at least 1");
+    }
     if !(cli.archive_interval.is_finite() && cli.archive_interval > 0.0) {
         bail!("--archive-interval must be a positive number of seconds");
     }
@@ -191,26 +206,12 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
             max_pids_per_pass: cli.archive_max_pids.max(1),
         }),
         archive_interval: Duration::from_secs_f64(cli.archive_interval),
+        connections: listener::ConnectionLimits {
+            max_connections: cli.connection_limit,
+            header_timeout: seconds(cli.header_timeout, "--header-timeout", false)?,
+            idle_timeout: seconds(cli.idle_timeout, "--idle-timeout", false)?,
+        },
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -226,7 +227,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         archive = settings.archive.is_some(),
         "multiproc-exporter serving"
     );
-    server::run_with(listener, settings, extras, outputs, shutdown_signal()).await?;
+    server::run_with(
+        listener,
+        settings,
+        extras,
+        outputs,
+        listener::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

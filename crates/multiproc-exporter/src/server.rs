@@ -39,6 +39,8 @@ pub struct Settings {
     pub archive: Option<ArchiveOptions>,
     /// Time between archive passes.
     pub archive_interval: Duration,
+    /// Connection limit and timeouts of the HTTP listener.
+    pub connections: listener::ConnectionLimits,
 }
 
 /// Counters behind the `multiproc_exporter_*` metrics.
@@ -529,9 +531,7 @@ pub async fn run_with(
             }
         })
     });
-    let res = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let res = listener::run(listener, app(state), settings.connections.clone(), shutdown).await;
     stop.store(true, Ordering::Relaxed);
     // Outputs write or push once more with the final values, then end.
     let _ = outputs_stop.send(true);

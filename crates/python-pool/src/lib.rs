@@ -38,4 +38,4 @@ pub use config::{PoolSettings, Warmth};
 pub use error::{PoolError, StartError};
 pub use output::{LogOutput, OutputSink};
 pub use pool::Pool;
-pub use protocol::{Call, Entry, Hello, Import, parse_result};
+pub use protocol::{Call, Entry, Hello, Import, RawResult, parse_result};

@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::config::{PoolConfig, PoolSettings, Warmth};
 use crate::error::{PoolError, StartError};
 use crate::process::{become_subreaper, kill_group};
-use crate::protocol::{Call, Hello, Request, parse_result, request_line};
+use crate::protocol::{Call, Hello, RawResult, Request, parse_result, request_line};
 use crate::worker::{Failure, Live, Started, Worker, spawn_family, spawn_worker};
 
 /// A supervised pool of Python workers (cheap to clone: clones share the pool).
@@ -123,7 +122,7 @@ impl Pool {
 
     /// Like [`Pool::call`], but returns the value's JSON as the worker wrote it, so a
     /// caller that reads it in one pass never holds a tree of a big result.
-    pub async fn call_raw(&self, call: Call) -> Result<Box<RawValue>, PoolError> {
+    pub async fn call_raw(&self, call: Call) -> Result<RawResult, PoolError> {
         let Some(shared) = &self.shared else {
             return Err(PoolError::Disabled { name: call.name });
         };
@@ -346,7 +345,7 @@ impl Shared {
     }
 
     /// One call, from waiting for a worker to mapping its answer.
-    async fn call(self: Arc<Self>, call: Call) -> Result<Box<RawValue>, PoolError> {
+    async fn call(self: Arc<Self>, call: Call) -> Result<RawResult, PoolError> {
         let name = call.name.as_str();
         let limit = call.deadline.unwrap_or(self.config.max_run_time);
         let mut worker = self.take_worker(name, limit).await?;

@@ -4,15 +4,16 @@
 //! In: `{"id", "path", "params", "functions", "import", "env"}`, or a batch
 //! `{"id", "batch": [path, ...], "functions", "import", "env"}` whose paths share the
 //! rest. Out: the handshake `{"ready", "pid", "python", "executable"}`, then one
-//! reply `{"id", "index"?, "ok", "result" | "message", "traceback", "recycle", "secs"}`
-//! per call or per path of a batch, in order.
+//! reply `{"id", "index"?, "ok", "size" | "message", "traceback", "recycle", "secs"}`
+//! per call or per path of a batch, in order. A successful reply's line is followed by
+//! `size` bytes, the result's JSON: read straight into a buffer of that size, it is
+//! neither searched for a newline nor copied again (a big result is tens of MiB).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 use crate::error::PoolError;
@@ -137,10 +138,12 @@ pub(crate) struct Reply {
     #[serde(default)]
     pub index: Option<usize>,
     pub ok: bool,
-    /// Kept as the worker wrote it: a caller that encodes it in one pass never
-    /// builds a tree of it (see [`parse_result`]).
+    /// The length of the result's JSON, which follows the line (successful replies).
     #[serde(default)]
-    pub result: Option<Box<RawValue>>,
+    pub size: Option<usize>,
+    /// The result, once read after the line ([`read_reply`]).
+    #[serde(skip)]
+    pub result: Option<RawResult>,
     #[serde(default)]
     pub message: Option<String>,
     #[serde(default)]
@@ -153,13 +156,38 @@ pub(crate) struct Reply {
     pub secs: f64,
 }
 
+/// A call's value as the JSON text the worker's encoder wrote (Python's own `json`
+/// code), kept as bytes: a caller that validates while it reads (httpsd's one-pass
+/// encoder, [`parse_result`]) checks it then, so it is not checked twice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawResult {
+    json: Vec<u8>,
+    script_seconds: f64,
+}
+
+impl RawResult {
+    /// The value's JSON text.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The script's own time in the worker: import, call and JSON encoding (what the
+    /// worker measured; the rest of a call's time is the pool's and the pipe's).
+    pub fn script_seconds(&self) -> f64 {
+        self.script_seconds
+    }
+}
+
 impl Reply {
     /// The call's value as the worker wrote it, or its error.
-    pub fn into_result(self, name: &str) -> Result<Box<RawValue>, PoolError> {
+    pub fn into_result(self, name: &str) -> Result<RawResult, PoolError> {
         if self.ok {
-            return self.result.ok_or_else(|| PoolError::NoResult {
-                name: name.to_string(),
-            });
+            return match self.result {
+                Some(r) if r.json.as_slice() != b"null" => Ok(r),
+                _ => Err(PoolError::NoResult {
+                    name: name.to_string(),
+                }),
+            };
         }
         Err(PoolError::Exception {
             name: name.to_string(),
@@ -171,10 +199,11 @@ impl Reply {
 
 /// A call's result (as [`crate::Pool::call_raw`] returns it) read as a tree.
 ///
-/// The reply line was already checked to be JSON; this fails only for a value nested
-/// deeper than `serde_json`'s recursion limit.
-pub fn parse_result(name: &str, raw: &RawValue) -> Result<serde_json::Value, PoolError> {
-    serde_json::from_str(raw.get()).map_err(|e| PoolError::Unreadable {
+/// The worker writes it with Python's `json` encoder, so this fails only for a value
+/// nested deeper than `serde_json`'s recursion limit (or a worker that broke the
+/// protocol).
+pub fn parse_result(name: &str, raw: &RawResult) -> Result<serde_json::Value, PoolError> {
+    serde_json::from_slice(raw.json()).map_err(|e| PoolError::Unreadable {
         name: name.to_string(),
         reason: e.to_string(),
     })
@@ -200,6 +229,54 @@ pub(crate) fn request_line(request: &impl Serialize) -> serde_json::Result<Vec<u
     Ok(line)
 }
 
+/// What [`read_reply`] read.
+pub(crate) enum Received {
+    /// A whole reply (with its result, for a successful one).
+    Reply(Reply),
+    /// The end of input before a reply started.
+    Closed,
+    /// Something that is not the protocol.
+    Bad(String),
+}
+
+/// Reads one reply: its line (at most `limit` bytes) and, for a successful one, the
+/// `size` bytes of its result after it, at most `max_result`.
+pub(crate) async fn read_reply<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    limit: u64,
+    max_result: usize,
+) -> std::io::Result<Received> {
+    let mut line = Vec::with_capacity(256);
+    if !read_line(reader, &mut line, limit).await? {
+        return Ok(if line.is_empty() {
+            Received::Closed
+        } else {
+            Received::Bad("reply too large or cut short".into())
+        });
+    }
+    let mut reply = match serde_json::from_slice::<Reply>(&line) {
+        Ok(r) => r,
+        Err(e) => return Ok(Received::Bad(format!("unreadable reply: {e}"))),
+    };
+    if let Some(size) = reply.size {
+        if size > max_result {
+            return Ok(Received::Bad(format!(
+                "a result of {size} bytes, more than the limit of {max_result}"
+            )));
+        }
+        // Zeroed memory comes from the system already zeroed (no pass over it), and
+        // a read this big bypasses the reader's buffer: the pipe's bytes are copied
+        // once, into their final place.
+        let mut json = vec![0u8; size];
+        reader.read_exact(&mut json).await?;
+        reply.result = Some(RawResult {
+            json,
+            script_seconds: reply.secs,
+        });
+    }
+    Ok(Received::Reply(reply))
+}
+
 /// Reads one line (without the newline) of at most `limit` bytes. `Ok(true)` when
 /// a whole line was read; `Ok(false)` at end of input or when the line is too long.
 pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
@@ -220,43 +297,103 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
 mod tests {
     use super::*;
 
-    fn reply(result: &str) -> Reply {
-        let line = format!(r#"{{"id": 1, "ok": true, "result": {result}, "secs": 0.5}}"#);
-        serde_json::from_str(&line).expect("a reply")
+    /// Reads `input` as the worker's output, with the pool's limits.
+    async fn read(input: &[u8]) -> std::io::Result<Received> {
+        read_reply(&mut &input[..], 4096, 1024).await
     }
 
-    #[test]
-    fn the_result_is_kept_as_written() {
+    async fn reply(result: &str) -> Reply {
+        let input = format!(
+            "{{\"id\": 1, \"ok\": true, \"size\": {}, \"secs\": 0.5}}\n{result}",
+            result.len()
+        );
+        match read(input.as_bytes()).await.expect("no I/O error") {
+            Received::Reply(r) => r,
+            _ => panic!("not a reply"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_result_is_kept_as_written() {
         let raw = reply(r#"[{"targets": ["a:1"], "labels": {"z": "1", "a": "2"}}]"#)
+            .await
             .into_result("g")
             .expect("a result");
         assert_eq!(
-            raw.get(),
-            r#"[{"targets": ["a:1"], "labels": {"z": "1", "a": "2"}}]"#
+            raw.json(),
+            br#"[{"targets": ["a:1"], "labels": {"z": "1", "a": "2"}}]"#
         );
+        assert_eq!(raw.script_seconds(), 0.5);
         assert_eq!(
             parse_result("g", &raw).expect("a tree"),
             serde_json::json!([{"targets": ["a:1"], "labels": {"a": "2", "z": "1"}}])
         );
     }
 
-    #[test]
-    fn a_null_result_is_no_result() {
+    #[tokio::test]
+    async fn a_null_result_is_no_result() {
         assert_eq!(
-            reply("null").into_result("g").unwrap_err(),
+            reply("null").await.into_result("g").unwrap_err(),
             PoolError::NoResult { name: "g".into() }
         );
     }
 
-    #[test]
-    fn a_result_too_deep_for_a_tree_is_a_clear_error() {
+    #[tokio::test]
+    async fn a_result_too_deep_for_a_tree_is_a_clear_error() {
         let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
-        let raw = reply(&deep).into_result("g").expect("read as written");
+        let raw = reply(&deep)
+            .await
+            .into_result("g")
+            .expect("read as written");
         let e = parse_result("g", &raw).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("g: the Python worker's result cannot be read (recursion limit"),
             "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn replies_follow_each_other_and_the_end_is_seen() {
+        let input = b"{\"id\":1,\"ok\":true,\"secs\":0.1,\"size\":2}\n[]{\"id\":2,\"ok\":false,\"message\":\"boom\"}\n";
+        let mut reader = &input[..];
+        let Received::Reply(first) = read_reply(&mut reader, 4096, 1024).await.unwrap() else {
+            panic!("not a reply")
+        };
+        assert_eq!(first.into_result("g").unwrap().json(), b"[]");
+        let Received::Reply(second) = read_reply(&mut reader, 4096, 1024).await.unwrap() else {
+            panic!("not a reply")
+        };
+        assert!(matches!(
+            second.into_result("g"),
+            Err(PoolError::Exception { message, .. }) if message == "boom"
+        ));
+        assert!(matches!(
+            read_reply(&mut reader, 4096, 1024).await.unwrap(),
+            Received::Closed
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_bad_reply_is_a_clear_error() {
+        let bad = |r: std::io::Result<Received>| match r {
+            Ok(Received::Bad(why)) => why,
+            _ => panic!("not rejected"),
+        };
+        assert!(bad(read(b"not json\n").await).starts_with("unreadable reply"));
+        assert_eq!(
+            bad(read(b"{\"id\":1,\"ok\":true").await),
+            "reply too large or cut short"
+        );
+        assert_eq!(
+            bad(read(b"{\"id\":1,\"ok\":true,\"size\":2000}\n").await),
+            "a result of 2000 bytes, more than the limit of 1024"
+        );
+        // A result cut short: the worker died while writing it.
+        let cut = read(b"{\"id\":1,\"ok\":true,\"size\":10}\n[1,").await;
+        assert_eq!(
+            cut.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::UnexpectedEof)
         );
     }
 }

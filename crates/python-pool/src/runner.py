@@ -8,10 +8,12 @@
 #   in  (fd 0 at start, moved to a private fd): {"id", "path", "params", "functions",
 #        "import", "env"}, or a batch {"id", "batch": [path, ...], "functions", "import",
 #        "env"} whose paths are called without parameters
-#   out (fd 1 at start, moved to a private fd): {"id", "ok", "result" | "kind",
+#   out (fd 1 at start, moved to a private fd): {"id", "ok", "size" | "kind",
 #        "message", "traceback", "recycle", "secs"}, one per request; a batch gets
 #        one per path, in order, each with its "index", written as soon as it is done
-#        (a batch stops early after a reply with "recycle")
+#        (a batch stops early after a reply with "recycle"). A successful reply's line
+#        is followed by "size" bytes: the result's JSON, sent as it is (no copy into
+#        the line, and the pool reads it straight into a buffer of that size)
 # After the handshake, fd 0 is /dev/null and fd 1 is fd 2 (a pipe the pool reads),
 # so nothing user code prints can reach the protocol channel.
 import importlib
@@ -374,6 +376,17 @@ def _write_all(fd, data):
         view = view[n:]
 
 
+def _send(fd, parts):
+    for part in parts:
+        _write_all(fd, part)
+
+
+# Results up to this size go out in one write with their reply line (one wake-up of
+# the pool per reply, which matters for a batch of small generators); a bigger one is
+# written on its own rather than copied after the line.
+_JOIN_BELOW = 1 << 16
+
+
 def _error(rid, index, kind, message, tb=None, recycle=False, secs=0.0):
     return (
         _dumps(
@@ -506,7 +519,7 @@ def main(stream):
         rid = req.get("id")
         batch = req.get("batch")
         if batch is None:
-            _write_all(proto_out, _answer(worker, rid, req, None)[0])
+            _send(proto_out, _answer(worker, rid, req, None)[0])
             continue
         last = len(batch) - 1
         # Set for the whole batch (each run still sees it, see Worker.run).
@@ -516,7 +529,7 @@ def main(stream):
             for index, path in enumerate(batch):
                 item["path"] = path
                 out, recycle = _answer(worker, rid, item, index, index < last)
-                _write_all(proto_out, out)
+                _send(proto_out, out)
                 if recycle:
                     break  # the pool replaces this worker and runs the rest elsewhere
         finally:
@@ -536,7 +549,8 @@ def _announce(worker, path):
 
 
 def _answer(worker, rid, req, index, more=False):
-    """Runs one request; returns the reply line and whether the worker must go.
+    """Runs one request; returns the reply (the byte strings to write, in order) and
+    whether the worker must go.
 
     `more`: another generator of the batch follows at once, so its start mark also
     ends this one's output (one write, and one wake-up of the pool, less per file)."""
@@ -547,23 +561,24 @@ def _answer(worker, rid, req, index, more=False):
         data = _encode(worker.run(req), worker.max_result)
         secs = time.perf_counter() - started
         if index is None:
-            out = b'{"id":%d,"ok":true,"secs":%r,"result":%s}\n' % (rid, secs, data)
+            line = b'{"id":%d,"ok":true,"secs":%r,"size":%d}\n' % (rid, secs, len(data))
         else:
-            out = b'{"id":%d,"index":%d,"ok":true,"secs":%r,"result":%s}\n' % (
+            line = b'{"id":%d,"index":%d,"ok":true,"secs":%r,"size":%d}\n' % (
                 rid,
                 index,
                 secs,
-                data,
+                len(data),
             )
+        out = (line + data,) if len(data) < _JOIN_BELOW else (line, data)
     except _Reject as e:
-        out = _error(rid, index, "exception", str(e), None, False, time.perf_counter() - started)
+        out = (_error(rid, index, "exception", str(e), None, False, time.perf_counter() - started),)
     except MemoryError as e:
         message, tb = _exc_info(e)
         recycle = True
-        out = _error(rid, index, "exception", message or "MemoryError", tb, True)
+        out = (_error(rid, index, "exception", message or "MemoryError", tb, True),)
     except BaseException as e:  # includes SystemExit and KeyboardInterrupt from user code
         message, tb = _exc_info(e)
-        out = _error(rid, index, "exception", message, tb, False, time.perf_counter() - started)
+        out = (_error(rid, index, "exception", message, tb, False, time.perf_counter() - started),)
     finally:
         worker._track_helpers()
         for stream in (sys.stdout, sys.stderr):

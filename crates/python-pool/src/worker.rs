@@ -19,7 +19,7 @@ use crate::polled_pipe::PolledPipe;
 use crate::process::{
     PipeEnds, copy_pipes, describe_exit, exited, kill_group, spawn_interpreter, zombie_status,
 };
-use crate::protocol::{Hello, Reply, read_line};
+use crate::protocol::{Hello, Received, Reply, read_line, read_reply};
 
 /// Largest JSON result a call may return.
 pub(crate) const MAX_RESULT: usize = 256 * 1024 * 1024;
@@ -41,6 +41,23 @@ pub(crate) enum Failure {
 /// The pool's end of a worker's stdout or stderr: waited on, or polled on a timer
 /// ([`crate::Warmth::Forked`], see `polled_pipe`).
 type ReadEnd = Pin<Box<dyn AsyncRead + Send>>;
+
+/// What a worker's reply pipe holds: a result of a few MiB crosses it in a few
+/// writes and reads instead of one per 64 KiB (the default), each of which wakes the
+/// other side. Linux's limit for unprivileged processes (`pipe-max-size`) is 1 MiB by
+/// default; when the call fails the pipe keeps its size, which is slower but works.
+const REPLY_PIPE_SIZE: i32 = 1 << 20;
+
+/// Widens a pipe to [`REPLY_PIPE_SIZE`] when the system allows it.
+fn widen_pipe(fd: &OwnedFd) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use nix::fcntl::{FcntlArg, fcntl};
+        let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(REPLY_PIPE_SIZE));
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = fd;
+}
 
 /// Opens the pool's end of a worker's stdout or stderr.
 fn read_end(fd: OwnedFd, polled: bool) -> std::io::Result<ReadEnd> {
@@ -73,6 +90,7 @@ impl Worker {
         config: &PoolConfig,
     ) -> std::io::Result<Worker> {
         let stdin = pipe::Sender::from_owned_fd(stdin)?;
+        widen_pipe(&stdout);
         let stdout = read_end(stdout, config.polled)?;
         let stderr = read_end(stderr, config.polled)?;
         let output = Arc::new(Output::new(pid, config.output.clone()));
@@ -97,18 +115,15 @@ impl Worker {
 
     /// Reads one reply, watching for the process's exit.
     pub async fn receive(&mut self) -> Result<Reply, Failure> {
-        let mut buf = Vec::with_capacity(256);
-        let read = read_line(&mut self.stdout, &mut buf, MAX_RESULT as u64 + 4096);
+        // An error reply's line carries its message and traceback, which may quote
+        // anything up to a result's size.
+        let read = read_reply(&mut self.stdout, MAX_RESULT as u64 + 4096, MAX_RESULT);
         let status = tokio::select! {
             biased;
             r = read => match r {
-                Ok(true) => {
-                    return serde_json::from_slice::<Reply>(&buf).map_err(|e| {
-                        Failure::Protocol(format!("unreadable reply: {e}"))
-                    });
-                }
-                Ok(false) if buf.is_empty() => None,
-                Ok(false) => return Err(Failure::Protocol("reply too large or cut short".into())),
+                Ok(Received::Reply(reply)) => return Ok(reply),
+                Ok(Received::Closed) => None,
+                Ok(Received::Bad(why)) => return Err(Failure::Protocol(why)),
                 Err(e) => return Err(self.died(format!("cannot read its reply: {e}")).await),
             },
             status = exited(&mut self.child) => status,

@@ -220,9 +220,23 @@ async fn run_serve(
         (result, out.len())
     } else {
         let python = runners.python();
+        let started = Instant::now();
         let raw = python.run_raw(generator, params, RunMode::Serve).await?;
-        let json = raw.get().as_bytes();
+        let received = started.elapsed();
+        let json = raw.json();
         let result = encode_or_validate(rel, json, || python.parse(generator, &raw));
+        let script = raw.script_seconds();
+        // httpsd's own part of a run apart from the script's, measured in one place
+        // (bench/scale.py reads it): the call's overhead (a free worker, the request,
+        // the result through the pipe) and the encoding.
+        tracing::debug!(
+            generator = %rel,
+            bytes = json.len(),
+            script_seconds = script,
+            call_overhead_seconds = (received.as_secs_f64() - script).max(0.0),
+            encode_seconds = (started.elapsed() - received).as_secs_f64(),
+            "Python generator run"
+        );
         (result, json.len())
     };
     if handled >= mem::TRIM_AFTER_BYTES {

@@ -1,14 +1,15 @@
 //! The listener options every HTTP-serving command shares: the original's root,
-//! host, port, connection limit and URL prefix ([`ListenArgs`], for `serve` and
-//! `server-only`), and TLS and authentication ([`SecurityArgs`], for `serve`,
-//! `server-only` and `worker-only`), with their conversion into settings.
+//! host, port and URL prefix ([`ListenArgs`], for `serve` and `server-only`), the
+//! connection limit and timeouts ([`ConnectionArgs`]), and TLS and authentication
+//! ([`SecurityArgs`]) (both for `serve`, `server-only` and `worker-only`), with their
+//! conversion into settings.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::security::{SecurityError, SecuritySettings};
-use crate::settings::{SettingsError, canonical_root, normalize_prefix};
+use crate::settings::{SettingsError, canonical_root, normalize_prefix, seconds};
 
 /// The original's listener options and the root directory, shared by `serve` and
 /// `server-only`.
@@ -23,9 +24,9 @@ pub struct ListenArgs {
     /// Port to listen on.
     #[arg(short = 'p', long, default_value_t = 8080)]
     pub port: u16,
-    /// Maximum number of concurrent client connections.
-    #[arg(short = 'c', long, default_value_t = 1000)]
-    pub connection_limit: usize,
+    /// Connection limit and timeouts.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// Accepted for compatibility and ignored: httpsd runs one async worker per core.
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
@@ -42,17 +43,46 @@ pub struct ListenArgs {
 /// Validates `args`: the canonical root directory and the normalised URL prefix.
 pub fn root_and_prefix(args: &ListenArgs) -> Result<(PathBuf, String), SettingsError> {
     let root = canonical_root(&args.root_dir)?;
+    let prefix = normalize_prefix(&args.url_prefix).map_err(|reason| SettingsError::Option {
+        option: "--url_prefix",
+        reason,
+    })?;
+    Ok((root, prefix))
+}
+
+/// The connection limit and timeouts of a listener, the same in `serve`, `server-only`
+/// and `worker-only` (flattened into each).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Maximum number of concurrent client connections. When reached, the connection
+    /// that has waited longest without sending a request is closed to let a new one in.
+    #[arg(short = 'c', long, default_value_t = listener::DEFAULT_MAX_CONNECTIONS)]
+    pub connection_limit: usize,
+    /// Seconds a new connection may take to send its first request's headers; past it
+    /// the connection is closed.
+    #[arg(long, default_value_t = listener::DEFAULT_HEADER_TIMEOUT.as_secs_f64(), value_name = "SECONDS")]
+    pub header_timeout: f64,
+    /// Seconds a keep-alive connection may stay open between requests (the next
+    /// request's headers must arrive within it).
+    #[arg(long, default_value_t = listener::DEFAULT_IDLE_TIMEOUT.as_secs_f64(), value_name = "SECONDS")]
+    pub idle_timeout: f64,
+}
+
+/// Validates `args` into the listener's [`listener::ConnectionLimits`].
+pub fn connection_limits(
+    args: &ConnectionArgs,
+) -> Result<listener::ConnectionLimits, SettingsError> {
     if args.connection_limit == 0 {
         return Err(SettingsError::Option {
             option: "--connection-limit",
             reason: "must be at least 1".into(),
         });
     }
-    let prefix = normalize_prefix(&args.url_prefix).map_err(|reason| SettingsError::Option {
-        option: "--url_prefix",
-        reason,
-    })?;
-    Ok((root, prefix))
+    Ok(listener::ConnectionLimits {
+        max_connections: args.connection_limit,
+        header_timeout: seconds("--header-timeout", args.header_timeout, 0.1..=3600.0)?,
+        idle_timeout: seconds("--idle-timeout", args.idle_timeout, 0.1..=86400.0)?,
+    })
 }
 
 /// The listener's TLS and authentication options, the same in `serve`, `server-only`

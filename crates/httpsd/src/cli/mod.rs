@@ -139,7 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_command(command: Command) -> anyhow::Result<ExitCode> {
-    use crate::listener::{run_blocking, shutdown_signal};
+    use listener::{run_blocking, shutdown_signal};
     match command {
         Command::Serve(args) => {
             let settings = usage(serve::serve_settings(&args))?;

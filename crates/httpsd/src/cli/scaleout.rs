@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::cache::{parse_positive_seconds, parse_seconds};
-use super::listen::{ListenArgs, SecurityArgs, root_and_prefix};
+use super::listen::{ConnectionArgs, ListenArgs, SecurityArgs, connection_limits, root_and_prefix};
 use super::runner::{RunnerArgs, runner_settings};
 use crate::scaleout::conn::RedisTarget;
 use crate::scaleout::frontend::ServerSettings;
@@ -103,6 +103,9 @@ pub struct WorkerOnlyArgs {
     /// TLS and authentication of the worker's metrics server, as in `serve`.
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// Connection limit and timeouts of the worker's metrics server, as in `serve`.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     /// A job running longer than this (seconds) on a live worker is queued again.
     #[arg(long, default_value_t = 300)]
     pub stale_job_timeout: u64,
@@ -185,7 +188,7 @@ pub fn server_settings(args: &ServerOnlyArgs) -> Result<ServerSettings, Settings
     Ok(ServerSettings {
         root,
         prefix,
-        connection_limit: args.listen.connection_limit,
+        connections: connection_limits(&args.listen.connections)?,
         redis: redis_target(&args.redis)?,
         keys: Keys::new(&args.redis.redis_prefix),
         fresh: fresh.as_secs_f64(),
@@ -250,6 +253,7 @@ pub fn worker_settings(args: &WorkerOnlyArgs) -> Result<WorkerSettings, Settings
         max_file_size: args.max_file_size,
         rescan_interval: seconds("--rescan-interval", args.rescan_interval, 0.05..=3600.0)?,
         runner: runner_settings(&root, &args.runner)?,
+        connections: connection_limits(&args.connections)?,
         root,
     })
 }

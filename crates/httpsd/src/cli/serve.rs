@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::cache::{CacheArgs, cache_settings};
-use super::listen::{ListenArgs, SecurityArgs, root_and_prefix};
+use super::listen::{ListenArgs, SecurityArgs, connection_limits, root_and_prefix};
 use super::runner::{RunnerArgs, runner_settings};
 use crate::serve::ServeSettings;
 use crate::settings::{DEFAULT_MAX_FILE_SIZE, SettingsError, seconds};
@@ -48,7 +48,7 @@ pub fn serve_settings(args: &ServeArgs) -> Result<ServeSettings, SettingsError> 
         host: args.listen.host.clone(),
         port: args.listen.port,
         prefix,
-        connection_limit: args.listen.connection_limit,
+        connections: connection_limits(&args.listen.connections)?,
         max_file_size: args.max_file_size,
         rescan_interval,
         runner,

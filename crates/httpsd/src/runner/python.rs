@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use python_pool::{BatchEvent, BatchItem, Call, Entry, Import, Pool, PoolError, PoolSettings};
-use serde_json::value::RawValue;
+use python_pool::{
+    BatchEvent, BatchItem, Call, Entry, Import, Pool, PoolError, PoolSettings, RawResult,
+};
 use tokio::sync::mpsc;
 
 use super::{RunMode, RunnerSettings};
@@ -168,7 +169,7 @@ impl PythonRunner {
         generator: &GeneratorFile,
         params: &Params,
         mode: RunMode,
-    ) -> Result<Box<RawValue>, GeneratorError> {
+    ) -> Result<RawResult, GeneratorError> {
         let rel = &generator.rel;
         let (entry, params) = match mode {
             RunMode::Serve => (&self.serve, params.pairs().to_vec()),
@@ -197,7 +198,7 @@ impl PythonRunner {
     pub fn parse(
         &self,
         generator: &GeneratorFile,
-        raw: &RawValue,
+        raw: &RawResult,
     ) -> Result<serde_json::Value, GeneratorError> {
         python_pool::parse_result(&generator.rel, raw).map_err(generator_error)
     }

@@ -45,8 +45,8 @@ pub struct ServerSettings {
     pub root: PathBuf,
     /// Normalised URL prefix.
     pub prefix: String,
-    /// Maximum concurrent connections.
-    pub connection_limit: usize,
+    /// Connection limit and timeouts.
+    pub connections: listener::ConnectionLimits,
     /// Redis URL and TLS files.
     pub redis: conn::RedisTarget,
     /// Key namespace.
@@ -123,7 +123,7 @@ pub async fn run(
         "Serving on {scheme}://{addr}{}/targets",
         settings.prefix
     );
-    let limit = settings.connection_limit;
+    let limits = settings.connections.clone();
     let state = Arc::new(ServerState {
         settings,
         catalog,
@@ -133,7 +133,7 @@ pub async fn run(
         memory: Mutex::new(HashMap::new()),
     });
     let router = with_ops_layers(app(state), security.policy.clone());
-    crate::listener::run_with_tls(listener, router, limit, security.tls.clone(), shutdown).await?;
+    listener::run_with_tls(listener, router, limits, security.tls.clone(), shutdown).await?;
     watcher.abort();
     monitor.abort();
     tracing::info!("stopped");

@@ -61,6 +61,8 @@ pub struct WorkerSettings {
     pub rescan_interval: Duration,
     /// Settings of the generator runners (the same as `serve`'s).
     pub runner: RunnerSettings,
+    /// Connection limit and timeouts of the metrics server.
+    pub connections: listener::ConnectionLimits,
 }
 
 /// The host name, for worker ids and heartbeats (`localhost` when unknown).
@@ -172,10 +174,10 @@ pub async fn run(
     );
     let scheme = security.scheme();
     let mut metrics_stop = stop_rx.clone();
-    let metrics_server = tokio::spawn(crate::listener::run_with_tls(
+    let metrics_server = tokio::spawn(listener::run_with_tls(
         listener,
         metrics_app,
-        64,
+        settings.connections.clone(),
         security.tls.clone(),
         async move {
             let _ = metrics_stop.wait_for(|s| *s).await;

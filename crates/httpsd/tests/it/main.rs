@@ -4,11 +4,14 @@
 mod browser;
 mod cache;
 mod check;
+mod connections;
 mod e2e_prometheus;
 mod exec;
 mod helpers;
 mod ops;
+mod props;
 mod python;
+mod rewrite;
 mod scale;
 mod scaleout;
 mod scaleout_listener;
