@@ -83,14 +83,26 @@ impl Tracker {
         self.lock().remove(&conn.id);
     }
 
-    /// Asks the connection that has waited longest without a request in flight to
-    /// close; false when every connection is busy with a request.
+    /// Asks a connection without a request in flight to close: one that never sent a
+    /// request if there is one (the one that has waited longest), else the idle
+    /// keep-alive connection that has waited longest; false when every connection is
+    /// busy with a request.
     pub(crate) fn evict_longest_waiting(&self) -> bool {
         let open = self.lock();
+        // Never-started connections go first: under a flood of new connections that
+        // send nothing, the older ones are already being evicted, and the attacker's
+        // newest connection has waited less than a client's keep-alive connection
+        // between two requests (found by bench/soak/serve.py: well-behaved clients lost
+        // their connections).
         let oldest = open
             .values()
             .filter(|c| c.is_waiting() && !c.evicting.load(Ordering::Relaxed))
-            .min_by_key(|c| c.waiting_since.load(Ordering::Relaxed));
+            .min_by_key(|c| {
+                (
+                    c.started.load(Ordering::Relaxed) > 0,
+                    c.waiting_since.load(Ordering::Relaxed),
+                )
+            });
         match oldest {
             Some(c) => {
                 c.evicting.store(true, Ordering::Relaxed);
@@ -193,5 +205,33 @@ impl Body for GuardedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A keep-alive connection between two requests is kept, and a newer connection
+    /// that never sent a request is evicted instead (regression: the keep-alive one
+    /// had waited longer, so it was picked).
+    #[test]
+    fn a_never_started_connection_is_evicted_before_an_idle_keep_alive_one() {
+        let tracker = Arc::new(Tracker::new());
+        let client = tracker.open();
+        drop(client.start_request());
+        // Later, by more than the clock's millisecond resolution.
+        std::thread::sleep(Duration::from_millis(20));
+        let attacker = tracker.open();
+        assert!(tracker.evict_longest_waiting());
+        assert!(attacker.evicting.load(Ordering::Relaxed));
+        assert!(!client.evicting.load(Ordering::Relaxed));
+        // With only the client left waiting, it is the one asked to close.
+        assert!(tracker.evict_longest_waiting());
+        assert!(client.evicting.load(Ordering::Relaxed));
+        // Every connection busy (or already evicting): nothing to evict.
+        let busy = tracker.open();
+        let _guard = busy.start_request();
+        assert!(!tracker.evict_longest_waiting());
     }
 }
