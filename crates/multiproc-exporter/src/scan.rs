@@ -14,8 +14,8 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustc_hash::FxHashMap;
 
@@ -26,6 +26,18 @@ use crate::lockfile::{self, LockError, LockKind};
 
 /// How long a scan waits for the fork's archiver to release `lockfile`.
 const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Source of [`FileState::serial`]: process-wide, so that two scanners never give the
+/// same serial to different contents (the merge caches by serial).
+static SERIALS: AtomicU64 = AtomicU64::new(1);
+
+fn next_serial() -> u64 {
+    SERIALS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Says whether the process with a pid is alive; replaces `kill(pid, 0)` and the
+/// namespace check (see [`Scanner::set_liveness`]).
+pub type LivenessProbe = Arc<dyn Fn(i32) -> bool + Send + Sync>;
 
 /// Identity of a file's content generation: a changed inode or ctime (growth truncates,
 /// re-creation makes a new inode) means "parse from scratch".
@@ -59,6 +71,12 @@ pub struct FileState {
     pub db: DbName,
     ident: Ident,
     used: usize,
+    /// Changes whenever the content may have changed (every read): equal serials mean
+    /// equal contents, which lets the merge cache what settled files contribute.
+    serial: u64,
+    /// Whether this scan kept the file without reading it: its writer is proven dead and
+    /// the file did not change since it was read.
+    settled: bool,
     /// Interned keys of the entries, in file order, as runs `(first id, length)` of
     /// consecutive ids: keys are interned in file order, so a histogram child's 17 keys
     /// are one run in every file that has it (a large directory needs ~5x less memory).
@@ -93,6 +111,17 @@ impl FileState {
             };
             f(i, key, v);
         }
+    }
+
+    /// Identity of the content (a new value after every read of the file).
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// Whether the writer is proven dead and the file was not read again by this scan
+    /// (its content is the one of the scan that gave it its [`serial`](Self::serial)).
+    pub fn is_settled(&self) -> bool {
+        self.settled
     }
 
     /// Number of entries.
@@ -213,6 +242,16 @@ pub struct Scanner {
     files: Vec<Box<FileState>>,
     interner: RwLock<Interner>,
     threads: usize,
+    liveness: Option<Probe>,
+}
+
+/// A [`LivenessProbe`] that `#[derive(Debug)]` can print.
+struct Probe(LivenessProbe);
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LivenessProbe")
+    }
 }
 
 impl Scanner {
@@ -231,7 +270,15 @@ impl Scanner {
             files: Vec::new(),
             interner: RwLock::new(Interner::default()),
             threads,
+            liveness: None,
         }
+    }
+
+    /// Replaces the liveness check of the files' owners (`kill(pid, 0)`, with the PID
+    /// namespace check) by `probe`, and takes the namespace as visible. For tests, which
+    /// write files in the names of pids they declare dead or alive.
+    pub fn set_liveness(&mut self, probe: LivenessProbe) {
+        self.liveness = Some(Probe(probe));
     }
 
     /// The directory.
@@ -306,7 +353,7 @@ impl Scanner {
         names.sort_by(|a, b| a.0.cmp(&b.0));
 
         let owners: BTreeSet<i32> = names.iter().filter_map(|n| n.1.owner_pid).collect();
-        let visible = namespace_visible(&owners);
+        let visible = self.liveness.is_some() || namespace_visible(&owners);
         stats.namespace_visible = visible;
         let mut dead_cache: FxHashMap<i32, bool> = FxHashMap::default();
         // Both lists are sorted by name: a merge-join pairs old state with current files.
@@ -321,7 +368,10 @@ impl Scanner {
                         && prev.db.owner_pid.is_some_and(|pid| {
                             *dead_cache
                                 .entry(pid)
-                                .or_insert_with(|| pid_state(pid) == PidState::Dead)
+                                .or_insert_with(|| match &self.liveness {
+                                    Some(Probe(alive)) => !alive(pid),
+                                    None => pid_state(pid) == PidState::Dead,
+                                })
                         });
                     jobs.push(if dead {
                         Job::Keep(prev)
@@ -406,7 +456,10 @@ impl Scanner {
 
     fn run_job(&self, job: Job, sc: &mut Scratch) -> Outcome {
         match job {
-            Job::Keep(fs) => Outcome::Ok(fs, 0, false),
+            Job::Keep(mut fs) => {
+                fs.settled = true;
+                Outcome::Ok(fs, 0, false)
+            }
             Job::Refresh(fs) => {
                 let name = fs.name.clone();
                 let db = fs.db.clone();
@@ -487,6 +540,8 @@ impl Scanner {
         }
         fs.used = used;
         fs.ident = ident;
+        fs.serial = next_serial();
+        fs.settled = false;
         Ok(Some(Outcome::Ok(fs, used as u64, false)))
     }
 
@@ -508,6 +563,8 @@ impl Scanner {
             db,
             ident,
             used: HEADER_LEN,
+            serial: next_serial(),
+            settled: false,
             key_runs: Vec::new(),
             entries: 0,
             nz_index: Vec::new(),

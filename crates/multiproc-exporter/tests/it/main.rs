@@ -8,6 +8,7 @@ mod concurrent;
 mod daemons;
 mod fork;
 mod helpers;
+mod incremental;
 mod oracle;
 mod procstats;
 mod push;
