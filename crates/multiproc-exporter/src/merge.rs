@@ -121,7 +121,8 @@ struct Fam {
     metric: Sid,
     help: Sid,
     typ: String,
-    mode: Option<String>,
+    /// Index of the last gauge file that has the family (its name gives the mode).
+    mode_file: Option<usize>,
     op: Op,
     filter: bool,
     hist: bool,
@@ -228,14 +229,14 @@ impl Merger {
         // Pass 1: families, their help/type (first file) and gauge mode (last file).
         let mut fams: Vec<Fam> = Vec::new();
         let mut fam_idx: FxHashMap<Sid, u32> = FxHashMap::default();
-        for f in files {
+        for (fidx, f) in files.iter().enumerate() {
             for &(metric, first_key) in &f.families {
                 let idx = *fam_idx.entry(metric).or_insert_with(|| {
                     fams.push(Fam {
                         metric,
                         help: it.key(first_key).help,
                         typ: f.db.typ.clone(),
-                        mode: None,
+                        mode_file: None,
                         op: Op::Sum,
                         filter: false,
                         hist: false,
@@ -250,20 +251,23 @@ impl Merger {
                     stats.type_conflicts.push(it.str(metric).to_string());
                 }
                 if f.is_gauge() {
-                    if let (Some(old), Some(new)) = (&fam.mode, &f.db.mode)
+                    let old = fam.mode_file.and_then(|i| files[i].db.mode.as_ref());
+                    if let (Some(old), Some(new)) = (old, &f.db.mode)
                         && old != new
                         && !stats.mode_conflicts.iter().any(|n| **n == **it.str(metric))
                     {
                         stats.mode_conflicts.push(it.str(metric).to_string());
                     }
-                    fam.mode = f.db.mode.clone();
+                    // An index, not a clone of the mode: this runs per file and family.
+                    fam.mode_file = Some(fidx);
                 }
             }
         }
         for fam in &mut fams {
             fam.hist = fam.typ == "histogram";
             if fam.typ == "gauge" {
-                let m = fam.mode.as_deref().unwrap_or("all");
+                let mode = fam.mode_file.and_then(|i| files[i].db.mode.as_deref());
+                let m = mode.unwrap_or("all");
                 let (op, filter) = if fam.fork {
                     match m {
                         "min" => (Op::Min, true),
