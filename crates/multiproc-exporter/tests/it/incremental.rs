@@ -68,7 +68,7 @@ impl Gen {
         STAMPS[self.next() as usize % STAMPS.len()]
     }
     fn coin(&mut self) -> bool {
-        self.next() % 2 == 0
+        self.next().is_multiple_of(2)
     }
 }
 
