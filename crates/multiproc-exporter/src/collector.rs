@@ -38,6 +38,11 @@ impl Collector {
         self.scanner.set_liveness(probe);
     }
 
+    /// Sets the safety-net interval of full scans (see [`Scanner::set_full_check_interval`]).
+    pub fn set_full_check_interval(&mut self, every: std::time::Duration) {
+        self.scanner.set_full_check_interval(every);
+    }
+
     /// Scans the directory and merges it.
     pub fn collect(&mut self) -> Result<Collected, ScanError> {
         let scan = self.scanner.scan()?;

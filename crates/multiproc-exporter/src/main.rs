@@ -42,6 +42,10 @@ struct Cli {
     /// Reader threads (0 = one per core, at most 4).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Seconds between scrapes that stat every file; in between, an inotify watch on the
+    /// directory says which files changed (0 = no watch, stat every file on every scrape).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    full_check_interval: f64,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -191,6 +195,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
             max_pids_per_pass: cli.archive_max_pids.max(1),
         }),
         archive_interval: Duration::from_secs_f64(cli.archive_interval),
+        full_check_interval: seconds(cli.full_check_interval, "--full-check-interval", true)?,
     })
 }
 

@@ -2,7 +2,8 @@
 //! a file whose writer is proven dead and whose inode, size and ctime did not change is not
 //! read at all; a file seen before is re-read only for its values (keys are immutable and
 //! append-only, so only the tail after the old `used` is parsed); only new files are
-//! parsed and their keys interned. Files are read on several threads.
+//! parsed and their keys interned. Files are read on several threads. An inotify watch
+//! ([`watch`]) says which files may have changed: the others are not even stat-ed.
 //!
 //! Threads: plain `std::thread::scope` workers pulling file indexes from an atomic counter.
 //! The machines this runs on have 2-4 cores and the work is one read and a parse per file,
@@ -23,6 +24,14 @@ use crate::format::{self, DbName, FormatError, HEADER_LEN};
 use crate::keys::{Interner, KeyId, ParsedKey, Sid, parse_key};
 use crate::liveness::{PidState, namespace_visible, pid_state};
 use crate::lockfile::{self, LockError, LockKind};
+
+mod watch;
+
+use watch::Watch;
+
+/// Default time between scans that stat every file although no event named it (a safety
+/// net under the inotify watch).
+pub const DEFAULT_FULL_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a scan waits for the fork's archiver to release `lockfile`.
 const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -166,6 +175,8 @@ pub struct ScanStats {
     pub refreshed: usize,
     /// Files not read because their writer is proven dead and they did not change.
     pub skipped: usize,
+    /// Files kept without even a stat: no inotify event named them since the last scan.
+    pub unchecked: usize,
     /// Bytes read from disk.
     pub bytes_read: u64,
     /// Entries held after the scan.
@@ -243,6 +254,7 @@ pub struct Scanner {
     interner: RwLock<Interner>,
     threads: usize,
     liveness: Option<Probe>,
+    watch: Watch,
 }
 
 /// A [`LivenessProbe`] that `#[derive(Debug)]` can print.
@@ -265,13 +277,27 @@ impl Scanner {
         } else {
             threads
         };
+        let dir = dir.into();
         Scanner {
-            dir: dir.into(),
+            watch: Watch::new(&dir, Some(DEFAULT_FULL_CHECK_INTERVAL)),
+            dir,
             files: Vec::new(),
             interner: RwLock::new(Interner::default()),
             threads,
             liveness: None,
         }
+    }
+
+    /// Sets the time between scans that stat every file although no inotify event named
+    /// it; zero turns the watch off (every scan stats every file).
+    pub fn set_full_check_interval(&mut self, every: std::time::Duration) {
+        self.watch = Watch::new(&self.dir, Some(every));
+    }
+
+    /// Whether the inotify watch on the directory is active (otherwise every scan stats
+    /// every file).
+    pub fn watching(&self) -> bool {
+        self.watch.active()
     }
 
     /// Replaces the liveness check of the files' owners (`kill(pid, 0)`, with the PID
@@ -303,6 +329,7 @@ impl Scanner {
     /// Forgets all per-file state (the next scan parses everything).
     pub fn reset(&mut self) {
         self.files.clear();
+        self.watch.force_full();
     }
 
     /// Brings the per-file state up to date with the directory.
@@ -311,11 +338,14 @@ impl Scanner {
         // Held while listing and reading, like the fork's collector: the fork's archiver
         // (exclusive) then never moves an archive in or a worker file out under us.
         let _lock = lockfile::lock(&self.dir, LockKind::Shared, false, LOCK_TIMEOUT)?;
+        // Drained before listing: an event that comes later is seen by the next scan.
+        let changes = self.watch.take();
         let rd = fs::read_dir(&self.dir).map_err(|source| ScanError::Dir {
             path: self.dir.clone(),
             source,
         })?;
-        let mut names: Vec<(String, DbName, Ident)> = Vec::new();
+        // `None`: kept by the last scan and named by no event since (not stat-ed).
+        let mut names: Vec<(String, DbName, Option<Ident>)> = Vec::new();
         for ent in rd {
             let Ok(ent) = ent else { continue };
             let Ok(name) = ent.file_name().into_string() else {
@@ -334,13 +364,18 @@ impl Scanner {
             // Follows symlinks, like Python's open(); `DirEntry::metadata` is an fstatat
             // relative to the directory (no path walk) but does not follow them.
             let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+            if !is_link && !changes.may_have_changed(&name) && self.known(&name) {
+                names.push((name, db, None));
+                stats.unchecked += 1;
+                continue;
+            }
             let meta = if is_link {
                 fs::metadata(ent.path())
             } else {
                 ent.metadata()
             };
             match meta {
-                Ok(m) if m.is_file() => names.push((name, db, Ident::of(&m))),
+                Ok(m) if m.is_file() => names.push((name, db, Some(Ident::of(&m)))),
                 Ok(_) => {
                     stats.foreign += 1;
                     stats
@@ -363,7 +398,7 @@ impl Scanner {
         for (name, db, ident) in names {
             while old.next_if(|o| o.name < name).is_some() {}
             match old.next_if(|o| o.name == name) {
-                Some(prev) if prev.ident == ident => {
+                Some(prev) if ident.is_none_or(|i| i == prev.ident) => {
                     let dead = visible
                         && prev.db.owner_pid.is_some_and(|pid| {
                             *dead_cache
@@ -409,6 +444,13 @@ impl Scanner {
         }
         stats.files = self.files.len();
         Ok(stats)
+    }
+
+    /// Whether the last scan kept a file of this name (`files` is sorted by name).
+    fn known(&self, name: &str) -> bool {
+        self.files
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .is_ok()
     }
 
     fn run_jobs(&self, jobs: Vec<Job>) -> Vec<Outcome> {
