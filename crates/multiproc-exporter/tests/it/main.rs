@@ -14,3 +14,4 @@ mod procstats;
 mod push;
 mod robustness;
 mod textfile;
+mod watch;
