@@ -344,8 +344,10 @@ impl Scanner {
             path: self.dir.clone(),
             source,
         })?;
-        // `None`: kept by the last scan and named by no event since (not stat-ed).
-        let mut names: Vec<(String, DbName, Option<Ident>)> = Vec::new();
+        // Stat-ed later, in the merge-join with the old state: that is where we know
+        // whether the last scan kept the file (a lookup per name here cost a tenth of a
+        // warm scrape in name comparisons).
+        let mut names: Vec<(String, DbName, fs::DirEntry)> = Vec::new();
         for ent in rd {
             let Ok(ent) = ent else { continue };
             let Ok(name) = ent.file_name().into_string() else {
@@ -361,29 +363,7 @@ impl Scanner {
                 ));
                 continue;
             };
-            // Follows symlinks, like Python's open(); `DirEntry::metadata` is an fstatat
-            // relative to the directory (no path walk) but does not follow them.
-            let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
-            if !is_link && !changes.may_have_changed(&name) && self.known(&name) {
-                names.push((name, db, None));
-                stats.unchecked += 1;
-                continue;
-            }
-            let meta = if is_link {
-                fs::metadata(ent.path())
-            } else {
-                ent.metadata()
-            };
-            match meta {
-                Ok(m) if m.is_file() => names.push((name, db, Some(Ident::of(&m)))),
-                Ok(_) => {
-                    stats.foreign += 1;
-                    stats
-                        .problems
-                        .push(format!("{name}: not a regular file, ignored"));
-                }
-                Err(_) => stats.vanished += 1,
-            }
+            names.push((name, db, ent));
         }
         names.sort_by(|a, b| a.0.cmp(&b.0));
 
@@ -395,9 +375,38 @@ impl Scanner {
         let mut old = std::mem::take(&mut self.files).into_iter().peekable();
 
         let mut jobs = Vec::with_capacity(names.len());
-        for (name, db, ident) in names {
+        for (name, db, ent) in names {
             while old.next_if(|o| o.name < name).is_some() {}
-            match old.next_if(|o| o.name == name) {
+            let prev = old.next_if(|o| o.name == name);
+            // Follows symlinks, like Python's open(); `DirEntry::metadata` is an fstatat
+            // relative to the directory (no path walk) but does not follow them.
+            let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+            // `None`: kept by the last scan and named by no event since (not stat-ed).
+            let ident = if prev.is_some() && !is_link && !changes.may_have_changed(&name) {
+                stats.unchecked += 1;
+                None
+            } else {
+                let meta = if is_link {
+                    fs::metadata(ent.path())
+                } else {
+                    ent.metadata()
+                };
+                match meta {
+                    Ok(m) if m.is_file() => Some(Ident::of(&m)),
+                    Ok(_) => {
+                        stats.foreign += 1;
+                        stats
+                            .problems
+                            .push(format!("{name}: not a regular file, ignored"));
+                        continue;
+                    }
+                    Err(_) => {
+                        stats.vanished += 1;
+                        continue;
+                    }
+                }
+            };
+            match prev {
                 Some(prev) if ident.is_none_or(|i| i == prev.ident) => {
                     let dead = visible
                         && prev.db.owner_pid.is_some_and(|pid| {
@@ -444,13 +453,6 @@ impl Scanner {
         }
         stats.files = self.files.len();
         Ok(stats)
-    }
-
-    /// Whether the last scan kept a file of this name (`files` is sorted by name).
-    fn known(&self, name: &str) -> bool {
-        self.files
-            .binary_search_by(|f| f.name.as_str().cmp(name))
-            .is_ok()
     }
 
     fn run_jobs(&self, jobs: Vec<Job>) -> Vec<Outcome> {
