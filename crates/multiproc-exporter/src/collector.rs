@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::merge::{MergeStats, MergedFamily, Merger};
-use crate::scan::{ScanError, ScanStats, Scanner};
+use crate::scan::{LivenessProbe, ScanError, ScanStats, Scanner};
 
 /// Result of one collection.
 #[derive(Debug, Clone)]
@@ -31,6 +31,16 @@ impl Collector {
             scanner: Scanner::new(dir, threads),
             merger: Merger::new(),
         }
+    }
+
+    /// Replaces the owners' liveness check (see [`Scanner::set_liveness`]).
+    pub fn set_liveness(&mut self, probe: LivenessProbe) {
+        self.scanner.set_liveness(probe);
+    }
+
+    /// Sets the safety-net interval of full scans (see [`Scanner::set_full_check_interval`]).
+    pub fn set_full_check_interval(&mut self, every: std::time::Duration) {
+        self.scanner.set_full_check_interval(every);
     }
 
     /// Scans the directory and merges it.

@@ -54,6 +54,10 @@ struct Cli {
     /// Reader threads (0 = one per core, at most 4).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Seconds between scrapes that stat every file; in between, an inotify watch on the
+    /// directory says which files changed (0 = no watch, stat every file on every scrape).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    full_check_interval: f64,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -211,6 +215,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
             header_timeout: seconds(cli.header_timeout, "--header-timeout", false)?,
             idle_timeout: seconds(cli.idle_timeout, "--idle-timeout", false)?,
         },
+        full_check_interval: seconds(cli.full_check_interval, "--full-check-interval", true)?,
     })
 }
 

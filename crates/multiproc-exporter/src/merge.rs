@@ -32,9 +32,12 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+mod settled;
+
 use crate::keys::{Interner, KeyId, LabelsId, Sid};
 use crate::scan::FileState;
 use exposition::float_to_go_string;
+use settled::{Accs, DROP, NONE, Op, Run, RunBuilder, entry_ts};
 
 /// One output sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,16 +103,6 @@ pub struct MergeStats {
     pub bad_le: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Sum,
-    Min,
-    Max,
-    MostRecent,
-    Latest,
-    Set,
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Variant {
     Plain,
@@ -124,22 +117,12 @@ struct Slot {
     bucket: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Acc {
-    v: f64,
-    ts: f64,
-    init: u32,
-    out: u32,
-}
-
-const NONE: u32 = u32::MAX;
-const DROP: u32 = u32::MAX - 1;
-
 struct Fam {
     metric: Sid,
     help: Sid,
     typ: String,
-    mode: Option<String>,
+    /// Index of the last gauge file that has the family (its name gives the mode).
+    mode_file: Option<usize>,
     op: Op,
     filter: bool,
     hist: bool,
@@ -156,9 +139,15 @@ pub struct Merger {
     group_ids: FxHashMap<(Sid, LabelsId), u32>,
     key_slots: Vec<[u32; 4]>,
     pid_slots: FxHashMap<(KeyId, Sid, bool), u32>,
-    acc: Vec<Acc>,
-    generation: u32,
+    accs: Accs,
+    /// Cached reductions of runs of settled files, by the serial of their first file.
+    runs: FxHashMap<u64, Run>,
+    /// The families' rules the cached runs were built with.
+    fam_sig: Vec<(Sid, Op, bool, bool)>,
 }
+
+/// Shorter runs of settled files are merged entry by entry (not worth a cache entry).
+const MIN_RUN: usize = 2;
 
 fn parse_py_float(s: &str) -> Option<f64> {
     let t = s.trim();
@@ -223,7 +212,6 @@ impl Merger {
             name: k.sample,
             bucket,
         });
-        self.acc.push(Acc::default());
         self.slot_ids.insert(skey, s);
         s
     }
@@ -241,14 +229,14 @@ impl Merger {
         // Pass 1: families, their help/type (first file) and gauge mode (last file).
         let mut fams: Vec<Fam> = Vec::new();
         let mut fam_idx: FxHashMap<Sid, u32> = FxHashMap::default();
-        for f in files {
+        for (fidx, f) in files.iter().enumerate() {
             for &(metric, first_key) in &f.families {
                 let idx = *fam_idx.entry(metric).or_insert_with(|| {
                     fams.push(Fam {
                         metric,
                         help: it.key(first_key).help,
                         typ: f.db.typ.clone(),
-                        mode: None,
+                        mode_file: None,
                         op: Op::Sum,
                         filter: false,
                         hist: false,
@@ -263,20 +251,23 @@ impl Merger {
                     stats.type_conflicts.push(it.str(metric).to_string());
                 }
                 if f.is_gauge() {
-                    if let (Some(old), Some(new)) = (&fam.mode, &f.db.mode)
+                    let old = fam.mode_file.and_then(|i| files[i].db.mode.as_ref());
+                    if let (Some(old), Some(new)) = (old, &f.db.mode)
                         && old != new
                         && !stats.mode_conflicts.iter().any(|n| **n == **it.str(metric))
                     {
                         stats.mode_conflicts.push(it.str(metric).to_string());
                     }
-                    fam.mode = f.db.mode.clone();
+                    // An index, not a clone of the mode: this runs per file and family.
+                    fam.mode_file = Some(fidx);
                 }
             }
         }
         for fam in &mut fams {
             fam.hist = fam.typ == "histogram";
             if fam.typ == "gauge" {
-                let m = fam.mode.as_deref().unwrap_or("all");
+                let mode = fam.mode_file.and_then(|i| files[i].db.mode.as_deref());
+                let m = mode.unwrap_or("all");
                 let (op, filter) = if fam.fork {
                     match m {
                         "min" => (Op::Min, true),
@@ -299,117 +290,72 @@ impl Merger {
             }
         }
 
-        // Pass 2: every entry into its slot.
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.acc.iter_mut().for_each(|a| *a = Acc::default());
-            self.generation = 1;
+        // Pass 2: every entry into its slot. Runs of settled files (writers dead, files
+        // unchanged) apply their cached reduction (see `settled`), built when first seen.
+        let sig: Vec<(Sid, Op, bool, bool)> = {
+            let mut v: Vec<_> = fams
+                .iter()
+                .map(|f| (f.metric, f.op, f.filter, f.hist))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        if sig != self.fam_sig {
+            // A family's rule changed: every cached reduction may be wrong.
+            self.runs.clear();
+            self.fam_sig = sig;
         }
-        let generation = self.generation;
         let nkeys = it.key_count();
         if self.key_slots.len() < nkeys {
             self.key_slots.resize(nkeys, [NONE; 4]);
         }
-        let mut key_fam: Vec<u32> = vec![NONE; nkeys];
-        let mut touched: Vec<u32> = Vec::new();
-        for f in files {
-            let gauge = f.is_gauge();
-            // Pid-less gauge files (the fork's archives) add no pid label.
-            let pid_value = if gauge {
-                f.db.pid_label.as_deref().map(|p| it.sid(p))
-            } else {
-                None
+        let mut accs = std::mem::take(&mut self.accs);
+        accs.begin();
+        let mut ctx = Ctx {
+            fams: &fams,
+            fam_idx: &fam_idx,
+            key_fam: vec![NONE; nkeys],
+            pid,
+            le,
+        };
+        let mut runs = std::mem::take(&mut self.runs);
+        let mut kept: FxHashMap<u64, Run> = FxHashMap::default();
+        let mut i = 0;
+        while i < files.len() {
+            let n = files[i..].iter().take_while(|f| f.is_settled()).count();
+            if n < MIN_RUN {
+                let n = n.max(1);
+                for f in &files[i..i + n] {
+                    self.merge_file(f, it, &mut ctx, &mut accs, &mut stats);
+                }
+                i += n;
+                continue;
+            }
+            let run_files = &files[i..i + n];
+            let serials: Vec<u64> = run_files.iter().map(|f| f.serial()).collect();
+            let run = match runs.remove(&serials[0]) {
+                Some(r) if r.serials == serials => r,
+                _ => {
+                    let mut b = RunBuilder::default();
+                    for f in run_files {
+                        self.for_each_slot(f, it, &mut ctx, |s, op, x, ts| b.push(s, op, x, ts));
+                    }
+                    b.finish(serials)
+                }
             };
-            f.for_each(|i, key, x| {
-                let mut fi = key_fam[key as usize];
-                if fi == NONE {
-                    fi = fam_idx.get(&it.key(key).metric).copied().unwrap_or(NONE);
-                    key_fam[key as usize] = fi;
+            if run.apply(&mut accs) {
+                stats.bad_le += run.bad_le;
+            } else {
+                for f in run_files {
+                    self.merge_file(f, it, &mut ctx, &mut accs, &mut stats);
                 }
-                if fi == NONE {
-                    return;
-                }
-                let fam = &fams[fi as usize];
-                let (op, hist, filter) = (fam.op, fam.hist, fam.filter);
-                let slot = match pid_value {
-                    Some(p) if !filter => match self.pid_slots.get(&(key, p, hist)) {
-                        Some(s) => *s,
-                        None => {
-                            let s = self.make_slot(it, key, Variant::Pid(p), hist, pid, le);
-                            self.pid_slots.insert((key, p, hist), s);
-                            s
-                        }
-                    },
-                    _ => {
-                        let vi = (filter as usize) * 2 + hist as usize;
-                        let mut s = self.key_slots[key as usize][vi];
-                        if s == NONE {
-                            let variant = if filter {
-                                Variant::Filtered
-                            } else {
-                                Variant::Plain
-                            };
-                            s = self.make_slot(it, key, variant, hist, pid, le);
-                            self.key_slots[key as usize][vi] = s;
-                        }
-                        s
-                    }
-                };
-                if slot == DROP {
-                    stats.bad_le += 1;
-                    return;
-                }
-                let a = &mut self.acc[slot as usize];
-                if op == Op::Latest {
-                    let ts = f.timestamps.get(i).copied().unwrap_or(f64::INFINITY);
-                    if a.init != generation {
-                        a.init = generation;
-                        a.out = generation;
-                        a.v = x;
-                        a.ts = ts;
-                        touched.push(slot);
-                    } else if latest_is_newer(ts, a.ts) {
-                        a.v = x;
-                        a.ts = ts;
-                    }
-                } else if op == Op::MostRecent {
-                    if a.init != generation {
-                        a.init = generation;
-                        a.ts = 0.0;
-                    }
-                    let ts = f.timestamps.get(i).copied().unwrap_or(0.0);
-                    if a.ts < ts {
-                        a.v = x;
-                        a.ts = ts;
-                        if a.out != generation {
-                            a.out = generation;
-                            touched.push(slot);
-                        }
-                    }
-                } else if a.init != generation {
-                    a.init = generation;
-                    a.out = generation;
-                    a.v = if op == Op::Sum { 0.0 + x } else { x };
-                    touched.push(slot);
-                } else {
-                    match op {
-                        Op::Sum => a.v += x,
-                        Op::Min => {
-                            if x < a.v {
-                                a.v = x
-                            }
-                        }
-                        Op::Max => {
-                            if x > a.v {
-                                a.v = x
-                            }
-                        }
-                        Op::Set => a.v = x,
-                        Op::MostRecent | Op::Latest => {}
-                    }
-                }
-            });
+            }
+            kept.insert(run.serials[0], run);
+            i += n;
         }
+        // Runs not seen this time are gone (a file changed, appeared or vanished).
+        self.runs = kept;
+        let touched = std::mem::take(&mut accs.touched);
 
         // Group touched slots per family, in Python's insertion order.
         let nf = fams.len();
@@ -443,7 +389,7 @@ impl Merger {
             let stamped = fam.op == Op::Latest;
             let mut samples = Vec::new();
             let emit_normal = |s: u32, labels: &[(Arc<str>, Arc<str>)], out: &mut Vec<_>| {
-                let a = &self.acc[s as usize];
+                let a = &accs.acc[s as usize];
                 out.push(MergedSample {
                     name: it.str(self.slots[s as usize].name).clone(),
                     labels: labels.to_vec(),
@@ -466,7 +412,7 @@ impl Merger {
                     .map(|&s| {
                         (
                             self.slots[s as usize].bucket.unwrap_or(f64::NAN),
-                            self.acc[s as usize].v,
+                            accs.acc[s as usize].v,
                         )
                     })
                     .collect();
@@ -532,14 +478,98 @@ impl Merger {
                 samples,
             });
         }
+        accs.touched = touched;
+        self.accs = accs;
         (out, stats)
+    }
+
+    /// Resolves the slot of every entry of `f` and calls `g(slot, op, value, timestamp)`
+    /// in file order (`slot` may be [`DROP`]; entries of no family are left out).
+    fn for_each_slot(
+        &mut self,
+        f: &FileState,
+        it: &mut Interner,
+        ctx: &mut Ctx<'_>,
+        mut g: impl FnMut(u32, Op, f64, f64),
+    ) {
+        let gauge = f.is_gauge();
+        // Pid-less gauge files (the fork's archives) add no pid label.
+        let pid_value = if gauge {
+            f.db.pid_label.as_deref().map(|p| it.sid(p))
+        } else {
+            None
+        };
+        let (pid, le) = (ctx.pid, ctx.le);
+        f.for_each(|i, key, x| {
+            let mut fi = ctx.key_fam[key as usize];
+            if fi == NONE {
+                fi = ctx
+                    .fam_idx
+                    .get(&it.key(key).metric)
+                    .copied()
+                    .unwrap_or(NONE);
+                ctx.key_fam[key as usize] = fi;
+            }
+            if fi == NONE {
+                return;
+            }
+            let fam = &ctx.fams[fi as usize];
+            let (op, hist, filter) = (fam.op, fam.hist, fam.filter);
+            let slot = match pid_value {
+                Some(p) if !filter => match self.pid_slots.get(&(key, p, hist)) {
+                    Some(s) => *s,
+                    None => {
+                        let s = self.make_slot(it, key, Variant::Pid(p), hist, pid, le);
+                        self.pid_slots.insert((key, p, hist), s);
+                        s
+                    }
+                },
+                _ => {
+                    let vi = (filter as usize) * 2 + hist as usize;
+                    let mut s = self.key_slots[key as usize][vi];
+                    if s == NONE {
+                        let variant = if filter {
+                            Variant::Filtered
+                        } else {
+                            Variant::Plain
+                        };
+                        s = self.make_slot(it, key, variant, hist, pid, le);
+                        self.key_slots[key as usize][vi] = s;
+                    }
+                    s
+                }
+            };
+            g(slot, op, x, entry_ts(op, f.timestamps.get(i).copied()));
+        });
+    }
+
+    /// Merges every entry of one file into the accumulators.
+    fn merge_file(
+        &mut self,
+        f: &FileState,
+        it: &mut Interner,
+        ctx: &mut Ctx<'_>,
+        accs: &mut Accs,
+        stats: &mut MergeStats,
+    ) {
+        self.for_each_slot(f, it, ctx, |slot, op, x, ts| {
+            if slot == DROP {
+                stats.bad_le += 1;
+            } else {
+                accs.apply(slot, op, x, ts);
+            }
+        });
     }
 }
 
-/// Whether a fork `latest` timestamp beats the current one: newer wins, ties keep the
-/// first (Python's `max`), and `+inf` (stored "none") loses to any real timestamp.
-fn latest_is_newer(ts: f64, current: f64) -> bool {
-    ts != f64::INFINITY && (current == f64::INFINITY || ts > current)
+/// What resolving an entry's slot needs from the current merge.
+struct Ctx<'a> {
+    fams: &'a [Fam],
+    fam_idx: &'a FxHashMap<Sid, u32>,
+    /// Family index of each key id (`NONE` until looked up).
+    key_fam: Vec<u32>,
+    pid: Sid,
+    le: Sid,
 }
 
 /// A label tuple as `dict(labels)`: the last value of a repeated name wins.

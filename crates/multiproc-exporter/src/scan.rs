@@ -2,7 +2,8 @@
 //! a file whose writer is proven dead and whose inode, size and ctime did not change is not
 //! read at all; a file seen before is re-read only for its values (keys are immutable and
 //! append-only, so only the tail after the old `used` is parsed); only new files are
-//! parsed and their keys interned. Files are read on several threads.
+//! parsed and their keys interned. Files are read on several threads. An inotify watch
+//! ([`watch`]) says which files may have changed: the others are not even stat-ed.
 //!
 //! Threads: plain `std::thread::scope` workers pulling file indexes from an atomic counter.
 //! The machines this runs on have 2-4 cores and the work is one read and a parse per file,
@@ -14,8 +15,8 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustc_hash::FxHashMap;
 
@@ -24,8 +25,28 @@ use crate::keys::{Interner, KeyId, ParsedKey, Sid, parse_key};
 use crate::liveness::{PidState, namespace_visible, pid_state};
 use crate::lockfile::{self, LockError, LockKind};
 
+mod watch;
+
+use watch::Watch;
+
+/// Default time between scans that stat every file although no event named it (a safety
+/// net under the inotify watch).
+pub const DEFAULT_FULL_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How long a scan waits for the fork's archiver to release `lockfile`.
 const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Source of [`FileState::serial`]: process-wide, so that two scanners never give the
+/// same serial to different contents (the merge caches by serial).
+static SERIALS: AtomicU64 = AtomicU64::new(1);
+
+fn next_serial() -> u64 {
+    SERIALS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Says whether the process with a pid is alive; replaces `kill(pid, 0)` and the
+/// namespace check (see [`Scanner::set_liveness`]).
+pub type LivenessProbe = Arc<dyn Fn(i32) -> bool + Send + Sync>;
 
 /// Identity of a file's content generation: a changed inode or ctime (growth truncates,
 /// re-creation makes a new inode) means "parse from scratch".
@@ -59,6 +80,12 @@ pub struct FileState {
     pub db: DbName,
     ident: Ident,
     used: usize,
+    /// Changes whenever the content may have changed (every read): equal serials mean
+    /// equal contents, which lets the merge cache what settled files contribute.
+    serial: u64,
+    /// Whether this scan kept the file without reading it: its writer is proven dead and
+    /// the file did not change since it was read.
+    settled: bool,
     /// Interned keys of the entries, in file order, as runs `(first id, length)` of
     /// consecutive ids: keys are interned in file order, so a histogram child's 17 keys
     /// are one run in every file that has it (a large directory needs ~5x less memory).
@@ -93,6 +120,17 @@ impl FileState {
             };
             f(i, key, v);
         }
+    }
+
+    /// Identity of the content (a new value after every read of the file).
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// Whether the writer is proven dead and the file was not read again by this scan
+    /// (its content is the one of the scan that gave it its [`serial`](Self::serial)).
+    pub fn is_settled(&self) -> bool {
+        self.settled
     }
 
     /// Number of entries.
@@ -137,6 +175,8 @@ pub struct ScanStats {
     pub refreshed: usize,
     /// Files not read because their writer is proven dead and they did not change.
     pub skipped: usize,
+    /// Files kept without even a stat: no inotify event named them since the last scan.
+    pub unchecked: usize,
     /// Bytes read from disk.
     pub bytes_read: u64,
     /// Entries held after the scan.
@@ -213,6 +253,17 @@ pub struct Scanner {
     files: Vec<Box<FileState>>,
     interner: RwLock<Interner>,
     threads: usize,
+    liveness: Option<Probe>,
+    watch: Watch,
+}
+
+/// A [`LivenessProbe`] that `#[derive(Debug)]` can print.
+struct Probe(LivenessProbe);
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LivenessProbe")
+    }
 }
 
 impl Scanner {
@@ -226,12 +277,34 @@ impl Scanner {
         } else {
             threads
         };
+        let dir = dir.into();
         Scanner {
-            dir: dir.into(),
+            watch: Watch::new(&dir, Some(DEFAULT_FULL_CHECK_INTERVAL)),
+            dir,
             files: Vec::new(),
             interner: RwLock::new(Interner::default()),
             threads,
+            liveness: None,
         }
+    }
+
+    /// Sets the time between scans that stat every file although no inotify event named
+    /// it; zero turns the watch off (every scan stats every file).
+    pub fn set_full_check_interval(&mut self, every: std::time::Duration) {
+        self.watch = Watch::new(&self.dir, Some(every));
+    }
+
+    /// Whether the inotify watch on the directory is active (otherwise every scan stats
+    /// every file).
+    pub fn watching(&self) -> bool {
+        self.watch.active()
+    }
+
+    /// Replaces the liveness check of the files' owners (`kill(pid, 0)`, with the PID
+    /// namespace check) by `probe`, and takes the namespace as visible. For tests, which
+    /// write files in the names of pids they declare dead or alive.
+    pub fn set_liveness(&mut self, probe: LivenessProbe) {
+        self.liveness = Some(Probe(probe));
     }
 
     /// The directory.
@@ -256,6 +329,7 @@ impl Scanner {
     /// Forgets all per-file state (the next scan parses everything).
     pub fn reset(&mut self) {
         self.files.clear();
+        self.watch.force_full();
     }
 
     /// Brings the per-file state up to date with the directory.
@@ -264,11 +338,16 @@ impl Scanner {
         // Held while listing and reading, like the fork's collector: the fork's archiver
         // (exclusive) then never moves an archive in or a worker file out under us.
         let _lock = lockfile::lock(&self.dir, LockKind::Shared, false, LOCK_TIMEOUT)?;
+        // Drained before listing: an event that comes later is seen by the next scan.
+        let changes = self.watch.take();
         let rd = fs::read_dir(&self.dir).map_err(|source| ScanError::Dir {
             path: self.dir.clone(),
             source,
         })?;
-        let mut names: Vec<(String, DbName, Ident)> = Vec::new();
+        // Stat-ed later, in the merge-join with the old state: that is where we know
+        // whether the last scan kept the file (a lookup per name here cost a tenth of a
+        // warm scrape in name comparisons).
+        let mut names: Vec<(String, DbName, fs::DirEntry)> = Vec::new();
         for ent in rd {
             let Ok(ent) = ent else { continue };
             let Ok(name) = ent.file_name().into_string() else {
@@ -284,44 +363,59 @@ impl Scanner {
                 ));
                 continue;
             };
-            // Follows symlinks, like Python's open(); `DirEntry::metadata` is an fstatat
-            // relative to the directory (no path walk) but does not follow them.
-            let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
-            let meta = if is_link {
-                fs::metadata(ent.path())
-            } else {
-                ent.metadata()
-            };
-            match meta {
-                Ok(m) if m.is_file() => names.push((name, db, Ident::of(&m))),
-                Ok(_) => {
-                    stats.foreign += 1;
-                    stats
-                        .problems
-                        .push(format!("{name}: not a regular file, ignored"));
-                }
-                Err(_) => stats.vanished += 1,
-            }
+            names.push((name, db, ent));
         }
         names.sort_by(|a, b| a.0.cmp(&b.0));
 
         let owners: BTreeSet<i32> = names.iter().filter_map(|n| n.1.owner_pid).collect();
-        let visible = namespace_visible(&owners);
+        let visible = self.liveness.is_some() || namespace_visible(&owners);
         stats.namespace_visible = visible;
         let mut dead_cache: FxHashMap<i32, bool> = FxHashMap::default();
         // Both lists are sorted by name: a merge-join pairs old state with current files.
         let mut old = std::mem::take(&mut self.files).into_iter().peekable();
 
         let mut jobs = Vec::with_capacity(names.len());
-        for (name, db, ident) in names {
+        for (name, db, ent) in names {
             while old.next_if(|o| o.name < name).is_some() {}
-            match old.next_if(|o| o.name == name) {
-                Some(prev) if prev.ident == ident => {
+            let prev = old.next_if(|o| o.name == name);
+            // Follows symlinks, like Python's open(); `DirEntry::metadata` is an fstatat
+            // relative to the directory (no path walk) but does not follow them.
+            let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+            // `None`: kept by the last scan and named by no event since (not stat-ed).
+            let ident = if prev.is_some() && !is_link && !changes.may_have_changed(&name) {
+                stats.unchecked += 1;
+                None
+            } else {
+                let meta = if is_link {
+                    fs::metadata(ent.path())
+                } else {
+                    ent.metadata()
+                };
+                match meta {
+                    Ok(m) if m.is_file() => Some(Ident::of(&m)),
+                    Ok(_) => {
+                        stats.foreign += 1;
+                        stats
+                            .problems
+                            .push(format!("{name}: not a regular file, ignored"));
+                        continue;
+                    }
+                    Err(_) => {
+                        stats.vanished += 1;
+                        continue;
+                    }
+                }
+            };
+            match prev {
+                Some(prev) if ident.is_none_or(|i| i == prev.ident) => {
                     let dead = visible
                         && prev.db.owner_pid.is_some_and(|pid| {
                             *dead_cache
                                 .entry(pid)
-                                .or_insert_with(|| pid_state(pid) == PidState::Dead)
+                                .or_insert_with(|| match &self.liveness {
+                                    Some(Probe(alive)) => !alive(pid),
+                                    None => pid_state(pid) == PidState::Dead,
+                                })
                         });
                     jobs.push(if dead {
                         Job::Keep(prev)
@@ -406,7 +500,10 @@ impl Scanner {
 
     fn run_job(&self, job: Job, sc: &mut Scratch) -> Outcome {
         match job {
-            Job::Keep(fs) => Outcome::Ok(fs, 0, false),
+            Job::Keep(mut fs) => {
+                fs.settled = true;
+                Outcome::Ok(fs, 0, false)
+            }
             Job::Refresh(fs) => {
                 let name = fs.name.clone();
                 let db = fs.db.clone();
@@ -487,6 +584,8 @@ impl Scanner {
         }
         fs.used = used;
         fs.ident = ident;
+        fs.serial = next_serial();
+        fs.settled = false;
         Ok(Some(Outcome::Ok(fs, used as u64, false)))
     }
 
@@ -508,6 +607,8 @@ impl Scanner {
             db,
             ident,
             used: HEADER_LEN,
+            serial: next_serial(),
+            settled: false,
             key_runs: Vec::new(),
             entries: 0,
             nz_index: Vec::new(),

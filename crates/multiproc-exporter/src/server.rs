@@ -41,6 +41,9 @@ pub struct Settings {
     pub archive_interval: Duration,
     /// Connection limit and timeouts of the HTTP listener.
     pub connections: listener::ConnectionLimits,
+    /// Time between scans that stat every file although no inotify event named it
+    /// (zero: no watch, every scan stats every file).
+    pub full_check_interval: Duration,
 }
 
 /// Counters behind the `multiproc_exporter_*` metrics.
@@ -88,8 +91,10 @@ impl AppState {
 
     /// Builds the state with what is served besides the directory (no I/O).
     pub fn with_extras(settings: Settings, extras: Arc<Extras>) -> Arc<AppState> {
+        let mut collector = Collector::new(settings.dir.clone(), settings.threads);
+        collector.set_full_check_interval(settings.full_check_interval);
         Arc::new(AppState {
-            collector: Mutex::new(Collector::new(settings.dir.clone(), settings.threads)),
+            collector: Mutex::new(collector),
             settings,
             metrics: SelfMetrics::default(),
             extras,

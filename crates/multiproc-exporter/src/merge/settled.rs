@@ -1,0 +1,354 @@
+//! The accumulation step of the merge, and what a run of settled files (consecutive in
+//! merge order, writers proven dead, unchanged) contributes to it, reduced once per slot
+//! so that a warm scrape applies a few numbers per output series instead of re-merging
+//! every entry of every dead writer's file.
+//!
+//! The reduction must give the same bits as merging the files one entry at a time, in
+//! order, on top of whatever the files before the run left in the accumulator:
+//!
+//! * `Set` (last wins), `Min`/`Max` (first extreme wins), `MostRecent`/`Latest` (first
+//!   newest wins) are associative: the run's own result, applied with the same rule, is
+//!   the sequential result. NaN breaks that for `Min`/`Max` (a NaN accumulator absorbs,
+//!   a NaN entry is skipped) and for `Latest` timestamps, so such slots are marked and
+//!   the whole run is merged entry by entry when they meet an accumulator already set.
+//! * `Sum` is not associative in floating point. Sums of integers are exact (so any
+//!   grouping gives the same bits) while every partial sum stays below 2^53 in magnitude:
+//!   the run keeps its total and the sum of magnitudes, and applies the total at once when
+//!   the accumulator is an integer small enough; otherwise it adds its non-zero values
+//!   one by one (kept only for slots that saw a non-integer).
+//! * Output order is the order in which slots are first set: the run lists its slots in
+//!   that order (for `MostRecent`, the first entry with a timestamp > 0 sets the slot).
+
+use rustc_hash::FxHashMap;
+
+/// Slot id meaning "not merged" (no family).
+pub(super) const NONE: u32 = u32::MAX;
+/// Slot id meaning "skipped": a histogram bucket whose `le` is not a number.
+pub(super) const DROP: u32 = u32::MAX - 1;
+
+/// Largest magnitude below which every integer is a float (2^53).
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// How a family combines the samples of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Op {
+    Sum,
+    Min,
+    Max,
+    MostRecent,
+    Latest,
+    Set,
+}
+
+/// One output series' accumulator; `init`/`out` hold the merge generation that set them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Acc {
+    pub(super) v: f64,
+    pub(super) ts: f64,
+    init: u32,
+    out: u32,
+}
+
+/// Accumulators of all slots, reused between merges (a generation counter stands for
+/// clearing them).
+#[derive(Debug, Default)]
+pub(super) struct Accs {
+    pub(super) acc: Vec<Acc>,
+    generation: u32,
+    /// Slots set in this merge, in the order they were first set (the output order).
+    pub(super) touched: Vec<u32>,
+}
+
+/// Whether a fork `latest` timestamp beats the current one: newer wins, ties keep the
+/// first (Python's `max`), and `+inf` (stored "none") loses to any real timestamp.
+pub(super) fn latest_is_newer(ts: f64, current: f64) -> bool {
+    ts != f64::INFINITY && (current == f64::INFINITY || ts > current)
+}
+
+/// The timestamp an entry counts with: missing ones are `0` (never set) for `mostrecent`
+/// and `+inf` ("none") for the fork's `latest`.
+pub(super) fn entry_ts(op: Op, ts: Option<f64>) -> f64 {
+    match (op, ts) {
+        (_, Some(t)) => t,
+        (Op::Latest, None) => f64::INFINITY,
+        _ => 0.0,
+    }
+}
+
+impl Accs {
+    /// Starts a merge: every accumulator reads as unset.
+    pub(super) fn begin(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.acc.iter_mut().for_each(|a| *a = Acc::default());
+            self.generation = 1;
+        }
+        self.touched.clear();
+    }
+
+    fn slot(&mut self, slot: u32) -> &mut Acc {
+        let i = slot as usize;
+        if i >= self.acc.len() {
+            self.acc.resize(i + 1, Acc::default());
+        }
+        &mut self.acc[i]
+    }
+
+    /// Merges one entry (value `x`, timestamp `ts` as [`entry_ts`] gives it) into `slot`.
+    pub(super) fn apply(&mut self, slot: u32, op: Op, x: f64, ts: f64) {
+        let g = self.generation;
+        let a = self.slot(slot);
+        let first = a.init != g;
+        if first {
+            a.init = g;
+            a.ts = 0.0;
+        }
+        let newly_out = match op {
+            Op::MostRecent => {
+                if a.ts < ts {
+                    a.v = x;
+                    a.ts = ts;
+                }
+                a.ts > 0.0 && a.out != g
+            }
+            Op::Latest if first => {
+                a.v = x;
+                a.ts = ts;
+                true
+            }
+            Op::Latest => {
+                if latest_is_newer(ts, a.ts) {
+                    a.v = x;
+                    a.ts = ts;
+                }
+                false
+            }
+            _ if first => {
+                a.v = if op == Op::Sum { 0.0 + x } else { x };
+                true
+            }
+            Op::Sum => {
+                a.v += x;
+                false
+            }
+            Op::Min => {
+                if x < a.v {
+                    a.v = x;
+                }
+                false
+            }
+            Op::Max => {
+                if x > a.v {
+                    a.v = x;
+                }
+                false
+            }
+            Op::Set => {
+                a.v = x;
+                false
+            }
+        };
+        if newly_out {
+            a.out = g;
+            self.touched.push(slot);
+        }
+    }
+
+    fn is_set(&self, slot: u32, op: Op) -> Option<&Acc> {
+        let a = self.acc.get(slot as usize)?;
+        let set = match op {
+            // A `mostrecent` accumulator initialised by a timestamp-0 entry is still unset.
+            Op::MostRecent => a.out == self.generation,
+            _ => a.init == self.generation,
+        };
+        set.then_some(a)
+    }
+}
+
+/// What a run contributes to one slot.
+#[derive(Debug, Clone, Copy)]
+struct RunSlot {
+    slot: u32,
+    op: Op,
+    /// The run's own result: sum from 0.0, last, extreme, or newest value.
+    v: f64,
+    /// Its timestamp (`MostRecent`, `Latest`), or the sum of magnitudes (`Sum`).
+    aux: f64,
+    /// Range of the slot's non-zero values in [`Run::values`] (`Sum` with non-integers).
+    start: u32,
+    len: u32,
+    /// `Sum`: all values integers (the total applies at once). Others: no NaN (the
+    /// result applies at once); when false the run is merged entry by entry.
+    exact: bool,
+}
+
+/// The reduced contribution of a run of settled files.
+#[derive(Debug, Default)]
+pub(super) struct Run {
+    /// Serials of the run's files, in order: the run is valid while they are the same.
+    pub(super) serials: Vec<u64>,
+    slots: Vec<RunSlot>,
+    values: Vec<f64>,
+    /// Entries skipped for a bad `le`.
+    pub(super) bad_le: usize,
+}
+
+/// Builds a [`Run`] from the run's entries, fed in merge order.
+#[derive(Debug, Default)]
+pub(super) struct RunBuilder {
+    index: FxHashMap<u32, u32>,
+    slots: Vec<RunSlot>,
+    /// Whether each slot has been set (its position in the output order is known).
+    order: Vec<u32>,
+    seen: Vec<bool>,
+    lists: Vec<Vec<f64>>,
+    bad_le: usize,
+}
+
+impl RunBuilder {
+    /// Adds one entry (timestamp as [`entry_ts`] gives it; `slot` may be [`DROP`]).
+    pub(super) fn push(&mut self, slot: u32, op: Op, x: f64, ts: f64) {
+        if slot == DROP {
+            self.bad_le += 1;
+            return;
+        }
+        let i = match self.index.get(&slot) {
+            Some(&i) => i as usize,
+            None => {
+                let i = self.slots.len();
+                self.index.insert(slot, i as u32);
+                self.slots.push(RunSlot {
+                    slot,
+                    op,
+                    v: if op == Op::Sum { 0.0 } else { f64::NAN },
+                    aux: 0.0,
+                    start: 0,
+                    len: 0,
+                    exact: true,
+                });
+                self.seen.push(false);
+                self.lists.push(Vec::new());
+                i
+            }
+        };
+        let r = &mut self.slots[i];
+        let first = !self.seen[i];
+        let mut set_now = first;
+        match op {
+            Op::Sum => {
+                r.v += x;
+                r.aux += x.abs();
+                if !(x.fract() == 0.0 && r.aux < EXACT) {
+                    r.exact = false;
+                }
+                if x != 0.0 {
+                    self.lists[i].push(x);
+                }
+            }
+            Op::Set => r.v = x,
+            Op::Min | Op::Max => {
+                if x.is_nan() {
+                    r.exact = false;
+                }
+                if first || (op == Op::Min && x < r.v) || (op == Op::Max && x > r.v) {
+                    r.v = x;
+                }
+            }
+            Op::MostRecent => {
+                // Unset until a timestamp > 0 (`aux` starts at 0.0); NaN never wins.
+                set_now = false;
+                if r.aux < ts {
+                    r.v = x;
+                    r.aux = ts;
+                    set_now = first;
+                }
+            }
+            Op::Latest => {
+                if ts.is_nan() {
+                    r.exact = false;
+                }
+                if first || latest_is_newer(ts, r.aux) {
+                    r.v = x;
+                    r.aux = ts;
+                }
+            }
+        }
+        if set_now {
+            self.seen[i] = true;
+            self.order.push(i as u32);
+        }
+    }
+
+    /// The run, its slots in the order they were first set.
+    pub(super) fn finish(self, serials: Vec<u64>) -> Run {
+        let mut lists = self.lists;
+        let mut values = Vec::new();
+        let mut slots = Vec::with_capacity(self.order.len());
+        for &i in &self.order {
+            let mut r = self.slots[i as usize];
+            if r.op == Op::Sum && !r.exact {
+                let l = std::mem::take(&mut lists[i as usize]);
+                r.start = values.len() as u32;
+                r.len = l.len() as u32;
+                values.extend_from_slice(&l);
+            }
+            slots.push(r);
+        }
+        values.shrink_to_fit();
+        Run {
+            serials,
+            slots,
+            values,
+            bad_le: self.bad_le,
+        }
+    }
+}
+
+impl Run {
+    /// Applies the run to the accumulators; `false` (nothing applied) when some slot
+    /// can only be merged entry by entry on top of what is already there.
+    pub(super) fn apply(&self, accs: &mut Accs) -> bool {
+        let blocked = self.slots.iter().any(|r| match accs.is_set(r.slot, r.op) {
+            None => false,
+            Some(a) => match r.op {
+                Op::Sum => r.exact && !(a.v.fract() == 0.0 && a.v.abs() + r.aux < EXACT),
+                _ => !r.exact,
+            },
+        });
+        if blocked {
+            return false;
+        }
+        for r in &self.slots {
+            match accs.is_set(r.slot, r.op).is_some() {
+                // Unset: the run's own result is the sequential one.
+                false => accs.apply_first(r.slot, r.op, r.v, r.aux),
+                true if r.op == Op::Sum && !r.exact => {
+                    let (s, e) = (r.start as usize, (r.start + r.len) as usize);
+                    for &x in &self.values[s..e] {
+                        accs.apply(r.slot, Op::Sum, x, 0.0);
+                    }
+                }
+                // Sum of integers: exact, any grouping. Others: same rule as one entry.
+                true => accs.apply(r.slot, r.op, r.v, r.aux),
+            }
+        }
+        true
+    }
+}
+
+impl Accs {
+    /// Sets an unset slot to `v` (timestamp `ts`), as the run's first entries did.
+    fn apply_first(&mut self, slot: u32, op: Op, v: f64, ts: f64) {
+        let g = self.generation;
+        let a = self.slot(slot);
+        a.init = g;
+        a.out = g;
+        a.v = v;
+        a.ts = if matches!(op, Op::MostRecent | Op::Latest) {
+            ts
+        } else {
+            0.0
+        };
+        self.touched.push(slot);
+    }
+}

@@ -1,0 +1,107 @@
+//! The inotify watch of the directory, with the real kernel watch (no hook): dead writers'
+//! files that nothing touches are not even stat-ed on a warm scrape, and such a file is
+//! re-read on the next scrape when it is re-created under the same name (pid reuse) or
+//! re-opened and written in place through mmap by a new process with the same pid.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use multiproc_exporter::collector::Collector;
+use multiproc_exporter::expose::{Escaping, Format, encode};
+use multiproc_exporter::format::{python_key, write_file};
+use multiproc_exporter::scan::LivenessProbe;
+
+use crate::helpers::{py_script, require_python};
+
+fn counter(path: &Path, values: &[f64]) {
+    let keys: Vec<String> = (0..values.len())
+        .map(|i| python_key("c", "c_total", &[("i", &i.to_string())], "Counter."))
+        .collect();
+    write_file(
+        path,
+        keys.iter()
+            .zip(values)
+            .map(|(k, v)| (k.as_bytes(), *v, 0.0)),
+    )
+    .unwrap();
+}
+
+fn body(c: &mut Collector) -> (String, multiproc_exporter::scan::ScanStats) {
+    let got = c.collect().unwrap();
+    (
+        encode(&got.families, &Format::Text(Escaping::Underscores)),
+        got.scan,
+    )
+}
+
+#[test]
+fn touched_dead_files_are_reread() {
+    require_python();
+    let dir = tempfile::tempdir().unwrap();
+    let alive: Arc<Mutex<HashSet<i32>>> = Arc::default();
+    let a = alive.clone();
+    let probe: LivenessProbe = Arc::new(move |pid| a.lock().unwrap().contains(&pid));
+    for pid in 100..110 {
+        counter(&dir.path().join(format!("counter_{pid}.db")), &[1.0, 2.0]);
+    }
+    let mut c = Collector::new(dir.path(), 2);
+    c.set_liveness(probe.clone());
+    // A cold scan opens every file, which names them all in the next warm scrape's events.
+    let cold = |c: &mut Collector| {
+        let mut fresh = Collector::new(dir.path(), 2);
+        fresh.set_liveness(probe.clone());
+        let want = body(&mut fresh).0;
+        let (got, stats) = body(c);
+        assert_eq!(got, want, "warm scrape differs from a cold scan");
+        stats
+    };
+    // Parse, then stat once more (the parse's own opens are events), then settled.
+    assert_eq!(cold(&mut c).parsed, 10);
+    body(&mut c);
+    let s = body(&mut c).1;
+    assert_eq!(
+        (s.unchecked, s.bytes_read),
+        (10, 0),
+        "settled files were stat-ed or read: is the inotify watch active? {s:?}"
+    );
+
+    // Re-created under the same name (written aside, renamed over) while the pid still
+    // reads as dead: only the rename names it.
+    let tmp = dir.path().join(".tmp");
+    counter(&tmp, &[5.0, 6.0, 7.0]);
+    std::fs::rename(&tmp, dir.path().join("counter_103.db")).unwrap();
+    let (text, s) = body(&mut c);
+    assert_eq!((s.parsed, s.unchecked), (1, 9), "{s:?}");
+    assert!(text.contains("c_total{i=\"2\"} 7.0"), "{text}");
+    cold(&mut c);
+
+    // A new process with pid 105 re-opens its file and writes through mmap (no size
+    // change, no write(2)): only the open names it.
+    body(&mut c);
+    assert_eq!(body(&mut c).1.unchecked, 10);
+    alive.lock().unwrap().insert(105);
+    let out = std::process::Command::new("python3")
+        .arg(py_script("mmap_write.py"))
+        .arg(dir.path().join("counter_105.db"))
+        .arg("40")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (text, s) = body(&mut c);
+    // Re-read (from scratch when the mmap write changed its ctime).
+    assert_eq!((s.parsed + s.refreshed, s.unchecked), (1, 9), "{s:?}");
+    assert!(text.contains("c_total{i=\"0\"} 53.0"), "{text}");
+    cold(&mut c);
+    // It dies again: its last values stay, and it settles.
+    alive.lock().unwrap().remove(&105);
+    body(&mut c);
+    let (text, s) = body(&mut c);
+    assert_eq!(s.unchecked, 10, "{s:?}");
+    assert!(text.contains("c_total{i=\"0\"} 53.0"), "{text}");
+    cold(&mut c);
+}
