@@ -8,10 +8,12 @@
 //!
 //! A read that fails (empty, truncated, invalid, unreadable) is what a writer that
 //! truncates in place and then stalls looks like, so it is only believed once the file
-//! has been invalid for [`INVALID_GRACE`]: counted from our first invalid read (our
-//! clock, not the file's mtime, which a churning file keeps fresh) or from the mtime of
-//! the invalid content, whichever is older. Until then the last good version keeps
-//! being served, and a file never loaded stays out of the tree.
+//! has been invalid for [`INVALID_GRACE`]: counted from our first invalid read of that
+//! version of the file (our clock) or from the version's mtime, whichever is older.
+//! Until then the last good version keeps being served, and a file never loaded stays
+//! out of the tree. A file rewritten again restarts the count: one that changes faster
+//! than the grace period and is caught half-written each time keeps its last good
+//! version for as long as it churns.
 
 use std::collections::HashMap;
 use std::fs;
@@ -41,8 +43,9 @@ pub type StaticResult = Result<Arc<GeneratorOutput>, GeneratorError>;
 #[derive(Debug, Default)]
 pub struct StaticStore {
     loaded: HashMap<String, Loaded>,
-    /// When each file that reads invalid was first read invalid (cleared by a good read).
-    invalid_since: HashMap<String, SystemTime>,
+    /// When each file that reads invalid was first read invalid, and the version then
+    /// read: a new version restarts the count, a good read clears it.
+    invalid_since: HashMap<String, (SystemTime, FileStamp)>,
     max_size: u64,
 }
 
@@ -108,7 +111,17 @@ impl StaticStore {
                     }
                 }
                 Err(e) => {
-                    let since = *self.invalid_since.entry(f.rel.clone()).or_insert(now);
+                    // A new version restarts the count: a file rewritten faster than the
+                    // grace period and caught half-written each time was valid in between
+                    // (we just never saw it quiet), and must not turn into an error.
+                    let streak = self
+                        .invalid_since
+                        .entry(f.rel.clone())
+                        .or_insert((now, stamp));
+                    if streak.1 != stamp {
+                        *streak = (now, stamp);
+                    }
+                    let since = streak.0;
                     let invalid_for = now
                         .duration_since(since)
                         .unwrap_or_default()
@@ -298,6 +311,50 @@ fn yaml_to_json(v: yaml_serde::Value) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `content` to `path` with the given mtime and returns its scanned entry.
+    fn write_at(dir: &std::path::Path, content: &str, mtime: SystemTime) -> GeneratorFile {
+        let abs = dir.join("f.json");
+        fs::write(&abs, content).unwrap();
+        let file = fs::File::options().write(true).open(&abs).unwrap();
+        file.set_modified(mtime).unwrap();
+        let stamp = FileStamp::of(&fs::metadata(&abs).unwrap());
+        GeneratorFile {
+            rel: "f.json".into(),
+            abs,
+            kind: GeneratorKind::Json,
+            stamp,
+        }
+    }
+
+    /// The soak run's defect: a file rewritten in place every 100 ms and caught
+    /// half-written at each stall was believed invalid, because the count of its first
+    /// invalid read was never restarted by the (unseen) valid versions in between.
+    #[test]
+    fn a_rewritten_file_restarts_the_invalid_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = SystemTime::now();
+        let secs = Duration::from_secs_f64;
+        let mut store = StaticStore::new(1 << 20);
+        let half = write_at(dir.path(), "[{\"targets\": [\"a:1", t - secs(1.0));
+        store.refresh(std::iter::once(&half), t);
+        assert!(
+            store.get("f.json").is_none(),
+            "first invalid read is not believed"
+        );
+        // Rewritten (valid in between, never quiet long enough to be read), caught half
+        // written again 2.5 s after the first invalid read.
+        let again = write_at(dir.path(), "[{\"targets\": [\"b:", t + secs(2.0));
+        store.refresh(std::iter::once(&again), t + secs(2.5));
+        assert!(
+            store.get("f.json").is_none(),
+            "a new version restarts the count"
+        );
+        // The same invalid version, still there past the grace period: an error.
+        store.refresh(std::iter::once(&again), t + secs(4.6));
+        let err = store.get("f.json").expect("reported").as_ref().unwrap_err();
+        assert!(err.message.contains("invalid JSON"), "{}", err.message);
+    }
 
     #[test]
     fn yaml_and_json_agree() {
