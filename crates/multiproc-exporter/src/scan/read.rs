@@ -1,0 +1,291 @@
+//! Reading one file of the directory for a scan: the worker threads that claim jobs,
+//! opening and stat-ing, re-reading a known file's values from its old `used` on, and
+//! parsing a new file whole.
+
+use super::*;
+
+impl Scanner {
+    pub(super) fn run_jobs(&self, jobs: Vec<Job>) -> Vec<Outcome> {
+        let n = jobs.len();
+        let work: Vec<Mutex<Option<Job>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
+        let results: Vec<Mutex<Option<Outcome>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let worker = || {
+            let mut scratch = Scratch::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let job = work[i].lock().ok().and_then(|mut g| g.take());
+                if let Some(job) = job {
+                    let out = self.run_job(job, &mut scratch);
+                    if let Ok(mut g) = results[i].lock() {
+                        *g = Some(out);
+                    }
+                }
+            }
+        };
+        let threads = if n < 64 { 1 } else { self.threads.min(n) };
+        if threads <= 1 {
+            worker();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 1..threads {
+                    s.spawn(worker);
+                }
+                worker();
+            });
+        }
+        results
+            .into_iter()
+            .map(|m| {
+                m.into_inner()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Outcome::Corrupt("internal: job lost".into()))
+            })
+            .collect()
+    }
+
+    pub(super) fn run_job(&self, job: Job, sc: &mut Scratch) -> Outcome {
+        match job {
+            Job::Keep(mut fs) => {
+                fs.settled = true;
+                Outcome::Ok(fs, 0, false)
+            }
+            Job::Refresh(fs) => {
+                let name = fs.name.clone();
+                let db = fs.db.clone();
+                match self.refresh(fs, sc) {
+                    Ok(Some(o)) => o,
+                    // Layout changed under us: parse from scratch.
+                    Ok(None) => self.full(name, db, sc),
+                    Err(o) => o,
+                }
+            }
+            Job::Full { name, db } => self.full(name, db, sc),
+        }
+    }
+
+    pub(super) fn open(&self, name: &str) -> Result<(File, Ident), Outcome> {
+        let path = self.dir.join(name);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Outcome::Vanished),
+            Err(e) => return Err(Outcome::Corrupt(format!("{name}: {e}"))),
+        };
+        let m = f
+            .metadata()
+            .map_err(|e| Outcome::Corrupt(format!("{name}: {e}")))?;
+        Ok((f, Ident::of(&m)))
+    }
+
+    /// Re-reads values of a known file; `Ok(None)` when its layout changed.
+    pub(super) fn refresh(
+        &self,
+        mut fs: Box<FileState>,
+        scratch: &mut Scratch,
+    ) -> Result<Option<Outcome>, Outcome> {
+        let (mut f, ident) = self.open(&fs.name)?;
+        if ident.ino != fs.ident.ino || ident.dev != fs.ident.dev {
+            return Ok(None);
+        }
+        let buf = &mut scratch.buf;
+        let used = format::read_used(&mut f, buf)
+            .map_err(|e| Outcome::Corrupt(format!("{}: {e}", fs.name)))?;
+        if used < fs.used {
+            return Ok(None);
+        }
+        // Walk the known entries by their length fields and take the values.
+        let mut pos = HEADER_LEN;
+        let gauge = fs.is_gauge();
+        fs.nz_index.clear();
+        fs.nz_value.clear();
+        for i in 0..fs.len() {
+            let Some(len) = buf.get(pos..pos + 4) else {
+                return Ok(None);
+            };
+            let len = i32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+            if len < 0 {
+                return Ok(None);
+            }
+            let end = pos + format::entry_len(len as usize);
+            if end > fs.used {
+                return Ok(None);
+            }
+            let v = &buf[end - 16..end];
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&v[..8]);
+            fs.push_value(i, f64::from_le_bytes(a));
+            if gauge {
+                a.copy_from_slice(&v[8..]);
+                fs.timestamps[i] = f64::from_le_bytes(a);
+            }
+            pos = end;
+        }
+        if pos != fs.used {
+            return Ok(None);
+        }
+        if used > fs.used {
+            let start = fs.used;
+            self.parse_into(&mut fs, buf, start, used, &mut scratch.p)
+                .map_err(|e| Outcome::Corrupt(format!("{}: {e}", fs.name)))?;
+        }
+        fs.used = used;
+        fs.ident = ident;
+        fs.serial = next_serial();
+        fs.settled = false;
+        Ok(Some(Outcome::Ok(fs, used as u64, false)))
+    }
+
+    pub(super) fn full(&self, name: String, db: DbName, scratch: &mut Scratch) -> Outcome {
+        let (mut f, ident) = match self.open(&name) {
+            Ok(x) => x,
+            Err(o) => return o,
+        };
+        let buf = &mut scratch.buf;
+        let used = match format::read_used(&mut f, buf) {
+            Ok(u) => u,
+            Err(e) => return Outcome::Corrupt(format!("{name}: {e}")),
+        };
+        if used <= HEADER_LEN {
+            return Outcome::Empty;
+        }
+        let mut fs = FileState {
+            name,
+            db,
+            ident,
+            used: HEADER_LEN,
+            serial: next_serial(),
+            settled: false,
+            key_runs: Vec::new(),
+            entries: 0,
+            nz_index: Vec::new(),
+            nz_value: Vec::new(),
+            timestamps: Vec::new(),
+            families: Vec::new(),
+        };
+        if let Err(e) = self.parse_into(&mut fs, buf, HEADER_LEN, used, &mut scratch.p) {
+            return Outcome::Corrupt(format!("{}: {e}", fs.name));
+        }
+        fs.used = used;
+        Outcome::Ok(Box::new(fs), used as u64, true)
+    }
+
+    /// Parses entries of `buf[start..used]` and appends them to `fs`, interning new keys.
+    pub(super) fn parse_into(
+        &self,
+        fs: &mut FileState,
+        buf: &[u8],
+        start: usize,
+        used: usize,
+        sc: &mut ParseScratch,
+    ) -> Result<(), FormatError> {
+        let gauge = fs.is_gauge();
+        let ParseScratch {
+            raw,
+            values,
+            tss,
+            ids,
+        } = sc;
+        raw.clear();
+        values.clear();
+        tss.clear();
+        ids.clear();
+        format::for_each_entry(buf, start, used, |e| {
+            let off = e.key.as_ptr() as usize - buf.as_ptr() as usize;
+            raw.push((off, e.key.len()));
+            values.push(e.value);
+            tss.push(e.timestamp);
+        })?;
+        let key_of = |r: &(usize, usize)| &buf[r.0..r.0 + r.1];
+        let mut missing: FxHashMap<&[u8], Option<ParsedKey>> = FxHashMap::default();
+        {
+            let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
+            for r in raw.iter() {
+                let k = key_of(r);
+                let id = interner.lookup(k);
+                if id.is_none() {
+                    missing.entry(k).or_insert(None);
+                }
+                ids.push(id);
+            }
+        }
+        if !missing.is_empty() {
+            for (k, slot) in missing.iter_mut() {
+                let parsed = parse_key(k).map_err(|reason| FormatError::BadKey {
+                    offset: 0,
+                    reason: format!("{reason} in {}", String::from_utf8_lossy(k)),
+                })?;
+                *slot = Some(parsed);
+            }
+            let mut interner = self.interner.write().unwrap_or_else(|p| p.into_inner());
+            let mut new_ids: FxHashMap<&[u8], KeyId> = FxHashMap::default();
+            // Intern in file order, so that a file's keys get consecutive ids (key runs).
+            for r in raw.iter() {
+                let k = key_of(r);
+                if let Some(p) = missing.get_mut(k).and_then(|p| p.take()) {
+                    new_ids.insert(k, interner.insert(k, p));
+                }
+            }
+            for (id, r) in ids.iter_mut().zip(raw.iter()) {
+                if id.is_none() {
+                    *id = new_ids.get(key_of(r)).copied();
+                }
+            }
+        }
+        // Exact reservations: these vectors live as long as the file, and growing them by
+        // doubling (then shrinking) leaves the allocator fragmented.
+        let n_nz = values.iter().filter(|v| v.to_bits() != 0).count();
+        let mut next = fs.key_runs.last().map(|&(s, l)| s + l);
+        let mut n_runs = 0;
+        for id in ids.iter().flatten() {
+            if next != Some(*id) {
+                n_runs += 1;
+            }
+            next = Some(id + 1);
+        }
+        fs.key_runs.reserve_exact(n_runs);
+        fs.nz_index.reserve_exact(n_nz);
+        fs.nz_value.reserve_exact(n_nz);
+        if gauge {
+            fs.timestamps.reserve_exact(ids.len());
+        }
+        let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen: Vec<Sid> = fs.families.iter().map(|f| f.0).collect();
+        let mut last = Sid::MAX;
+        for ((id, v), ts) in ids
+            .iter()
+            .copied()
+            .zip(values.iter().copied())
+            .zip(tss.iter().copied())
+        {
+            let Some(id) = id else {
+                return Err(FormatError::BadKey {
+                    offset: 0,
+                    reason: "key not interned".into(),
+                });
+            };
+            let metric = interner.key(id).metric;
+            // Entries of one family are usually adjacent: test the last one first.
+            if metric != last && !seen.contains(&metric) {
+                seen.push(metric);
+                fs.families.push((metric, id));
+            }
+            last = metric;
+            let i = fs.len();
+            fs.push_key(id);
+            fs.push_value(i, v);
+            if gauge {
+                fs.timestamps.push(ts);
+            }
+        }
+        // Per-file vectors live as long as the file: no doubling slack (memory is a goal).
+        fs.key_runs.shrink_to_fit();
+        fs.nz_index.shrink_to_fit();
+        fs.nz_value.shrink_to_fit();
+        fs.timestamps.shrink_to_fit();
+        Ok(())
+    }
+}
