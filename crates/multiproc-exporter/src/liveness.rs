@@ -51,12 +51,23 @@ pub fn maps_own_db_file(pid: i32) -> Option<bool> {
 /// except pid 1 and our own pid: every container has a pid 1, so it is the classic
 /// coincidence, and we write no `.db` files ourselves.
 pub fn namespace_visible(owner_pids: &BTreeSet<i32>) -> bool {
-    let me = std::process::id() as i32;
-    owner_pids.iter().any(|&pid| {
-        pid_state(pid) == PidState::Alive
-            && match maps_own_db_file(pid) {
-                Some(owns) => owns,
-                None => pid != 1 && pid != me,
-            }
-    })
+    namespace_prover(owner_pids).is_some()
+}
+
+/// The first owner pid that proves the namespace visible (see [`namespace_visible`]).
+pub fn namespace_prover(owner_pids: &BTreeSet<i32>) -> Option<i32> {
+    owner_pids
+        .iter()
+        .copied()
+        .find(|&pid| proves_namespace(pid))
+}
+
+/// Whether this owner pid is alive here and not provably an unrelated process (see
+/// [`namespace_visible`]).
+pub fn proves_namespace(pid: i32) -> bool {
+    pid_state(pid) == PidState::Alive
+        && match maps_own_db_file(pid) {
+            Some(owns) => owns,
+            None => pid != 1 && pid != std::process::id() as i32,
+        }
 }

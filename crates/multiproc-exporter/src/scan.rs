@@ -22,13 +22,14 @@ use rustc_hash::FxHashMap;
 
 use crate::format::{self, DbName, FormatError, HEADER_LEN};
 use crate::keys::{Interner, KeyId, ParsedKey, Sid, parse_key};
-use crate::liveness::{PidState, namespace_visible, pid_state};
+use crate::liveness::{PidState, namespace_prover, pid_state, proves_namespace};
 use crate::lockfile::{self, LockError, LockKind};
 
+mod plan;
 mod read;
 mod watch;
 
-use watch::Watch;
+use watch::{Changes, Watch};
 
 /// Default time between scans that stat every file although no event named it (a safety
 /// net under the inotify watch).
@@ -84,9 +85,11 @@ pub struct FileState {
     /// Changes whenever the content may have changed (every read): equal serials mean
     /// equal contents, which lets the merge cache what settled files contribute.
     serial: u64,
-    /// Whether this scan kept the file without reading it: its writer is proven dead and
-    /// the file did not change since it was read.
-    settled: bool,
+    /// Whether the content was read after its writer was proven dead: it is final until
+    /// an event names the file (a new writer with the same pid must open it).
+    final_read: bool,
+    /// Whether the directory entry is a symlink.
+    link: bool,
     /// Interned keys of the entries, in file order, as runs `(first id, length)` of
     /// consecutive ids: keys are interned in file order, so a histogram child's 17 keys
     /// are one run in every file that has it (a large directory needs ~5x less memory).
@@ -128,10 +131,10 @@ impl FileState {
         self.serial
     }
 
-    /// Whether the writer is proven dead and the file was not read again by this scan
-    /// (its content is the one of the scan that gave it its [`serial`](Self::serial)).
+    /// Whether the content is final: it was read after the writer was proven dead, and
+    /// nothing changed the file since (the merge caches what such files contribute).
     pub fn is_settled(&self) -> bool {
-        self.settled
+        self.final_read
     }
 
     /// Number of entries.
@@ -228,10 +231,69 @@ struct ParseScratch {
     ids: Vec<Option<KeyId>>,
 }
 
+/// A name of the directory's listing that is not (or no longer) a kept file: what a scan
+/// needs to look at it again.
+#[derive(Debug, Clone)]
+struct Listed {
+    name: String,
+    /// `None`: not a name `prometheus_client` uses (reported, never read).
+    db: Option<DbName>,
+    /// Whether the entry is a symlink (always stat-ed: its target changes make no event).
+    link: bool,
+}
+
+impl Listed {
+    fn of(fs: &FileState) -> Listed {
+        Listed {
+            name: fs.name.clone(),
+            db: Some(fs.db.clone()),
+            link: fs.link,
+        }
+    }
+}
+
+/// One name a scan looks at, in name order: a file kept by the last scan (the listing
+/// was reused), or a listed name with the last scan's state of it, if any.
+enum Candidate {
+    Known(Box<FileState>),
+    Listed(Listed, Option<Box<FileState>>),
+}
+
+impl Candidate {
+    fn owner_pid(&self) -> Option<i32> {
+        match self {
+            Candidate::Known(fs) => fs.db.owner_pid,
+            Candidate::Listed(l, _) => l.db.as_ref().and_then(|d| d.owner_pid),
+        }
+    }
+}
+
+/// What a scan does with one name.
+enum Decision {
+    /// Vanished: forget it.
+    Drop,
+    /// Not a file we read (foreign name, not a regular file): look again next scan.
+    Other,
+    /// Keep the last scan's state without reading.
+    Keep,
+    /// Re-read the values of the known layout.
+    Refresh { dead: bool },
+    /// Parse from scratch.
+    Full { dead: bool },
+}
+
+/// A name's place in the scan's result, in name order.
+enum Planned {
+    Ready(Box<FileState>),
+    Job(usize, Listed),
+    Other(Listed),
+}
+
 enum Job {
-    Keep(Box<FileState>),
-    Refresh(Box<FileState>),
-    Full { name: String, db: DbName },
+    /// The known file, and whether its writer was proven dead before this read.
+    Refresh(Box<FileState>, bool),
+    /// A new or changed file, and whether its writer was proven dead before this read.
+    Full(Listed, bool),
 }
 
 enum Outcome {
@@ -241,21 +303,29 @@ enum Outcome {
     Vanished,
 }
 
+/// The kept files in name order. Boxed: the states are built boxed on the reader threads,
+/// and a Vec of 300-byte structs growing by doubling is a large transient on a cold scan.
+#[allow(
+    clippy::vec_box,
+    reason = "measured: -7 MB peak RSS at 2,000 processes"
+)]
+type Files = Vec<Box<FileState>>;
+
 /// Reads a directory incrementally; owns the interner and the per-file state.
 #[derive(Debug)]
 pub struct Scanner {
     dir: PathBuf,
-    // Boxed: the states are built boxed on the reader threads, and a Vec of 300-byte
-    // structs growing by doubling is a large transient on a cold scan.
-    #[allow(
-        clippy::vec_box,
-        reason = "measured: -7 MB peak RSS at 2,000 processes"
-    )]
-    files: Vec<Box<FileState>>,
+    files: Files,
     interner: RwLock<Interner>,
     threads: usize,
     liveness: Option<Probe>,
     watch: Watch,
+    /// Names of the last listing that are not kept files (empty, corrupt, foreign).
+    others: Vec<Listed>,
+    /// Whether a listing was made since the last reset (else the next scan lists).
+    listed: bool,
+    /// The owner pid that last proved the writers' PID namespace visible.
+    prover: Option<i32>,
 }
 
 /// A [`LivenessProbe`] that `#[derive(Debug)]` can print.
@@ -286,6 +356,9 @@ impl Scanner {
             interner: RwLock::new(Interner::default()),
             threads,
             liveness: None,
+            others: Vec::new(),
+            listed: false,
+            prover: None,
         }
     }
 
@@ -330,6 +403,8 @@ impl Scanner {
     /// Forgets all per-file state (the next scan parses everything).
     pub fn reset(&mut self) {
         self.files.clear();
+        self.others.clear();
+        self.listed = false;
         self.watch.force_full();
     }
 
@@ -341,97 +416,91 @@ impl Scanner {
         let _lock = lockfile::lock(&self.dir, LockKind::Shared, false, LOCK_TIMEOUT)?;
         // Drained before listing: an event that comes later is seen by the next scan.
         let changes = self.watch.take();
-        let rd = fs::read_dir(&self.dir).map_err(|source| ScanError::Dir {
-            path: self.dir.clone(),
-            source,
-        })?;
-        // Stat-ed later, in the merge-join with the old state: that is where we know
-        // whether the last scan kept the file (a lookup per name here cost a tenth of a
-        // warm scrape in name comparisons).
-        let mut names: Vec<(String, DbName, fs::DirEntry)> = Vec::new();
-        for ent in rd {
-            let Ok(ent) = ent else { continue };
-            let Ok(name) = ent.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with('.') || !name.ends_with(".db") {
-                continue;
-            }
-            let Some(db) = DbName::parse(&name) else {
-                stats.foreign += 1;
-                stats.problems.push(format!(
-                    "{name}: not a prometheus_client file name, ignored"
-                ));
-                continue;
-            };
-            names.push((name, db, ent));
-        }
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-
-        let owners: BTreeSet<i32> = names.iter().filter_map(|n| n.1.owner_pid).collect();
-        let visible = self.liveness.is_some() || namespace_visible(&owners);
+        // No name appeared, vanished or moved: last scan's listing is still the listing,
+        // and a warm scan makes no syscall for a file that no event named.
+        let candidates = if changes.listing_unchanged() && self.listed {
+            Self::relist(
+                std::mem::take(&mut self.files),
+                std::mem::take(&mut self.others),
+            )
+        } else {
+            let names = self.list()?;
+            self.listed = true;
+            self.others.clear();
+            Self::pair(names, std::mem::take(&mut self.files))
+        };
+        let visible = self.visible(&candidates);
         stats.namespace_visible = visible;
         let mut dead_cache: FxHashMap<i32, bool> = FxHashMap::default();
-        // Both lists are sorted by name: a merge-join pairs old state with current files.
-        let mut old = std::mem::take(&mut self.files).into_iter().peekable();
+        let mut dead = |pid: i32| {
+            *dead_cache
+                .entry(pid)
+                .or_insert_with(|| match &self.liveness {
+                    Some(Probe(alive)) => !alive(pid),
+                    None => pid_state(pid) == PidState::Dead,
+                })
+        };
 
-        let mut jobs = Vec::with_capacity(names.len());
-        for (name, db, ent) in names {
-            while old.next_if(|o| o.name < name).is_some() {}
-            let prev = old.next_if(|o| o.name == name);
-            // Follows symlinks, like Python's open(); `DirEntry::metadata` is an fstatat
-            // relative to the directory (no path walk) but does not follow them.
-            let is_link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
-            // `None`: kept by the last scan and named by no event since (not stat-ed).
-            let ident = if prev.is_some() && !is_link && !changes.may_have_changed(&name) {
-                stats.unchecked += 1;
-                None
-            } else {
-                let meta = if is_link {
-                    fs::metadata(ent.path())
-                } else {
-                    ent.metadata()
-                };
-                match meta {
-                    Ok(m) if m.is_file() => Some(Ident::of(&m)),
-                    Ok(_) => {
-                        stats.foreign += 1;
-                        stats
-                            .problems
-                            .push(format!("{name}: not a regular file, ignored"));
-                        continue;
-                    }
-                    Err(_) => {
-                        stats.vanished += 1;
-                        continue;
-                    }
-                }
+        let mut plan: Vec<Planned> = Vec::with_capacity(candidates.len());
+        let mut jobs: Vec<Job> = Vec::new();
+        for cand in candidates {
+            let (listed, prev) = match cand {
+                Candidate::Known(prev) => (None, Some(prev)),
+                Candidate::Listed(l, prev) => (Some(l), prev),
             };
-            match prev {
-                Some(prev) if ident.is_none_or(|i| i == prev.ident) => {
-                    let dead = visible
-                        && prev.db.owner_pid.is_some_and(|pid| {
-                            *dead_cache
-                                .entry(pid)
-                                .or_insert_with(|| match &self.liveness {
-                                    Some(Probe(alive)) => !alive(pid),
-                                    None => pid_state(pid) == PidState::Dead,
-                                })
-                        });
-                    jobs.push(if dead {
-                        Job::Keep(prev)
-                    } else {
-                        Job::Refresh(prev)
-                    });
+            let decision = {
+                let (name, db, link) = match (&listed, &prev) {
+                    (Some(l), _) => (l.name.as_str(), l.db.as_ref(), l.link),
+                    (None, Some(p)) => (p.name.as_str(), Some(&p.db), p.link),
+                    (None, None) => continue,
+                };
+                self.decide(
+                    name,
+                    db,
+                    link,
+                    prev.as_deref(),
+                    &changes,
+                    &mut stats,
+                    |pid| visible && dead(pid),
+                )
+            };
+            let listed = || match (listed, prev.as_deref()) {
+                (Some(l), _) => Some(l),
+                (None, p) => p.map(Listed::of),
+            };
+            match decision {
+                Decision::Drop => {}
+                Decision::Other => plan.extend(listed().map(Planned::Other)),
+                Decision::Keep => plan.extend(prev.map(Planned::Ready)),
+                Decision::Refresh { dead } => {
+                    let Some(prev) = prev else { continue };
+                    plan.push(Planned::Job(jobs.len(), Listed::of(&prev)));
+                    jobs.push(Job::Refresh(prev, dead));
                 }
-                _ => jobs.push(Job::Full { name, db }),
+                Decision::Full { dead } => {
+                    let Some(l) = listed() else { continue };
+                    plan.push(Planned::Job(jobs.len(), l.clone()));
+                    jobs.push(Job::Full(l, dead));
+                }
             }
         }
 
-        let outcomes = self.run_jobs(jobs);
-        self.files.reserve_exact(outcomes.len());
-        for o in outcomes {
-            match o {
+        let mut outcomes: Vec<Option<Outcome>> =
+            self.run_jobs(jobs).into_iter().map(Some).collect();
+        self.files.reserve_exact(plan.len());
+        for planned in plan {
+            let (outcome, listed) = match planned {
+                Planned::Ready(fs) => (Outcome::Ok(fs, 0, false), None),
+                Planned::Job(i, listed) => match outcomes[i].take() {
+                    Some(o) => (o, Some(listed)),
+                    None => continue,
+                },
+                Planned::Other(l) => {
+                    self.others.push(l);
+                    continue;
+                }
+            };
+            match outcome {
                 Outcome::Ok(fs, bytes, kind) => {
                     stats.bytes_read += bytes;
                     if bytes == 0 {
@@ -444,10 +513,16 @@ impl Scanner {
                     stats.entries += fs.len();
                     self.files.push(fs);
                 }
-                Outcome::Empty => stats.empty += 1,
+                // Looked at again by every scan (a writer initialises or completes it
+                // through mmap, which makes no event).
+                Outcome::Empty => {
+                    stats.empty += 1;
+                    self.others.extend(listed);
+                }
                 Outcome::Corrupt(msg) => {
                     stats.corrupt += 1;
                     stats.problems.push(msg);
+                    self.others.extend(listed);
                 }
                 Outcome::Vanished => stats.vanished += 1,
             }

@@ -50,21 +50,16 @@ impl Scanner {
 
     pub(super) fn run_job(&self, job: Job, sc: &mut Scratch) -> Outcome {
         match job {
-            Job::Keep(mut fs) => {
-                fs.settled = true;
-                Outcome::Ok(fs, 0, false)
-            }
-            Job::Refresh(fs) => {
-                let name = fs.name.clone();
-                let db = fs.db.clone();
-                match self.refresh(fs, sc) {
+            Job::Refresh(fs, dead) => {
+                let listed = Listed::of(&fs);
+                match self.refresh(fs, dead, sc) {
                     Ok(Some(o)) => o,
                     // Layout changed under us: parse from scratch.
-                    Ok(None) => self.full(name, db, sc),
+                    Ok(None) => self.full(listed, dead, sc),
                     Err(o) => o,
                 }
             }
-            Job::Full { name, db } => self.full(name, db, sc),
+            Job::Full(listed, dead) => self.full(listed, dead, sc),
         }
     }
 
@@ -81,10 +76,12 @@ impl Scanner {
         Ok((f, Ident::of(&m)))
     }
 
-    /// Re-reads values of a known file; `Ok(None)` when its layout changed.
+    /// Re-reads values of a known file (`dead`: its writer was proven dead before);
+    /// `Ok(None)` when its layout changed.
     pub(super) fn refresh(
         &self,
         mut fs: Box<FileState>,
+        dead: bool,
         scratch: &mut Scratch,
     ) -> Result<Option<Outcome>, Outcome> {
         let (mut f, ident) = self.open(&fs.name)?;
@@ -135,11 +132,16 @@ impl Scanner {
         fs.used = used;
         fs.ident = ident;
         fs.serial = next_serial();
-        fs.settled = false;
+        fs.final_read = dead;
         Ok(Some(Outcome::Ok(fs, used as u64, false)))
     }
 
-    pub(super) fn full(&self, name: String, db: DbName, scratch: &mut Scratch) -> Outcome {
+    /// Parses a file whole (`dead`: its writer was proven dead before).
+    pub(super) fn full(&self, listed: Listed, dead: bool, scratch: &mut Scratch) -> Outcome {
+        let Listed { name, db, link } = listed;
+        let Some(db) = db else {
+            return Outcome::Corrupt(format!("{name}: not a prometheus_client file name"));
+        };
         let (mut f, ident) = match self.open(&name) {
             Ok(x) => x,
             Err(o) => return o,
@@ -158,7 +160,8 @@ impl Scanner {
             ident,
             used: HEADER_LEN,
             serial: next_serial(),
-            settled: false,
+            final_read: dead,
+            link,
             key_runs: Vec::new(),
             entries: 0,
             nz_index: Vec::new(),

@@ -23,8 +23,12 @@ use inotify::{EventMask, Inotify, WatchMask};
 pub(crate) enum Changes {
     /// Stat every file (first scan, lost events, no watch, safety net).
     All,
-    /// Only these names may have changed since the last scan.
-    Named(HashSet<String>),
+    /// Only these names may have changed since the last scan; `relist`: some `.db` name
+    /// may have appeared, vanished or moved (the directory must be listed again).
+    Named {
+        names: HashSet<String>,
+        relist: bool,
+    },
 }
 
 impl Changes {
@@ -32,8 +36,13 @@ impl Changes {
     pub(crate) fn may_have_changed(&self, name: &str) -> bool {
         match self {
             Changes::All => true,
-            Changes::Named(names) => names.contains(name),
+            Changes::Named { names, .. } => names.contains(name),
         }
+    }
+
+    /// Whether the last scan's listing is still the directory's listing.
+    pub(crate) fn listing_unchanged(&self) -> bool {
+        matches!(self, Changes::Named { relist: false, .. })
     }
 }
 
@@ -114,6 +123,7 @@ impl Watch {
         };
         let mut names = HashSet::new();
         let mut lost = false;
+        let mut relist = false;
         // Bounded: the queue holds at most `max_queued_events` (16,384 by default) events.
         for _ in 0..4096 {
             match ino.read_events(&mut self.buf) {
@@ -128,6 +138,12 @@ impl Watch {
                             lost = true;
                         }
                         if let Some(name) = e.name.and_then(|n| n.to_str()) {
+                            relist |= e.mask.intersects(
+                                EventMask::CREATE
+                                    | EventMask::DELETE
+                                    | EventMask::MOVED_FROM
+                                    | EventMask::MOVED_TO,
+                            ) && super::plan::is_listed(name);
                             names.insert(name.to_owned());
                         }
                     }
@@ -148,7 +164,7 @@ impl Watch {
             self.last_full = Some(now);
             Changes::All
         } else {
-            Changes::Named(names)
+            Changes::Named { names, relist }
         }
     }
 }

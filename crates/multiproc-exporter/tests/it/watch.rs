@@ -97,11 +97,57 @@ fn touched_dead_files_are_reread() {
     assert_eq!((s.parsed + s.refreshed, s.unchecked), (1, 9), "{s:?}");
     assert!(text.contains("c_total{i=\"0\"} 53.0"), "{text}");
     cold(&mut c);
-    // It dies again: its last values stay, and it settles.
+    // It dies again: its file is read once more (final now), then it settles.
     alive.lock().unwrap().remove(&105);
+    body(&mut c);
     body(&mut c);
     let (text, s) = body(&mut c);
     assert_eq!(s.unchecked, 10, "{s:?}");
     assert!(text.contains("c_total{i=\"0\"} 53.0"), "{text}");
     cold(&mut c);
+}
+
+/// A writer that writes through its mapping after the last scrape and then dies makes no
+/// event and no change of size or ctime: its file must still be read once more after its
+/// death, or those last writes would be lost for good.
+#[test]
+fn last_writes_before_death_are_read() {
+    require_python();
+    let dir = tempfile::tempdir().unwrap();
+    let alive: Arc<Mutex<HashSet<i32>>> = Arc::default();
+    let a = alive.clone();
+    let probe: LivenessProbe = Arc::new(move |pid| a.lock().unwrap().contains(&pid));
+    for pid in 200..204 {
+        counter(&dir.path().join(format!("counter_{pid}.db")), &[1.0]);
+    }
+    alive.lock().unwrap().insert(202);
+    let mut writer = std::process::Command::new("python3")
+        .arg(py_script("mmap_write.py"))
+        .arg(dir.path().join("counter_202.db"))
+        .arg("30")
+        .arg("--wait")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(writer.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut c = Collector::new(dir.path(), 2);
+    c.set_liveness(probe.clone());
+    for _ in 0..3 {
+        assert!(body(&mut c).0.contains("c_total{i=\"0\"} 33.0"));
+    }
+    // It writes through the mapping it already has, and exits.
+    std::io::Write::write_all(writer.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    assert!(writer.wait().unwrap().success());
+    alive.lock().unwrap().remove(&202);
+    for _ in 0..3 {
+        let (text, _) = body(&mut c);
+        assert!(
+            text.contains("c_total{i=\"0\"} 34.0"),
+            "last writes lost: {text}"
+        );
+    }
 }
