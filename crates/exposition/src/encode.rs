@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::float::{float_to_go_string, python_repr};
+use crate::float::{push_float_go, python_repr};
 use crate::model::{Exemplar, FamilyView, LabelPair, SampleRef, Timestamp};
 use crate::names::{
     Escaping, escape, escape_help_text, escape_metric_name, escape_value,
@@ -95,7 +95,7 @@ fn text_sample<L: LabelPair>(out: &mut String, s: &SampleRef<'_, L>, esc: Escapi
         out.push('}');
     }
     out.push(' ');
-    out.push_str(&float_to_go_string(s.value));
+    push_float_go(out, s.value);
     if let Some(ts) = s.timestamp {
         push_text_timestamp(out, ts);
     }
@@ -171,7 +171,7 @@ fn push_exemplar(out: &mut String, e: &Exemplar) {
         let _ = write!(out, "{k}=\"{}\"", escape_value(v));
     }
     out.push_str("} ");
-    out.push_str(&float_to_go_string(e.value));
+    push_float_go(out, e.value);
     if let Some(ts) = e.timestamp {
         push_openmetrics_timestamp(out, ts);
     }
@@ -219,7 +219,7 @@ fn write_openmetrics<'a, F: FamilyView + 'a>(
                 out.push('}');
             }
             out.push(' ');
-            out.push_str(&float_to_go_string(s.value));
+            push_float_go(out, s.value);
             if let Some(ts) = s.timestamp {
                 push_openmetrics_timestamp(out, ts);
             }

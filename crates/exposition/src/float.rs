@@ -1,17 +1,45 @@
 //! Numbers as Python writes and reads them: `floatToGoString` for sample values, `repr()`
 //! for OpenMetrics timestamps, and the value spellings the parsers accept.
 
+use std::fmt::Write as _;
+
 /// Python's `floatToGoString`: `repr()` digits, Go-style `e+06` for positives >= 1e6.
 pub fn float_to_go_string(d: f64) -> String {
+    let mut out = String::with_capacity(24);
+    push_float_go(&mut out, d);
+    out
+}
+
+/// [`float_to_go_string`] appended to `out`: the encoders write every sample value through
+/// this, so the usual values (small integers) take no allocation and no float formatting.
+pub fn push_float_go(out: &mut String, d: f64) {
+    // Integers below 1e6 in magnitude: `repr` is the integer and `.0` (Python keeps the
+    // sign of -0.0), and floatToGoString leaves them alone.
+    if d.fract() == 0.0 && d.abs() < 1e6 {
+        if d == 0.0 && d.is_sign_negative() {
+            out.push('-');
+        }
+        let _ = write!(out, "{}.0", d as i64);
+        return;
+    }
     if d == f64::INFINITY {
-        return "+Inf".into();
+        return out.push_str("+Inf");
     }
     if d == f64::NEG_INFINITY {
-        return "-Inf".into();
+        return out.push_str("-Inf");
     }
     if d.is_nan() {
-        return "NaN".into();
+        return out.push_str("NaN");
     }
+    // Rust's shortest round-trip digits are Python's; only exponents and large
+    // positives need rewriting (rare), so write first and fix up after.
+    let start = out.len();
+    let _ = write!(out, "{d:?}");
+    let tail = &out[start..];
+    if !tail.contains('e') && !(d > 0.0 && tail.find('.').is_some_and(|dot| dot > 6)) {
+        return;
+    }
+    out.truncate(start);
     let s = python_repr(d);
     if d > 0.0
         && let Some(dot) = s.find('.')
@@ -23,9 +51,10 @@ pub fn float_to_go_string(d: f64) -> String {
         m.push_str(&s[1..dot]);
         m.push_str(&s[dot + 1..]);
         let m = m.trim_end_matches(['0', '.']);
-        return format!("{m}e+{:02}", dot - 1);
+        let _ = write!(out, "{m}e+{:02}", dot - 1);
+        return;
     }
-    s
+    out.push_str(&s);
 }
 
 /// Python's `repr(float)` for finite values: Rust's shortest round-trip digits (same
@@ -95,6 +124,13 @@ mod tests {
             (5e-324, "5e-324"),
             (-0.0, "-0.0"),
             (0.0, "0.0"),
+            (999999.0, "999999.0"),
+            (-999999.0, "-999999.0"),
+            (1000000.0, "1e+06"),
+            (-1000000.0, "-1000000.0"),
+            (1234567.0, "1.234567e+06"),
+            (42.0, "42.0"),
+            (-3.0, "-3.0"),
             (1e22, "1e+22"),
             (0.1 + 0.2, "0.30000000000000004"),
             (1234567.0, "1.234567e+06"),

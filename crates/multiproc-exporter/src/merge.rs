@@ -32,11 +32,11 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+mod output;
 mod settled;
 
 use crate::keys::{Interner, KeyId, LabelsId, Sid};
 use crate::scan::FileState;
-use exposition::float_to_go_string;
 use settled::{Accs, DROP, NONE, Op, Run, RunBuilder, entry_ts};
 
 /// One output sample.
@@ -44,13 +44,17 @@ use settled::{Accs, DROP, NONE, Op, Run, RunBuilder, entry_ts};
 pub struct MergedSample {
     /// Sample name.
     pub name: Arc<str>,
-    /// Labels (unique names, in no particular order; encoders sort them).
-    pub labels: Vec<(Arc<str>, Arc<str>)>,
+    /// Labels (unique names, in no particular order; encoders sort them), shared by the
+    /// samples of a label set.
+    pub labels: Labels,
     /// Value.
     pub value: f64,
     /// Timestamp in seconds (only the fork's `latest` gauges have one).
     pub timestamp: Option<f64>,
 }
+
+/// A sample's labels: name-value pairs, shared between scrapes and samples.
+pub type Labels = Arc<[(Arc<str>, Arc<str>)]>;
 
 /// One output family.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +148,8 @@ pub struct Merger {
     runs: FxHashMap<u64, Run>,
     /// The families' rules the cached runs were built with.
     fam_sig: Vec<(Sid, Op, bool, bool)>,
+    /// What the output step builds once (see `output`).
+    output: output::OutputCache,
 }
 
 /// Shorter runs of settled files are merged entry by entry (not worth a cache entry).
@@ -356,128 +362,7 @@ impl Merger {
         // Runs not seen this time are gone (a file changed, appeared or vanished).
         self.runs = kept;
         let touched = std::mem::take(&mut accs.touched);
-
-        // Group touched slots per family, in Python's insertion order.
-        let nf = fams.len();
-        let mut normal_order: Vec<Vec<u32>> = vec![Vec::new(); nf];
-        let mut bucket_order: Vec<Vec<u32>> = vec![Vec::new(); nf];
-        // The fork's merge keeps its non-bucket samples in one dict: plain first-seen order.
-        let mut normal_flat: Vec<Vec<u32>> = vec![Vec::new(); nf];
-        let mut normal_slots: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
-        let mut bucket_slots: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
-        for &s in &touched {
-            let slot = &self.slots[s as usize];
-            let g = slot.group;
-            let fi = fam_idx[&self.groups[g as usize].0] as usize;
-            let (order, map) = if slot.bucket.is_some() {
-                (&mut bucket_order[fi], &mut bucket_slots)
-            } else {
-                normal_flat[fi].push(s);
-                (&mut normal_order[fi], &mut normal_slots)
-            };
-            map.entry(g)
-                .or_insert_with(|| {
-                    order.push(g);
-                    Vec::new()
-                })
-                .push(s);
-        }
-
-        let mut out = Vec::with_capacity(nf);
-        for (fi, fam) in fams.iter().enumerate() {
-            let name = it.str(fam.metric).clone();
-            let stamped = fam.op == Op::Latest;
-            let mut samples = Vec::new();
-            let emit_normal = |s: u32, labels: &[(Arc<str>, Arc<str>)], out: &mut Vec<_>| {
-                let a = &accs.acc[s as usize];
-                out.push(MergedSample {
-                    name: it.str(self.slots[s as usize].name).clone(),
-                    labels: labels.to_vec(),
-                    value: a.v,
-                    // +inf is the fork's "no timestamp"; NaN or -inf cannot be written
-                    // in milliseconds (Python fails the whole scrape).
-                    timestamp: (stamped && a.ts.is_finite()).then_some(a.ts),
-                });
-            };
-            // Buckets of group `g`, made cumulative, then `_count`: an existing (count,
-            // labels) sample from `samples[first..]` is overwritten in place, as the Python
-            // dict assignment does.
-            let emit_buckets = |g: u32, first: usize, samples: &mut Vec<MergedSample>| {
-                let Some(bs) = bucket_slots.get(&g) else {
-                    return;
-                };
-                let labels = dict_labels(it, self.groups[g as usize].1);
-                let mut bs: Vec<(f64, f64)> = bs
-                    .iter()
-                    .map(|&s| {
-                        (
-                            self.slots[s as usize].bucket.unwrap_or(f64::NAN),
-                            accs.acc[s as usize].v,
-                        )
-                    })
-                    .collect();
-                bs.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-                let bucket_name: Arc<str> = format!("{name}_bucket").into();
-                let le_name: Arc<str> = "le".into();
-                let mut acc = 0.0;
-                for (bound, v) in bs {
-                    acc += v;
-                    let mut l = labels.clone();
-                    l.retain(|p| *p.0 != *"le");
-                    l.push((le_name.clone(), float_to_go_string(bound).into()));
-                    samples.push(MergedSample {
-                        name: bucket_name.clone(),
-                        labels: l,
-                        value: acc,
-                        timestamp: None,
-                    });
-                }
-                let count_name = format!("{name}_count");
-                match samples[first..]
-                    .iter_mut()
-                    .find(|s| *s.name == *count_name && s.labels == labels)
-                {
-                    Some(s) => s.value = acc,
-                    None => samples.push(MergedSample {
-                        name: count_name.into(),
-                        labels,
-                        value: acc,
-                        timestamp: None,
-                    }),
-                }
-            };
-            if fam.fork {
-                for &s in &normal_flat[fi] {
-                    let labels =
-                        dict_labels(it, self.groups[self.slots[s as usize].group as usize].1);
-                    emit_normal(s, &labels, &mut samples);
-                }
-                for &g in &bucket_order[fi] {
-                    emit_buckets(g, 0, &mut samples);
-                }
-            } else {
-                for &g in &normal_order[fi] {
-                    let labels = dict_labels(it, self.groups[g as usize].1);
-                    let first = samples.len();
-                    for &s in normal_slots.get(&g).map(|v| v.as_slice()).unwrap_or(&[]) {
-                        emit_normal(s, &labels, &mut samples);
-                    }
-                    emit_buckets(g, first, &mut samples);
-                }
-                for &g in &bucket_order[fi] {
-                    if !normal_slots.contains_key(&g) {
-                        let first = samples.len();
-                        emit_buckets(g, first, &mut samples);
-                    }
-                }
-            }
-            out.push(MergedFamily {
-                name,
-                help: it.str(fam.help).clone(),
-                typ: fam.typ.clone(),
-                samples,
-            });
-        }
+        let out = self.emit(&fams, &fam_idx, &accs, &touched, it);
         accs.touched = touched;
         self.accs = accs;
         (out, stats)
@@ -570,18 +455,4 @@ struct Ctx<'a> {
     key_fam: Vec<u32>,
     pid: Sid,
     le: Sid,
-}
-
-/// A label tuple as `dict(labels)`: the last value of a repeated name wins.
-fn dict_labels(it: &Interner, id: LabelsId) -> Vec<(Arc<str>, Arc<str>)> {
-    let pairs = it.labels(id);
-    let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(pairs.len());
-    for &(k, v) in pairs.iter() {
-        let (k, v) = (it.str(k).clone(), it.str(v).clone());
-        match out.iter_mut().find(|p| p.0 == k) {
-            Some(p) => p.1 = v,
-            None => out.push((k, v)),
-        }
-    }
-    out
 }

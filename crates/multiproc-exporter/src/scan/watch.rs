@@ -11,7 +11,7 @@
 //! or the periodic safety net make the next scan a full one (every file stat-ed).
 //! Symlinked files are always stat-ed (a change of their target makes no event here).
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ pub(crate) enum Changes {
     /// Only these names may have changed since the last scan; `relist`: some `.db` name
     /// may have appeared, vanished or moved (the directory must be listed again).
     Named {
-        names: HashSet<String>,
+        names: FxHashSet<String>,
         relist: bool,
     },
 }
@@ -121,7 +121,7 @@ impl Watch {
         let Some(ino) = self.inotify.as_mut() else {
             return Changes::All;
         };
-        let mut names = HashSet::new();
+        let mut names = FxHashSet::default();
         let mut lost = false;
         let mut relist = false;
         // Bounded: the queue holds at most `max_queued_events` (16,384 by default) events.
