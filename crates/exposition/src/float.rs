@@ -36,7 +36,8 @@ pub fn push_float_go(out: &mut String, d: f64) {
     let start = out.len();
     let _ = write!(out, "{d:?}");
     let tail = &out[start..];
-    if !tail.contains('e') && !(d > 0.0 && tail.find('.').is_some_and(|dot| dot > 6)) {
+    let large = d > 0.0 && tail.find('.').is_some_and(|dot| dot > 6);
+    if !tail.contains('e') && !large {
         return;
     }
     out.truncate(start);
