@@ -46,8 +46,9 @@ impl Collector {
     /// Scans the directory and merges it.
     pub fn collect(&mut self) -> Result<Collected, ScanError> {
         let scan = self.scanner.scan()?;
+        let layout = self.scanner.layout();
         let (files, interner) = self.scanner.parts_mut();
-        let (families, merge) = self.merger.merge(files, interner);
+        let (families, merge) = self.merger.merge(files, interner, layout);
         Ok(Collected {
             families,
             scan,

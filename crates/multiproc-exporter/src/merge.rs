@@ -121,6 +121,7 @@ struct Slot {
     bucket: Option<f64>,
 }
 
+#[derive(Debug)]
 struct Fam {
     metric: Sid,
     help: Sid,
@@ -150,10 +151,128 @@ pub struct Merger {
     fam_sig: Vec<(Sid, Op, bool, bool)>,
     /// What the output step builds once (see `output`).
     output: output::OutputCache,
+    /// The last merge's plan.
+    plan: Option<Plan>,
 }
 
 /// Shorter runs of settled files are merged entry by entry (not worth a cache entry).
 const MIN_RUN: usize = 2;
+
+/// One step of a merge: a file merged entry by entry, or a run of settled files
+/// `(start, len)` applied through its cached reduction.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    File(u32),
+    Run(u32, u32),
+}
+
+/// What a merge derives from the files' layout (not their values): the families with
+/// their rules, and the steps. Kept while the scanner's layout is unchanged.
+#[derive(Debug)]
+struct Plan {
+    layout: Option<u64>,
+    nfiles: usize,
+    fams: Vec<Fam>,
+    fam_idx: FxHashMap<Sid, u32>,
+    units: Vec<Unit>,
+    mode_conflicts: Vec<String>,
+    type_conflicts: Vec<String>,
+}
+
+impl Plan {
+    /// Pass 1: families, their help/type (first file) and gauge mode (last file); then
+    /// the steps (runs of settled files, other files one by one).
+    fn new(files: &[Box<FileState>], it: &Interner, layout: u64) -> Plan {
+        let mut stats = MergeStats::default();
+        let mut fams: Vec<Fam> = Vec::new();
+        let mut fam_idx: FxHashMap<Sid, u32> = FxHashMap::default();
+        for (fidx, f) in files.iter().enumerate() {
+            for &(metric, first_key) in &f.families {
+                let idx = *fam_idx.entry(metric).or_insert_with(|| {
+                    fams.push(Fam {
+                        metric,
+                        help: it.key(first_key).help,
+                        typ: f.db.typ.clone(),
+                        mode_file: None,
+                        op: Op::Sum,
+                        filter: false,
+                        hist: false,
+                        fork: it.key(first_key).fork,
+                    });
+                    (fams.len() - 1) as u32
+                });
+                let fam = &mut fams[idx as usize];
+                if fam.typ != f.db.typ
+                    && !stats.type_conflicts.iter().any(|n| **n == **it.str(metric))
+                {
+                    stats.type_conflicts.push(it.str(metric).to_string());
+                }
+                if f.is_gauge() {
+                    let old = fam.mode_file.and_then(|i| files[i].db.mode.as_ref());
+                    if let (Some(old), Some(new)) = (old, &f.db.mode)
+                        && old != new
+                        && !stats.mode_conflicts.iter().any(|n| **n == **it.str(metric))
+                    {
+                        stats.mode_conflicts.push(it.str(metric).to_string());
+                    }
+                    // An index, not a clone of the mode: this runs per file and family.
+                    fam.mode_file = Some(fidx);
+                }
+            }
+        }
+        for fam in &mut fams {
+            fam.hist = fam.typ == "histogram";
+            if fam.typ == "gauge" {
+                let mode = fam.mode_file.and_then(|i| files[i].db.mode.as_deref());
+                (fam.op, fam.filter) = gauge_rule(fam.fork, mode.unwrap_or("all"));
+            }
+        }
+        let mut units = Vec::new();
+        let mut i = 0;
+        while i < files.len() {
+            let n = files[i..].iter().take_while(|f| f.is_settled()).count();
+            if n < MIN_RUN {
+                let n = n.max(1);
+                units.extend((i..i + n).map(|i| Unit::File(i as u32)));
+                i += n;
+            } else {
+                units.push(Unit::Run(i as u32, n as u32));
+                i += n;
+            }
+        }
+        Plan {
+            layout: Some(layout),
+            nfiles: files.len(),
+            fams,
+            fam_idx,
+            units,
+            mode_conflicts: stats.mode_conflicts,
+            type_conflicts: stats.type_conflicts,
+        }
+    }
+}
+
+/// How a gauge family of this multiprocess mode merges: its op, and whether the `pid`
+/// label is dropped.
+fn gauge_rule(fork: bool, mode: &str) -> (Op, bool) {
+    if fork {
+        match mode {
+            "min" => (Op::Min, true),
+            "max" => (Op::Max, true),
+            "livesum" => (Op::Sum, true),
+            "latest" => (Op::Latest, true),
+            _ => (Op::Set, false),
+        }
+    } else {
+        match mode {
+            "min" | "livemin" => (Op::Min, true),
+            "max" | "livemax" => (Op::Max, true),
+            "sum" | "livesum" => (Op::Sum, true),
+            "mostrecent" | "livemostrecent" => (Op::MostRecent, true),
+            _ => (Op::Set, false),
+        }
+    }
+}
 
 fn parse_py_float(s: &str) -> Option<f64> {
     let t = s.trim();
@@ -222,79 +341,27 @@ impl Merger {
         s
     }
 
-    /// Merges the files of a scan (already in merge order) into families.
+    /// Merges the files of a scan (already in merge order) into families. `layout` is the
+    /// scanner's [`layout`](crate::scan::Scanner::layout): while it is unchanged, only
+    /// values of files that are not settled changed, and the last merge's plan is reused.
     pub fn merge(
         &mut self,
         files: &[Box<FileState>],
         it: &mut Interner,
+        layout: u64,
     ) -> (Vec<MergedFamily>, MergeStats) {
-        let mut stats = MergeStats::default();
         let pid = it.sid("pid");
         let le = it.sid("le");
-
-        // Pass 1: families, their help/type (first file) and gauge mode (last file).
-        let mut fams: Vec<Fam> = Vec::new();
-        let mut fam_idx: FxHashMap<Sid, u32> = FxHashMap::default();
-        for (fidx, f) in files.iter().enumerate() {
-            for &(metric, first_key) in &f.families {
-                let idx = *fam_idx.entry(metric).or_insert_with(|| {
-                    fams.push(Fam {
-                        metric,
-                        help: it.key(first_key).help,
-                        typ: f.db.typ.clone(),
-                        mode_file: None,
-                        op: Op::Sum,
-                        filter: false,
-                        hist: false,
-                        fork: it.key(first_key).fork,
-                    });
-                    (fams.len() - 1) as u32
-                });
-                let fam = &mut fams[idx as usize];
-                if fam.typ != f.db.typ
-                    && !stats.type_conflicts.iter().any(|n| **n == **it.str(metric))
-                {
-                    stats.type_conflicts.push(it.str(metric).to_string());
-                }
-                if f.is_gauge() {
-                    let old = fam.mode_file.and_then(|i| files[i].db.mode.as_ref());
-                    if let (Some(old), Some(new)) = (old, &f.db.mode)
-                        && old != new
-                        && !stats.mode_conflicts.iter().any(|n| **n == **it.str(metric))
-                    {
-                        stats.mode_conflicts.push(it.str(metric).to_string());
-                    }
-                    // An index, not a clone of the mode: this runs per file and family.
-                    fam.mode_file = Some(fidx);
-                }
-            }
-        }
-        for fam in &mut fams {
-            fam.hist = fam.typ == "histogram";
-            if fam.typ == "gauge" {
-                let mode = fam.mode_file.and_then(|i| files[i].db.mode.as_deref());
-                let m = mode.unwrap_or("all");
-                let (op, filter) = if fam.fork {
-                    match m {
-                        "min" => (Op::Min, true),
-                        "max" => (Op::Max, true),
-                        "livesum" => (Op::Sum, true),
-                        "latest" => (Op::Latest, true),
-                        _ => (Op::Set, false),
-                    }
-                } else {
-                    match m {
-                        "min" | "livemin" => (Op::Min, true),
-                        "max" | "livemax" => (Op::Max, true),
-                        "sum" | "livesum" => (Op::Sum, true),
-                        "mostrecent" | "livemostrecent" => (Op::MostRecent, true),
-                        _ => (Op::Set, false),
-                    }
-                };
-                fam.op = op;
-                fam.filter = filter;
-            }
-        }
+        let (plan, reused) = match self.plan.take() {
+            Some(p) if p.layout == Some(layout) && p.nfiles == files.len() => (p, true),
+            _ => (Plan::new(files, it, layout), false),
+        };
+        let mut stats = MergeStats {
+            mode_conflicts: plan.mode_conflicts.clone(),
+            type_conflicts: plan.type_conflicts.clone(),
+            bad_le: 0,
+        };
+        let (fams, fam_idx) = (&plan.fams, &plan.fam_idx);
 
         // Pass 2: every entry into its slot. Runs of settled files (writers dead, files
         // unchanged) apply their cached reduction (see `settled`), built when first seen.
@@ -318,35 +385,41 @@ impl Merger {
         let mut accs = std::mem::take(&mut self.accs);
         accs.begin();
         let mut ctx = Ctx {
-            fams: &fams,
-            fam_idx: &fam_idx,
+            fams,
+            fam_idx,
             key_fam: vec![NONE; nkeys],
             pid,
             le,
         };
         let mut runs = std::mem::take(&mut self.runs);
         let mut kept: FxHashMap<u64, Run> = FxHashMap::default();
-        let mut i = 0;
-        while i < files.len() {
-            let n = files[i..].iter().take_while(|f| f.is_settled()).count();
-            if n < MIN_RUN {
-                let n = n.max(1);
-                for f in &files[i..i + n] {
-                    self.merge_file(f, it, &mut ctx, &mut accs, &mut stats);
+        for unit in &plan.units {
+            let (start, len) = match *unit {
+                Unit::File(i) => {
+                    self.merge_file(&files[i as usize], it, &mut ctx, &mut accs, &mut stats);
+                    continue;
                 }
-                i += n;
-                continue;
-            }
-            let run_files = &files[i..i + n];
-            let serials: Vec<u64> = run_files.iter().map(|f| f.serial()).collect();
-            let run = match runs.remove(&serials[0]) {
-                Some(r) if r.serials == serials => r,
+                Unit::Run(start, len) => (start as usize, len as usize),
+            };
+            let run_files = &files[start..start + len];
+            let first = run_files[0].serial();
+            let cached = runs.remove(&first);
+            // An unchanged layout means unchanged settled files: no need to compare.
+            let valid = cached.as_ref().is_some_and(|r| {
+                reused
+                    || r.serials
+                        .iter()
+                        .copied()
+                        .eq(run_files.iter().map(|f| f.serial()))
+            });
+            let run = match cached {
+                Some(r) if valid => r,
                 _ => {
                     let mut b = RunBuilder::default();
                     for f in run_files {
                         self.for_each_slot(f, it, &mut ctx, |s, op, x, ts| b.push(s, op, x, ts));
                     }
-                    b.finish(serials)
+                    b.finish(run_files.iter().map(|f| f.serial()).collect())
                 }
             };
             if run.apply(&mut accs) {
@@ -356,15 +429,15 @@ impl Merger {
                     self.merge_file(f, it, &mut ctx, &mut accs, &mut stats);
                 }
             }
-            kept.insert(run.serials[0], run);
-            i += n;
+            kept.insert(first, run);
         }
         // Runs not seen this time are gone (a file changed, appeared or vanished).
         self.runs = kept;
         let touched = std::mem::take(&mut accs.touched);
-        let out = self.emit(&fams, &fam_idx, &accs, &touched, it);
+        let out = self.emit(fams, fam_idx, &accs, &touched, it);
         accs.touched = touched;
         self.accs = accs;
+        self.plan = Some(plan);
         (out, stats)
     }
 

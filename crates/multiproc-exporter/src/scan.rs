@@ -27,6 +27,7 @@ use crate::lockfile::{self, LockError, LockKind};
 
 mod plan;
 mod read;
+mod warm;
 mod watch;
 
 use watch::{Changes, Watch};
@@ -124,6 +125,40 @@ impl FileState {
             };
             f(i, key, v);
         }
+    }
+
+    /// A state to hold a file's place while its state is being read (never served).
+    fn placeholder() -> FileState {
+        FileState {
+            name: String::new(),
+            db: DbName {
+                typ: String::new(),
+                mode: None,
+                pid_label: None,
+                owner_pid: None,
+            },
+            ident: Ident {
+                dev: 0,
+                ino: 0,
+                size: 0,
+                ctime: 0,
+                ctime_ns: 0,
+            },
+            used: 0,
+            serial: 0,
+            final_read: false,
+            link: false,
+            key_runs: Vec::new(),
+            entries: 0,
+            nz_index: Vec::new(),
+            nz_value: Vec::new(),
+            timestamps: Vec::new(),
+            families: Vec::new(),
+        }
+    }
+
+    fn is_placeholder(&self) -> bool {
+        self.serial == 0
     }
 
     /// Identity of the content (a new value after every read of the file).
@@ -326,6 +361,13 @@ pub struct Scanner {
     listed: bool,
     /// The owner pid that last proved the writers' PID namespace visible.
     prover: Option<i32>,
+    /// Indexes of the files a warm scan must look at (not final yet, or symlinks).
+    pending: Vec<u32>,
+    /// Entries of all kept files.
+    entries: usize,
+    /// Changes whenever the list of files, a file's keys or families, or whether its
+    /// content is final changed (see [`Scanner::layout`]).
+    layout: u64,
 }
 
 /// A [`LivenessProbe`] that `#[derive(Debug)]` can print.
@@ -359,6 +401,9 @@ impl Scanner {
             others: Vec::new(),
             listed: false,
             prover: None,
+            pending: Vec::new(),
+            entries: 0,
+            layout: 0,
         }
     }
 
@@ -416,6 +461,9 @@ impl Scanner {
         let _lock = lockfile::lock(&self.dir, LockKind::Shared, false, LOCK_TIMEOUT)?;
         // Drained before listing: an event that comes later is seen by the next scan.
         let changes = self.watch.take();
+        if let Some(stats) = self.warm_scan(&changes) {
+            return Ok(stats);
+        }
         // No name appeared, vanished or moved: last scan's listing is still the listing,
         // and a warm scan makes no syscall for a file that no event named.
         let candidates = if changes.listing_unchanged() && self.listed {
@@ -431,15 +479,7 @@ impl Scanner {
         };
         let visible = self.visible(&candidates);
         stats.namespace_visible = visible;
-        let mut dead_cache: FxHashMap<i32, bool> = FxHashMap::default();
-        let mut dead = |pid: i32| {
-            *dead_cache
-                .entry(pid)
-                .or_insert_with(|| match &self.liveness {
-                    Some(Probe(alive)) => !alive(pid),
-                    None => pid_state(pid) == PidState::Dead,
-                })
-        };
+        let mut dead = self.dead_probe();
 
         let mut plan: Vec<Planned> = Vec::with_capacity(candidates.len());
         let mut jobs: Vec<Job> = Vec::new();
@@ -485,6 +525,7 @@ impl Scanner {
             }
         }
 
+        drop(dead);
         let mut outcomes: Vec<Option<Outcome>> =
             self.run_jobs(jobs).into_iter().map(Some).collect();
         self.files.reserve_exact(plan.len());
@@ -528,6 +569,14 @@ impl Scanner {
             }
         }
         stats.files = self.files.len();
+        self.after_scan();
         Ok(stats)
+    }
+
+    /// A number that changes whenever the list of files, a file's keys or families, or
+    /// whether a file's content is final changed: equal numbers mean only the values of
+    /// files that are not final changed (the merge then reuses its plan).
+    pub fn layout(&self) -> u64 {
+        self.layout
     }
 }
