@@ -8,6 +8,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
+use rustc_hash::FxHashSet;
+
 use exposition::{Format, MetricFamily, MetricType, Sample};
 
 use crate::collectors::{CollectorResult, Collectors, Outcome};
@@ -94,16 +96,34 @@ impl Gathered {
     /// The extra families to serve after the merged ones: process metrics, collectors'
     /// families without clashes, and the own metrics about them.
     pub fn finish(self, merged: &[MergedFamily], extras: &Extras) -> Vec<MetricFamily> {
+        // The merged names, borrowed and collected only when an extra family comes (a
+        // large directory has tens of thousands of samples).
+        let mut served: Option<FxHashSet<&str>> = None;
         let mut taken: HashSet<String> = HashSet::new();
-        for f in merged {
-            taken.insert(f.name.to_string());
-            taken.extend(f.samples.iter().map(|s| s.name.to_string()));
-        }
         let mut out = Vec::new();
         let mut clashes: BTreeSet<String> = BTreeSet::new();
         let mut admit = |fam: MetricFamily, source: &str, out: &mut Vec<MetricFamily>| -> bool {
+            let served = served.get_or_insert_with(|| {
+                let mut names = FxHashSet::default();
+                for f in merged {
+                    names.insert(&*f.name);
+                    let mut last: Option<&str> = None;
+                    for s in &f.samples {
+                        // Samples of a series share their name: skip the repeats.
+                        if last != Some(&*s.name) {
+                            names.insert(&*s.name);
+                            last = Some(&s.name);
+                        }
+                    }
+                }
+                names
+            });
             let clash = occupied(&fam)
-                .find(|n| taken.contains(*n) || n.starts_with("multiproc_exporter_"))
+                .find(|n| {
+                    served.contains(*n)
+                        || taken.contains(*n)
+                        || n.starts_with("multiproc_exporter_")
+                })
                 .map(str::to_string);
             match clash {
                 Some(n) => {
