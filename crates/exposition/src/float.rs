@@ -11,7 +11,7 @@ pub fn float_to_go_string(d: f64) -> String {
 }
 
 /// [`float_to_go_string`] appended to `out`: the encoders write every sample value through
-/// this, so the usual values (small integers) take no allocation and no float formatting.
+/// this, so the usual values take no allocation.
 pub fn push_float_go(out: &mut String, d: f64) {
     // Integers below 1e6 in magnitude: `repr` is the integer and `.0` (Python keeps the
     // sign of -0.0), and floatToGoString leaves them alone.
@@ -31,35 +31,17 @@ pub fn push_float_go(out: &mut String, d: f64) {
     if d.is_nan() {
         return out.push_str("NaN");
     }
-    // Rust's shortest round-trip digits are Python's; only exponents and large
-    // positives need rewriting (rare), so write first and fix up after.
-    let start = out.len();
-    let _ = write!(out, "{d:?}");
-    let tail = &out[start..];
-    let large = d > 0.0 && tail.find('.').is_some_and(|dot| dot > 6);
-    if !tail.contains('e') && !large {
-        return;
+    let digits = Digits::of(d);
+    // repr's fixed notation with more than 6 integer digits: Go's `d.dddde+XX` instead.
+    if d > 0.0 && (6..16).contains(&digits.exp) {
+        digits.push_scientific(out, false);
+    } else {
+        digits.push_repr(out);
     }
-    out.truncate(start);
-    let s = python_repr(d);
-    if d > 0.0
-        && let Some(dot) = s.find('.')
-        && dot > 6
-    {
-        let mut m = String::with_capacity(s.len() + 1);
-        m.push_str(&s[..1]);
-        m.push('.');
-        m.push_str(&s[1..dot]);
-        m.push_str(&s[dot + 1..]);
-        let m = m.trim_end_matches(['0', '.']);
-        let _ = write!(out, "{m}e+{:02}", dot - 1);
-        return;
-    }
-    out.push_str(&s);
 }
 
-/// Python's `repr(float)` for finite values: Rust's shortest round-trip digits (same
-/// digits and notation thresholds) with Python's exponent spelling (`e+16`, `e-05`).
+/// Python's `repr(float)` for finite values: the shortest round-trip digits, in fixed
+/// notation for exponents -4..16 and `d.ddde+XX` otherwise.
 pub fn python_repr(d: f64) -> String {
     if d.is_nan() {
         return "nan".into();
@@ -67,17 +49,121 @@ pub fn python_repr(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf" } else { "-inf" }.into();
     }
-    let s = format!("{d:?}");
-    match s.find('e') {
-        None => s,
-        Some(e) => {
-            let (mant, exp) = (&s[..e], &s[e + 1..]);
-            let (sign, digits) = match exp.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exp),
-            };
-            format!("{mant}e{sign}{digits:0>2}")
+    let mut out = String::with_capacity(24);
+    Digits::of(d).push_repr(&mut out);
+    out
+}
+
+/// A finite float as its shortest round-trip decimal digits: `0.d1d2... x 10^(exp+1)`,
+/// i.e. `d1.d2... x 10^exp`. Written by hand on top of `ryu`'s digits because no crate
+/// writes Python's `repr` spelling, and `format!("{:?}")` is several times slower.
+struct Digits {
+    negative: bool,
+    /// The significant digits, no leading or trailing zeros (`"0"` for zero).
+    buf: [u8; 24],
+    len: usize,
+    /// Decimal exponent of the first digit.
+    exp: i32,
+}
+
+impl Digits {
+    fn of(d: f64) -> Digits {
+        let mut ryu = ryu::Buffer::new();
+        let s = ryu.format_finite(d).as_bytes();
+        let (negative, s) = match s.first() {
+            Some(b'-') => (true, &s[1..]),
+            _ => (false, s),
+        };
+        let (mant, e10) = match s.iter().position(|&b| b == b'e') {
+            Some(i) => {
+                let e = std::str::from_utf8(&s[i + 1..])
+                    .ok()
+                    .and_then(|e| e.parse::<i32>().ok())
+                    .unwrap_or(0);
+                (&s[..i], e)
+            }
+            None => (s, 0),
+        };
+        let mut out = Digits {
+            negative,
+            buf: [0; 24],
+            len: 0,
+            exp: 0,
+        };
+        // Position of the decimal point within the mantissa's digits.
+        let mut point = mant.iter().position(|&b| b == b'.').unwrap_or(mant.len()) as i32;
+        let mut leading = true;
+        for &b in mant.iter().filter(|b| b.is_ascii_digit()) {
+            if leading && b == b'0' {
+                point -= 1;
+                continue;
+            }
+            leading = false;
+            if out.len < out.buf.len() {
+                out.buf[out.len] = b;
+                out.len += 1;
+            }
         }
+        while out.len > 1 && out.buf[out.len - 1] == b'0' {
+            out.len -= 1;
+        }
+        if out.len == 0 {
+            out.buf[0] = b'0';
+            out.len = 1;
+            out.exp = 0;
+        } else {
+            out.exp = point + e10 - 1;
+        }
+        out
+    }
+
+    fn digits(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("0")
+    }
+
+    /// `repr`: fixed notation for exponents -4..16, else scientific.
+    fn push_repr(&self, out: &mut String) {
+        if !(-4..16).contains(&self.exp) {
+            return self.push_scientific(out, true);
+        }
+        if self.negative {
+            out.push('-');
+        }
+        let digits = self.digits();
+        let int_len = self.exp + 1;
+        if int_len <= 0 {
+            out.push_str("0.");
+            (0..-int_len).for_each(|_| out.push('0'));
+            out.push_str(digits);
+        } else if int_len as usize >= digits.len() {
+            out.push_str(digits);
+            (digits.len()..int_len as usize).for_each(|_| out.push('0'));
+            out.push_str(".0");
+        } else {
+            let (i, f) = digits.split_at(int_len as usize);
+            out.push_str(i);
+            out.push('.');
+            out.push_str(f);
+        }
+    }
+
+    /// `d.ddde+XX`: Python's spelling (`python`: `e-05`/`e+16`) or Go's (always `e+`,
+    /// used for positives only).
+    fn push_scientific(&self, out: &mut String, python: bool) {
+        if self.negative {
+            out.push('-');
+        }
+        let digits = self.digits();
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let sign = if self.exp < 0 { '-' } else { '+' };
+        let _ = match python {
+            true => write!(out, "e{sign}{:02}", self.exp.unsigned_abs()),
+            false => write!(out, "e+{:02}", self.exp),
+        };
     }
 }
 

@@ -91,7 +91,8 @@ pub fn escape_help_text(s: &str) -> String {
 /// Writes `s` with backslash, newline and double quote escaped, without allocating when
 /// there is nothing to escape (the common case).
 pub(crate) fn push_escaped_value(out: &mut String, s: &str) {
-    if !s.contains(['\\', '\n', '"']) {
+    // A byte scan: these three are ASCII, so no UTF-8 decoding is needed to find them.
+    if !s.bytes().any(|b| matches!(b, b'\\' | b'\n' | b'"')) {
         out.push_str(s);
         return;
     }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use exposition::{Escaping, Format, MetricFamily, encode, parse, python_repr};
+use exposition::{Escaping, Format, MetricFamily, encode, float_to_go_string, parse, python_repr};
 
 use crate::common;
 
@@ -165,4 +165,67 @@ fn python_parsers_read_what_we_encode() {
     }
     let seen = python_parse("text", &encode(&text_fams, &text));
     assert_eq!(seen, as_json(&want), "Python's text parser disagrees");
+}
+
+/// Every sample value and OpenMetrics timestamp is spelled as Python spells it: `repr`
+/// and `floatToGoString` of random bit patterns (every exponent), of decimals as
+/// applications produce them, and of exact halfway cases (Python rounds half to even).
+#[test]
+fn floats_are_spelled_as_python_spells_them() {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut values = vec![
+        0.0,
+        -0.0,
+        f64::MIN_POSITIVE,
+        f64::MAX,
+        f64::MIN,
+        5e-324,
+        1e16,
+        1e15,
+        0.1,
+        1e-4,
+        1e-5,
+        1e6,
+        999_999.5,
+        f64::from_bits(0x4317_9085_685d_83c9), // 1658206780088562.25: a tie
+    ];
+    for _ in 0..20_000 {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        values.push(f64::from_bits(x));
+        values.push((x % 100_000_000) as f64 / 1000.0);
+        values.push((x % 1_000_000_000_000) as f64 * 10f64.powi((x % 40) as i32 - 20));
+        // Halves above 2^50: exactly halfway between two 16-digit decimals.
+        values.push(((1u64 << 50) + (x % (1 << 20))) as f64 + 0.25);
+    }
+    let values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+    let input: String = values
+        .iter()
+        .map(|v| format!("{:x}\n", v.to_bits()))
+        .collect();
+    let mut child = Command::new("python3")
+        .arg(ORACLE)
+        .arg("floats")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed (with prometheus_client 0.26.0)");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(input.as_bytes()).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "oracle.py floats failed");
+    let out = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), values.len());
+    for (v, line) in values.iter().zip(lines) {
+        let (repr, go) = line.split_once(' ').unwrap();
+        assert_eq!(python_repr(*v), repr, "repr of {v:?} ({:x})", v.to_bits());
+        assert_eq!(float_to_go_string(*v), go, "floatToGoString of {v:?}");
+    }
 }

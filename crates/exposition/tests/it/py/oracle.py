@@ -7,6 +7,8 @@
     oracle.py parse FORMAT FILE
                           parses FILE with Python's parser for FORMAT (text|om) and prints
                           the families as JSON (values as repr strings)
+       oracle.py floats          stdin: f64 bits in hex per line; stdout: repr and
+                                 floatToGoString per line
 """
 import json
 import math
@@ -105,8 +107,19 @@ def parse(fmt, path):
     print(json.dumps(out))
 
 
+def floats():
+    """Per line of stdin (an f64's bits in hex): `repr(x)` and `floatToGoString(x)`."""
+    import struct
+    from prometheus_client.utils import floatToGoString
+    for line in sys.stdin:
+        x = struct.unpack('<d', struct.pack('<Q', int(line, 16)))[0]
+        print(repr(x), floatToGoString(x))
+
+
 if __name__ == '__main__':
     if sys.argv[1] == 'emit':
         emit(sys.argv[2])
+    elif sys.argv[1] == 'floats':
+        floats()
     else:
         parse(sys.argv[2], sys.argv[3])
