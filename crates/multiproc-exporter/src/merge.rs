@@ -153,6 +153,8 @@ pub struct Merger {
     output: output::OutputCache,
     /// The last merge's plan.
     plan: Option<Plan>,
+    /// Reused for every run built.
+    builder: RunBuilder,
 }
 
 /// Shorter runs of settled files are merged entry by entry (not worth a cache entry).
@@ -415,11 +417,14 @@ impl Merger {
             let run = match cached {
                 Some(r) if valid => r,
                 _ => {
-                    let mut b = RunBuilder::default();
+                    let mut b = std::mem::take(&mut self.builder);
+                    b.begin();
                     for f in run_files {
                         self.for_each_slot(f, it, &mut ctx, |s, op, x, ts| b.push(s, op, x, ts));
                     }
-                    b.finish(run_files.iter().map(|f| f.serial()).collect())
+                    let run = b.finish(run_files.iter().map(|f| f.serial()).collect());
+                    self.builder = b;
+                    run
                 }
             };
             if run.apply(&mut accs) {

@@ -335,6 +335,8 @@ enum Outcome {
     Ok(Box<FileState>, u64, bool),
     Empty,
     Corrupt(String),
+    /// Not a regular file (a directory or FIFO named like a `.db` file).
+    NotRegular(String),
     Vanished,
 }
 
@@ -562,6 +564,11 @@ impl Scanner {
                 }
                 Outcome::Corrupt(msg) => {
                     stats.corrupt += 1;
+                    stats.problems.push(msg);
+                    self.others.extend(listed);
+                }
+                Outcome::NotRegular(msg) => {
+                    stats.foreign += 1;
                     stats.problems.push(msg);
                     self.others.extend(listed);
                 }

@@ -19,8 +19,6 @@
 //! * Output order is the order in which slots are first set: the run lists its slots in
 //!   that order (for `MostRecent`, the first entry with a timestamp > 0 sets the slot).
 
-use rustc_hash::FxHashMap;
-
 /// Slot id meaning "not merged" (no family).
 pub(super) const NONE: u32 = u32::MAX;
 /// Slot id meaning "skipped": a histogram bucket whose `le` is not a number.
@@ -193,10 +191,13 @@ pub(super) struct Run {
     pub(super) bad_le: usize,
 }
 
-/// Builds a [`Run`] from the run's entries, fed in merge order.
+/// Builds a [`Run`] from the run's entries, fed in merge order; kept between builds (its
+/// dense index by slot id is as long as the slot table).
 #[derive(Debug, Default)]
 pub(super) struct RunBuilder {
-    index: FxHashMap<u32, u32>,
+    /// Per slot id: (build generation, index in `slots`).
+    index: Vec<(u32, u32)>,
+    generation: u32,
     slots: Vec<RunSlot>,
     /// Whether each slot has been set (its position in the output order is known).
     order: Vec<u32>,
@@ -212,11 +213,16 @@ impl RunBuilder {
             self.bad_le += 1;
             return;
         }
-        let i = match self.index.get(&slot) {
-            Some(&i) => i as usize,
-            None => {
+        let si = slot as usize;
+        if si >= self.index.len() {
+            self.index
+                .resize((si + 1).max(self.index.len() * 2), (0, 0));
+        }
+        let i = match self.index[si] {
+            (g, i) if g == self.generation => i as usize,
+            _ => {
                 let i = self.slots.len();
-                self.index.insert(slot, i as u32);
+                self.index[si] = (self.generation, i as u32);
                 self.slots.push(RunSlot {
                     slot,
                     op,
@@ -279,9 +285,23 @@ impl RunBuilder {
         }
     }
 
+    /// Starts a new run.
+    pub(super) fn begin(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.index.iter_mut().for_each(|e| *e = (0, 0));
+            self.generation = 1;
+        }
+        self.slots.clear();
+        self.order.clear();
+        self.seen.clear();
+        self.lists.clear();
+        self.bad_le = 0;
+    }
+
     /// The run, its slots in the order they were first set.
-    pub(super) fn finish(self, serials: Vec<u64>) -> Run {
-        let mut lists = self.lists;
+    pub(super) fn finish(&mut self, serials: Vec<u64>) -> Run {
+        let mut lists = std::mem::take(&mut self.lists);
         let mut values = Vec::new();
         let mut slots = Vec::with_capacity(self.order.len());
         for &i in &self.order {

@@ -100,10 +100,15 @@ impl Scanner {
             ));
             return Decision::Other;
         };
-        if let Some(p) = prev
-            && !link
-            && !changes.may_have_changed(name)
-        {
+        let Some(prev) = prev else {
+            // A new name: opening it tells all a stat would (the read sees it vanish, or
+            // not be a regular file).
+            return Decision::Full {
+                dead: db.owner_pid.is_some_and(&mut dead),
+            };
+        };
+        if !link && !changes.may_have_changed(name) {
+            let p = prev;
             stats.unchecked += 1;
             // No event named it: a final content is still final (no liveness probe
             // needed), anything else is re-read.
@@ -137,8 +142,8 @@ impl Scanner {
         };
         let dead = db.owner_pid.is_some_and(&mut dead);
         match prev {
-            Some(p) if p.ident == ident && p.final_read && dead => Decision::Keep,
-            Some(p) if p.ident == ident => Decision::Refresh { dead },
+            p if p.ident == ident && p.final_read && dead => Decision::Keep,
+            p if p.ident == ident => Decision::Refresh { dead },
             _ => Decision::Full { dead },
         }
     }

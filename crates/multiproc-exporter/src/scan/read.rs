@@ -2,6 +2,8 @@
 //! opening and stat-ing, re-reading a known file's values from its old `used` on, and
 //! parsing a new file whole.
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use super::*;
 
 impl Scanner {
@@ -65,7 +67,13 @@ impl Scanner {
 
     pub(super) fn open(&self, name: &str) -> Result<(File, Ident), Outcome> {
         let path = self.dir.join(name);
-        let f = match File::open(&path) {
+        // Non-blocking, so that a FIFO named like a .db file cannot hang the scan (a new
+        // name is opened without a stat first); regular files ignore the flag.
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Outcome::Vanished),
             Err(e) => return Err(Outcome::Corrupt(format!("{name}: {e}"))),
@@ -73,6 +81,11 @@ impl Scanner {
         let m = f
             .metadata()
             .map_err(|e| Outcome::Corrupt(format!("{name}: {e}")))?;
+        if !m.is_file() {
+            return Err(Outcome::NotRegular(format!(
+                "{name}: not a regular file, ignored"
+            )));
+        }
         Ok((f, Ident::of(&m)))
     }
 

@@ -92,7 +92,10 @@ impl Scanner {
                 }
                 // Unreadable now: the full scan next time sorts it out (the placeholder
                 // left here is removed by it).
-                Outcome::Empty | Outcome::Corrupt(_) | Outcome::Vanished => lost = true,
+                Outcome::Empty
+                | Outcome::Corrupt(_)
+                | Outcome::NotRegular(_)
+                | Outcome::Vanished => lost = true,
             }
         }
         if lost {

@@ -68,7 +68,13 @@ fn corrupt_truncated_empty_and_foreign_files_are_skipped_and_counted() {
         fs::write(d.join(n), b"garbage garbage garbage").expect("write");
     }
     fs::create_dir(d.join("counter_4000020.db")).expect("mkdir");
-    let foreign = 2.0; // foo_1.db, the directory
+    // A FIFO would block a plain open() for reading until a writer came.
+    nix::unistd::mkfifo(
+        &d.join("counter_4000021.db"),
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .expect("mkfifo");
+    let foreign = 3.0; // foo_1.db, the directory, the FIFO
 
     let exp = Exporter::start(d, &[]);
     for _ in 0..2 {
