@@ -46,9 +46,9 @@ impl Collector {
     /// Scans the directory and merges it.
     pub fn collect(&mut self) -> Result<Collected, ScanError> {
         let scan = self.scanner.scan()?;
-        let layout = self.scanner.layout();
+        let (layout, fresh_from) = (self.scanner.layout(), self.scanner.fresh_from());
         let (files, interner) = self.scanner.parts_mut();
-        let (families, merge) = self.merger.merge(files, interner, layout);
+        let (families, merge) = self.merger.merge(files, interner, layout, fresh_from);
         Ok(Collected {
             families,
             scan,

@@ -184,7 +184,7 @@ struct Plan {
 impl Plan {
     /// Pass 1: families, their help/type (first file) and gauge mode (last file); then
     /// the steps (runs of settled files, other files one by one).
-    fn new(files: &[Box<FileState>], it: &Interner, layout: u64) -> Plan {
+    fn new(files: &[Box<FileState>], it: &Interner, layout: u64, fresh_from: u64) -> Plan {
         let mut stats = MergeStats::default();
         let mut fams: Vec<Fam> = Vec::new();
         let mut fam_idx: FxHashMap<Sid, u32> = FxHashMap::default();
@@ -232,7 +232,10 @@ impl Plan {
         let mut units = Vec::new();
         let mut i = 0;
         while i < files.len() {
-            let n = files[i..].iter().take_while(|f| f.is_settled()).count();
+            let n = files[i..]
+                .iter()
+                .take_while(|f| f.is_settled() && f.serial() < fresh_from)
+                .count();
             if n < MIN_RUN {
                 let n = n.max(1);
                 units.extend((i..i + n).map(|i| Unit::File(i as u32)));
@@ -346,17 +349,20 @@ impl Merger {
     /// Merges the files of a scan (already in merge order) into families. `layout` is the
     /// scanner's [`layout`](crate::scan::Scanner::layout): while it is unchanged, only
     /// values of files that are not settled changed, and the last merge's plan is reused.
+    /// Settled files with a serial from `fresh_from` on (read by this scan) are merged
+    /// file by file, not reduced yet.
     pub fn merge(
         &mut self,
         files: &[Box<FileState>],
         it: &mut Interner,
         layout: u64,
+        fresh_from: u64,
     ) -> (Vec<MergedFamily>, MergeStats) {
         let pid = it.sid("pid");
         let le = it.sid("le");
         let (plan, reused) = match self.plan.take() {
             Some(p) if p.layout == Some(layout) && p.nfiles == files.len() => (p, true),
-            _ => (Plan::new(files, it, layout), false),
+            _ => (Plan::new(files, it, layout, fresh_from), false),
         };
         let mut stats = MergeStats {
             mode_conflicts: plan.mode_conflicts.clone(),

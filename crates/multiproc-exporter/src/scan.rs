@@ -370,6 +370,11 @@ pub struct Scanner {
     /// Changes whenever the list of files, a file's keys or families, or whether its
     /// content is final changed (see [`Scanner::layout`]).
     layout: u64,
+    /// First serial of the last scan: files with a serial from it on were read by it.
+    scan_start: u64,
+    /// Whether the last scan read a file whose content is final (the next scan changes
+    /// the layout, so that the merge reduces it with its neighbours then).
+    fresh_final: bool,
 }
 
 /// A [`LivenessProbe`] that `#[derive(Debug)]` can print.
@@ -406,6 +411,8 @@ impl Scanner {
             pending: Vec::new(),
             entries: 0,
             layout: 0,
+            scan_start: 0,
+            fresh_final: false,
         }
     }
 
@@ -463,6 +470,7 @@ impl Scanner {
         let _lock = lockfile::lock(&self.dir, LockKind::Shared, false, LOCK_TIMEOUT)?;
         // Drained before listing: an event that comes later is seen by the next scan.
         let changes = self.watch.take();
+        self.scan_start = SERIALS.load(Ordering::Relaxed);
         if let Some(stats) = self.warm_scan(&changes) {
             return Ok(stats);
         }
@@ -585,5 +593,12 @@ impl Scanner {
     /// files that are not final changed (the merge then reuses its plan).
     pub fn layout(&self) -> u64 {
         self.layout
+    }
+
+    /// Files with a [`serial`](FileState::serial) from this one on were read by the last
+    /// scan. The merge reduces settled files only from the scan after (the first scrape
+    /// after a start merges file by file, which is cheaper than building reductions).
+    pub fn fresh_from(&self) -> u64 {
+        self.scan_start
     }
 }

@@ -74,7 +74,8 @@ impl Scanner {
             .collect();
         let outcomes = self.run_jobs(jobs);
         let mut lost = false;
-        let mut changed_layout = false;
+        // Files the last scan read final are reduced with their neighbours from now on.
+        let mut changed_layout = std::mem::take(&mut self.fresh_final);
         for ((i, old_len, old_final, old_fams), o) in touched.into_iter().zip(outcomes) {
             match o {
                 Outcome::Ok(fs, bytes, full) => {
@@ -88,6 +89,7 @@ impl Scanner {
                         || fs.final_read != old_final
                         || fs.families.len() != old_fams;
                     self.entries = self.entries + fs.len() - old_len;
+                    self.fresh_final |= fs.final_read;
                     self.files[i] = fs;
                 }
                 // Unreadable now: the full scan next time sorts it out (the placeholder
@@ -120,6 +122,8 @@ impl Scanner {
     /// entry count, a new layout.
     pub(super) fn after_scan(&mut self) {
         self.layout += 1;
+        let start = self.scan_start;
+        self.fresh_final = self.files.iter().any(|f| f.final_read && f.serial >= start);
         self.entries = self.files.iter().map(|f| f.len()).sum();
         self.update_pending();
     }
