@@ -428,6 +428,11 @@ impl Merger {
                     for f in run_files {
                         self.for_each_slot(f, it, &mut ctx, |s, op, x, ts| b.push(s, op, x, ts));
                     }
+                    if b.wants_values() {
+                        for f in run_files {
+                            self.for_each_slot(f, it, &mut ctx, |s, _, x, _| b.push_value(s, x));
+                        }
+                    }
                     let run = b.finish(run_files.iter().map(|f| f.serial()).collect());
                     self.builder = b;
                     run

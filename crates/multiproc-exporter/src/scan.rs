@@ -27,8 +27,11 @@ use crate::lockfile::{self, LockError, LockKind};
 
 mod plan;
 mod read;
+mod values;
 mod warm;
 mod watch;
+
+pub use values::SparseValues;
 
 use watch::{Changes, Watch};
 
@@ -96,12 +99,8 @@ pub struct FileState {
     /// are one run in every file that has it (a large directory needs ~5x less memory).
     key_runs: Vec<(KeyId, u32)>,
     entries: usize,
-    /// Indexes of the entries whose value is not `+0.0`, ascending. Values are stored
-    /// sparsely because most entries are never-observed histogram buckets: this halves
-    /// the memory of a large directory.
-    pub nz_index: Vec<u32>,
-    /// The values of those entries.
-    pub nz_value: Vec<f64>,
+    /// The entries' values (see [`SparseValues`]).
+    values: SparseValues,
     /// Timestamp of each entry (gauge files only; empty otherwise).
     pub timestamps: Vec<f64>,
     /// Distinct family names in order of first appearance, with the first key of each.
@@ -111,20 +110,15 @@ pub struct FileState {
 impl FileState {
     /// Calls `f(index, key, value)` for every entry, in file order.
     pub fn for_each(&self, mut f: impl FnMut(usize, KeyId, f64)) {
-        let mut nz = 0;
-        let keys = self
+        let mut keys = self
             .key_runs
             .iter()
             .flat_map(|&(start, len)| start..start + len);
-        for (i, key) in keys.enumerate() {
-            let v = if self.nz_index.get(nz) == Some(&(i as u32)) {
-                nz += 1;
-                self.nz_value[nz - 1]
-            } else {
-                0.0
-            };
-            f(i, key, v);
-        }
+        self.values.for_each(self.entries, |i, v| {
+            if let Some(key) = keys.next() {
+                f(i, key, v);
+            }
+        });
     }
 
     /// A state to hold a file's place while its state is being read (never served).
@@ -150,8 +144,7 @@ impl FileState {
             link: false,
             key_runs: Vec::new(),
             entries: 0,
-            nz_index: Vec::new(),
-            nz_value: Vec::new(),
+            values: SparseValues::new(),
             timestamps: Vec::new(),
             families: Vec::new(),
         }
@@ -191,10 +184,7 @@ impl FileState {
     }
 
     fn push_value(&mut self, i: usize, v: f64) {
-        if v.to_bits() != 0 {
-            self.nz_index.push(i as u32);
-            self.nz_value.push(v);
-        }
+        self.values.push(i, v);
     }
 
     /// Whether this is a gauge file (samples get a `pid` label, modes apply).

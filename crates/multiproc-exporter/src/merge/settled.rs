@@ -202,7 +202,11 @@ pub(super) struct RunBuilder {
     /// Whether each slot has been set (its position in the output order is known).
     order: Vec<u32>,
     seen: Vec<bool>,
-    lists: Vec<Vec<f64>>,
+    /// Per slot: non-zero values seen (a `Sum` slot that is not exact keeps them).
+    nnz: Vec<u32>,
+    /// Per slot: where its next kept value goes in `values`.
+    fill: Vec<u32>,
+    values: Vec<f64>,
     bad_le: usize,
 }
 
@@ -233,7 +237,7 @@ impl RunBuilder {
                     exact: true,
                 });
                 self.seen.push(false);
-                self.lists.push(Vec::new());
+                self.nnz.push(0);
                 i
             }
         };
@@ -248,7 +252,7 @@ impl RunBuilder {
                     r.exact = false;
                 }
                 if x != 0.0 {
-                    self.lists[i].push(x);
+                    self.nnz[i] += 1;
                 }
             }
             Op::Set => r.v = x,
@@ -295,30 +299,53 @@ impl RunBuilder {
         self.slots.clear();
         self.order.clear();
         self.seen.clear();
-        self.lists.clear();
+        self.nnz.clear();
+        self.fill.clear();
+        self.values = Vec::new();
         self.bad_le = 0;
+    }
+
+    /// After every entry was pushed: whether some `Sum` slot is not exact, so that its
+    /// values must be kept (then every entry is fed again through
+    /// [`push_value`](Self::push_value)). Two passes instead of a list per slot while
+    /// pushing: the lists of the slots that turn out exact (most) were a large transient.
+    pub(super) fn wants_values(&mut self) -> bool {
+        let mut total = 0u32;
+        self.fill.clear();
+        for (r, &n) in self.slots.iter_mut().zip(&self.nnz) {
+            self.fill.push(total);
+            if r.op == Op::Sum && !r.exact {
+                r.start = total;
+                r.len = n;
+                total += n;
+            }
+        }
+        self.values = vec![0.0; total as usize];
+        total > 0
+    }
+
+    /// Second pass: keeps entry value `x` of `slot` when its slot needs its values.
+    pub(super) fn push_value(&mut self, slot: u32, x: f64) {
+        let Some(&(g, i)) = self.index.get(slot as usize) else {
+            return;
+        };
+        if slot == DROP || g != self.generation || x == 0.0 {
+            return;
+        }
+        let (r, fill) = (&self.slots[i as usize], &mut self.fill[i as usize]);
+        if r.op == Op::Sum && !r.exact && *fill < r.start + r.len {
+            self.values[*fill as usize] = x;
+            *fill += 1;
+        }
     }
 
     /// The run, its slots in the order they were first set.
     pub(super) fn finish(&mut self, serials: Vec<u64>) -> Run {
-        let mut lists = std::mem::take(&mut self.lists);
-        let mut values = Vec::new();
-        let mut slots = Vec::with_capacity(self.order.len());
-        for &i in &self.order {
-            let mut r = self.slots[i as usize];
-            if r.op == Op::Sum && !r.exact {
-                let l = std::mem::take(&mut lists[i as usize]);
-                r.start = values.len() as u32;
-                r.len = l.len() as u32;
-                values.extend_from_slice(&l);
-            }
-            slots.push(r);
-        }
-        values.shrink_to_fit();
+        let slots = self.order.iter().map(|&i| self.slots[i as usize]).collect();
         Run {
             serials,
             slots,
-            values,
+            values: std::mem::take(&mut self.values),
             bad_le: self.bad_le,
         }
     }

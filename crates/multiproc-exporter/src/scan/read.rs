@@ -110,8 +110,7 @@ impl Scanner {
         // Walk the known entries by their length fields and take the values.
         let mut pos = HEADER_LEN;
         let gauge = fs.is_gauge();
-        fs.nz_index.clear();
-        fs.nz_value.clear();
+        fs.values.clear();
         for i in 0..fs.len() {
             let Some(len) = buf.get(pos..pos + 4) else {
                 return Ok(None);
@@ -177,8 +176,7 @@ impl Scanner {
             link,
             key_runs: Vec::new(),
             entries: 0,
-            nz_index: Vec::new(),
-            nz_value: Vec::new(),
+            values: SparseValues::new(),
             timestamps: Vec::new(),
             families: Vec::new(),
         };
@@ -263,8 +261,7 @@ impl Scanner {
             next = Some(id + 1);
         }
         fs.key_runs.reserve_exact(n_runs);
-        fs.nz_index.reserve_exact(n_nz);
-        fs.nz_value.reserve_exact(n_nz);
+        fs.values.reserve_exact(n_nz);
         if gauge {
             fs.timestamps.reserve_exact(ids.len());
         }
@@ -299,8 +296,7 @@ impl Scanner {
         }
         // Per-file vectors live as long as the file: no doubling slack (memory is a goal).
         fs.key_runs.shrink_to_fit();
-        fs.nz_index.shrink_to_fit();
-        fs.nz_value.shrink_to_fit();
+        fs.values.shrink_to_fit();
         fs.timestamps.shrink_to_fit();
         Ok(())
     }
