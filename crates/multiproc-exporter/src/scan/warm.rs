@@ -13,12 +13,23 @@ impl Scanner {
             return None;
         }
         let mut work: Vec<usize> = self.pending.iter().map(|&i| i as usize).collect();
-        if let Changes::Named { names, .. } = changes {
-            for name in names {
-                if let Ok(i) = self.files.binary_search_by(|f| f.name.as_str().cmp(name)) {
-                    work.push(i);
+        match changes {
+            Changes::Named {
+                listed: Some(names),
+                ..
+            } => {
+                for name in names {
+                    if let Ok(i) = self.files.binary_search_by(|f| f.name.as_str().cmp(name)) {
+                        work.push(i);
+                    }
                 }
             }
+            // Many names (a cold scan's own opens, another reader): ask every file.
+            _ => work.extend(
+                (self.files.iter().enumerate())
+                    .filter(|(_, f)| changes.may_have_changed(&f.name))
+                    .map(|(i, _)| i),
+            ),
         }
         work.sort_unstable();
         work.dedup();

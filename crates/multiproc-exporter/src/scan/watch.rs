@@ -26,7 +26,11 @@ pub(crate) enum Changes {
     /// Only these names may have changed since the last scan; `relist`: some `.db` name
     /// may have appeared, vanished or moved (the directory must be listed again).
     Named {
-        names: FxHashSet<String>,
+        /// Hashes of the names: a collision only makes a scan stat one more file, and a
+        /// cold scan's own opens name every file (tens of thousands of strings otherwise).
+        names: FxHashSet<u64>,
+        /// The names themselves while they are few (`None` past [`MAX_LISTED`]).
+        listed: Option<Vec<String>>,
         relist: bool,
     },
 }
@@ -36,7 +40,7 @@ impl Changes {
     pub(crate) fn may_have_changed(&self, name: &str) -> bool {
         match self {
             Changes::All => true,
-            Changes::Named { names, .. } => names.contains(name),
+            Changes::Named { names, .. } => names.contains(&name_hash(name)),
         }
     }
 
@@ -122,6 +126,7 @@ impl Watch {
             return Changes::All;
         };
         let mut names = FxHashSet::default();
+        let mut listed = Some(Vec::new());
         let mut lost = false;
         let mut relist = false;
         // Bounded: the queue holds at most `max_queued_events` (16,384 by default) events.
@@ -144,7 +149,12 @@ impl Watch {
                                     | EventMask::MOVED_FROM
                                     | EventMask::MOVED_TO,
                             ) && super::plan::is_listed(name);
-                            names.insert(name.to_owned());
+                            if names.insert(name_hash(name)) {
+                                match &mut listed {
+                                    Some(l) if l.len() < MAX_LISTED => l.push(name.to_owned()),
+                                    _ => listed = None,
+                                }
+                            }
                         }
                     }
                 }
@@ -164,9 +174,22 @@ impl Watch {
             self.last_full = Some(now);
             Changes::All
         } else {
-            Changes::Named { names, relist }
+            Changes::Named {
+                names,
+                listed,
+                relist,
+            }
         }
     }
+}
+
+/// Event names kept as strings up to this many (a warm scan finds their files by name);
+/// past it, a warm scan asks every file whether it was named.
+const MAX_LISTED: usize = 1024;
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(name)
 }
 
 fn start(dir: &Path) -> io::Result<Inotify> {
