@@ -322,21 +322,21 @@ impl<S: Source> Cache<S> {
 
     /// The result for `key`: cached when fresh or stale-but-servable, otherwise from a
     /// run (shared with every concurrent caller) awaited up to the policy's timeout.
-    pub async fn get(&self, key: S::Key) -> Lookup<S::Value, S::Error> {
+    pub async fn get(&self, key: &S::Key) -> Lookup<S::Value, S::Error> {
         let p = &self.inner.policy;
         let m = &self.inner.metrics.cache;
         let now = Instant::now();
         let mut rx = {
             let mut map = self.lock();
-            if !map.contains_key(&key) {
+            if !map.contains_key(key) {
                 self.make_room(&mut map);
                 map.insert(key.clone(), Entry::new(now));
                 self.set_size(map.len());
             }
-            let entry = map.get_mut(&key).expect("present: inserted above");
+            let entry = map.get_mut(key).expect("present: inserted above");
             entry.requested = Some(now);
             if entry.counters.is_none() {
-                let label = self.inner.source.label(&key);
+                let label = self.inner.source.label(key);
                 entry.counters = Some(Box::new(LookupCounters::new(m, label)));
             }
             if p.enabled {
@@ -353,7 +353,7 @@ impl<S: Source> Cache<S> {
                     if age < p.max_age {
                         let value = value.clone();
                         if entry.flight.is_none() && !entry.throttled(p, now) {
-                            self.start(&key, entry, Trigger::Stale);
+                            self.start(key, entry, Trigger::Stale);
                         }
                         entry.count(|c| &c.stale);
                         return Lookup {
@@ -378,7 +378,7 @@ impl<S: Source> Cache<S> {
             entry.count(|c| &c.miss);
             match &entry.flight {
                 Some(f) => f.rx.clone(),
-                None => self.start(&key, entry, Trigger::Request),
+                None => self.start(key, entry, Trigger::Request),
             }
         };
         let wait = async {
@@ -391,7 +391,7 @@ impl<S: Source> Cache<S> {
             Some(t) => match tokio::time::timeout(t, wait).await {
                 Ok(o) => o,
                 Err(_) => {
-                    let label = self.inner.source.label(&key);
+                    let label = self.inner.source.label(key);
                     m.timeouts
                         .get_or_create(&crate::metrics::GeneratorLabel {
                             generator: label.to_string(),
@@ -399,7 +399,7 @@ impl<S: Source> Cache<S> {
                         .inc();
                     tracing::warn!(generator = %label, waited_seconds = t.as_secs_f64(), "generator run exceeded the caller timeout; it goes on and its result will serve later requests");
                     return Lookup {
-                        result: Err(self.inner.source.timeout_error(&key, t)),
+                        result: Err(self.inner.source.timeout_error(key, t)),
                         served: Served::Timeout,
                         age: None,
                     };
@@ -408,7 +408,7 @@ impl<S: Source> Cache<S> {
             None => wait.await,
         };
         Lookup {
-            result: outcome.unwrap_or_else(|| Err(self.inner.source.lost_error(&key))),
+            result: outcome.unwrap_or_else(|| Err(self.inner.source.lost_error(key))),
             served: Served::Ran,
             age: None,
         }
