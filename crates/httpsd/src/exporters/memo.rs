@@ -425,19 +425,16 @@ mod tests {
         let failing = vec![first[0].clone(), failed()];
         let m3 = plan.merged(&failing);
         assert!(!Arc::ptr_eq(&m2, &m3));
-        let text = m3.encoded(&files, &FORMATS[0]).render(&[Duration::ZERO; 2]);
-        assert!(
-            text.contains("httpsd_exporter_up{exporter=\"b\",file=\"b.prom\"} 0.0\n"),
-            "{text}"
-        );
-        assert!(!text.contains("\nb 1"), "{text}");
+        let b_up = |m: &Merged, want: &str| {
+            let text = m.encoded(&files, &FORMATS[0]).render(&[Duration::ZERO; 2]);
+            let line = format!("httpsd_exporter_up{{exporter=\"b\",file=\"b.prom\"}} {want}\n");
+            assert!(text.contains(&line), "{text}");
+            text
+        };
+        assert!(!b_up(&m3, "0.0").contains("\nb 1"));
         let m4 = plan.merged(&rerun);
         assert!(!Arc::ptr_eq(&m3, &m4));
-        let text = m4.encoded(&files, &FORMATS[0]).render(&[Duration::ZERO; 2]);
-        assert!(
-            text.contains("httpsd_exporter_up{exporter=\"b\",file=\"b.prom\"} 1.0\n"),
-            "{text}"
-        );
+        assert!(b_up(&m4, "1.0").contains("\nb 1"));
     }
 
     #[test]

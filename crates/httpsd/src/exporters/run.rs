@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use exposition::{Escaping, Format, MetricFamily};
 use futures::future::BoxFuture;
@@ -273,26 +273,6 @@ impl Source for ExporterSource {
             }
             result
         })
-    }
-
-    fn label<'k>(&self, key: &'k RunKey) -> &'k str {
-        &key.generator.rel
-    }
-
-    fn timeout_error(&self, key: &RunKey, waited: Duration) -> GeneratorError {
-        key.timeout_error(waited)
-    }
-
-    fn abandoned_error(&self, key: &RunKey, limit: Duration) -> GeneratorError {
-        key.abandoned_error(limit)
-    }
-
-    fn lost_error(&self, key: &RunKey) -> GeneratorError {
-        key.lost_error()
-    }
-
-    fn describe(&self, error: &GeneratorError) -> String {
-        error.message.clone()
     }
 
     fn state_changed(&self, key: &RunKey, state: CacheState, _produced_at: Option<SystemTime>) {

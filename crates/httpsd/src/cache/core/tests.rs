@@ -26,6 +26,22 @@ impl Script {
     }
 }
 
+impl CacheKey for String {
+    type Error = String;
+    fn label(&self) -> &str {
+        self
+    }
+    fn timeout_error(&self, waited: Duration) -> String {
+        format!("timeout after {waited:?}")
+    }
+    fn abandoned_error(&self, _: Duration) -> String {
+        "abandoned".into()
+    }
+    fn lost_error(&self) -> String {
+        "lost".into()
+    }
+}
+
 impl Source for Script {
     type Key = String;
     type Value = usize;
@@ -39,21 +55,6 @@ impl Source for Script {
             tokio::time::sleep(delay).await;
             next.unwrap_or(Ok(n))
         })
-    }
-    fn label<'k>(&self, key: &'k String) -> &'k str {
-        key
-    }
-    fn timeout_error(&self, _: &String, waited: Duration) -> String {
-        format!("timeout after {waited:?}")
-    }
-    fn abandoned_error(&self, _: &String, _: Duration) -> String {
-        "abandoned".into()
-    }
-    fn lost_error(&self, _: &String) -> String {
-        "lost".into()
-    }
-    fn describe(&self, e: &String) -> String {
-        e.clone()
     }
     fn stored(&self, _: &String, _: &usize, _: SystemTime) {
         self.stored.fetch_add(1, Ordering::SeqCst);
