@@ -210,10 +210,11 @@ impl Merged {
             samples: Vec::new(),
             ..duration.clone()
         };
-        head.push_str(&encode_part([&empty], format));
+        let header = encode_part([&empty], format);
+        head.push_str(&header);
         let zero = format!("{}\n", float_to_go_string(0.0));
         let samples = encode_part([&duration], format);
-        let lines = samples[encode_part([&empty], format).len()..]
+        let lines = samples[header.len()..]
             .split_inclusive('\n')
             .map(|line| {
                 debug_assert!(line.ends_with(&zero), "{line:?}");
