@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use exposition::{Format, MetricFamily, float_to_go_string};
+use exposition::{Format, MetricFamily, float_to_go_string, push_float_to_go_string};
 
 use super::merge::{Outcome, exclude_conflicts, own_families};
 use super::run::{EOF, ExporterOutput, encode_part};
@@ -254,7 +254,7 @@ impl Encoded {
         body.push_str(&self.head);
         for (line, took) in self.lines.iter().zip(durations) {
             body.push_str(line);
-            body.push_str(&float_to_go_string(took.as_secs_f64()));
+            push_float_to_go_string(&mut body, took.as_secs_f64());
             body.push('\n');
         }
         body.push_str(self.tail);
