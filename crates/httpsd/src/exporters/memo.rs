@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use exposition::{Format, MetricFamily, float_to_go_string, push_float_to_go_string};
+use exposition::{Format, MetricFamily, float_to_go_string};
 
 use super::merge::{Outcome, exclude_conflicts, own_families};
 use super::run::{EOF, ExporterOutput, encode_part};
@@ -254,7 +254,9 @@ impl Encoded {
         body.push_str(&self.head);
         for (line, took) in self.lines.iter().zip(durations) {
             body.push_str(line);
-            push_float_to_go_string(&mut body, took.as_secs_f64());
+            // TODO(merge with main): `exposition::float::push_float_go(&mut body, ..)`,
+            // main's allocation-free spelling, once this branch has it.
+            body.push_str(&float_to_go_string(took.as_secs_f64()));
             body.push('\n');
         }
         body.push_str(self.tail);
