@@ -104,7 +104,7 @@ def main() -> None:
         if st != 200 or samples(body) != want:
             c.fail(f"httpsd ({name}) answered {st} with other samples than start_http_server:\n"
                    f"{body[:600].decode(errors='replace')}\nwant {want}")
-        if b'httpsd_exporter_up{exporter="ci/jenkins_jobs.py"} 1' not in body:
+        if b'httpsd_exporter_up{exporter="ci/jenkins_jobs",file="ci/jenkins_jobs.py"} 1' not in body:
             c.fail(f"httpsd ({name}) does not report the exporter up:\n{body.decode(errors='replace')}")
 
     configs = (("uncached", uncached[1], PATH), ("seed", seed[1], PATH), ("cached", cached[1], PATH),

@@ -18,7 +18,7 @@ pub mod key;
 pub mod persist;
 pub mod policy;
 
-pub use self::core::{Cache, EntryState, EntryView, Lookup, Served, Source};
+pub use self::core::{Cache, CacheKey, EntryState, EntryView, Lookup, Served, Source};
 pub use generators::GeneratorCache;
 pub use key::RunKey;
 pub use policy::{CacheSettings, Policy};

@@ -344,7 +344,9 @@ impl Engine {
         generator: &GeneratorFile,
         params: &Params,
     ) -> Lookup<Arc<GeneratorOutput>, GeneratorError> {
-        self.cache.get(RunKey::new(generator.clone(), params)).await
+        self.cache
+            .get(&RunKey::new(generator.clone(), params))
+            .await
     }
 }
 

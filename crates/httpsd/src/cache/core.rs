@@ -26,27 +26,34 @@ use crate::metrics::Metrics;
 use crate::status::CacheState;
 use prometheus_client::metrics::counter::Counter;
 
+/// The identity of a run as the cache sees it: what names it in metrics and logs, and
+/// the errors the cache itself makes for its runs. Every source of one key type shares
+/// them (generators and exporters both use `RunKey`).
+pub trait CacheKey: Hash + Eq + Clone + Send + Sync + 'static {
+    /// The failure type of its runs.
+    type Error;
+    /// The `generator` label of the key, for metrics and logs.
+    fn label(&self) -> &str;
+    /// The error a caller gets when it stops waiting after `waited`.
+    fn timeout_error(&self, waited: Duration) -> Self::Error;
+    /// The error recorded when a run is abandoned after `limit`.
+    fn abandoned_error(&self, limit: Duration) -> Self::Error;
+    /// The error a caller gets when a run vanished without a result (a panic).
+    fn lost_error(&self) -> Self::Error;
+}
+
 /// What the cache runs, and the hooks it calls.
 pub trait Source: Send + Sync + 'static {
     /// Identity of a run (generator version and canonical parameters).
-    type Key: Hash + Eq + Clone + Send + Sync + 'static;
+    type Key: CacheKey<Error = Self::Error>;
     /// A successful result (cheap to clone: an `Arc`).
     type Value: Clone + Send + Sync + 'static;
-    /// A failure (cloned to every caller that shares it).
-    type Error: Clone + Send + Sync + 'static;
+    /// A failure (cloned to every caller that shares it; its `Display` is the one-line
+    /// description the logs give).
+    type Error: Clone + Send + Sync + std::fmt::Display + 'static;
 
     /// Starts a run. The future is spawned, so it outlives the callers that wait for it.
     fn run(&self, key: &Self::Key) -> BoxFuture<'static, Result<Self::Value, Self::Error>>;
-    /// The `generator` label of the key, for metrics and logs.
-    fn label<'k>(&self, key: &'k Self::Key) -> &'k str;
-    /// The error a caller gets when it stops waiting after `waited`.
-    fn timeout_error(&self, key: &Self::Key, waited: Duration) -> Self::Error;
-    /// The error recorded when a run is abandoned after `limit`.
-    fn abandoned_error(&self, key: &Self::Key, limit: Duration) -> Self::Error;
-    /// The error a caller gets when a run vanished without a result (a panic).
-    fn lost_error(&self, key: &Self::Key) -> Self::Error;
-    /// A one-line description of an error, for logs.
-    fn describe(&self, error: &Self::Error) -> String;
     /// Called (under the cache lock: spawn, do not block) when a fresh result is stored.
     fn stored(&self, _key: &Self::Key, _value: &Self::Value, _at: SystemTime) {}
     /// Called (under the cache lock: do not block) when an entry changes state, with the
@@ -322,21 +329,21 @@ impl<S: Source> Cache<S> {
 
     /// The result for `key`: cached when fresh or stale-but-servable, otherwise from a
     /// run (shared with every concurrent caller) awaited up to the policy's timeout.
-    pub async fn get(&self, key: S::Key) -> Lookup<S::Value, S::Error> {
+    pub async fn get(&self, key: &S::Key) -> Lookup<S::Value, S::Error> {
         let p = &self.inner.policy;
         let m = &self.inner.metrics.cache;
         let now = Instant::now();
         let mut rx = {
             let mut map = self.lock();
-            if !map.contains_key(&key) {
+            if !map.contains_key(key) {
                 self.make_room(&mut map);
                 map.insert(key.clone(), Entry::new(now));
                 self.set_size(map.len());
             }
-            let entry = map.get_mut(&key).expect("present: inserted above");
+            let entry = map.get_mut(key).expect("present: inserted above");
             entry.requested = Some(now);
             if entry.counters.is_none() {
-                let label = self.inner.source.label(&key);
+                let label = key.label();
                 entry.counters = Some(Box::new(LookupCounters::new(m, label)));
             }
             if p.enabled {
@@ -353,7 +360,7 @@ impl<S: Source> Cache<S> {
                     if age < p.max_age {
                         let value = value.clone();
                         if entry.flight.is_none() && !entry.throttled(p, now) {
-                            self.start(&key, entry, Trigger::Stale);
+                            self.start(key, entry, Trigger::Stale);
                         }
                         entry.count(|c| &c.stale);
                         return Lookup {
@@ -378,7 +385,7 @@ impl<S: Source> Cache<S> {
             entry.count(|c| &c.miss);
             match &entry.flight {
                 Some(f) => f.rx.clone(),
-                None => self.start(&key, entry, Trigger::Request),
+                None => self.start(key, entry, Trigger::Request),
             }
         };
         let wait = async {
@@ -391,7 +398,7 @@ impl<S: Source> Cache<S> {
             Some(t) => match tokio::time::timeout(t, wait).await {
                 Ok(o) => o,
                 Err(_) => {
-                    let label = self.inner.source.label(&key);
+                    let label = key.label();
                     m.timeouts
                         .get_or_create(&crate::metrics::GeneratorLabel {
                             generator: label.to_string(),
@@ -399,7 +406,7 @@ impl<S: Source> Cache<S> {
                         .inc();
                     tracing::warn!(generator = %label, waited_seconds = t.as_secs_f64(), "generator run exceeded the caller timeout; it goes on and its result will serve later requests");
                     return Lookup {
-                        result: Err(self.inner.source.timeout_error(&key, t)),
+                        result: Err(key.timeout_error(t)),
                         served: Served::Timeout,
                         age: None,
                     };
@@ -408,7 +415,7 @@ impl<S: Source> Cache<S> {
             None => wait.await,
         };
         Lookup {
-            result: outcome.unwrap_or_else(|| Err(self.inner.source.lost_error(&key))),
+            result: outcome.unwrap_or_else(|| Err(key.lost_error())),
             served: Served::Ran,
             age: None,
         }
@@ -444,7 +451,7 @@ impl<S: Source> Cache<S> {
                 Trigger::Request => None,
                 _ => inner.refresh_slots.clone().acquire_owned().await.ok(),
             };
-            let label = inner.source.label(&key).to_string();
+            let label = key.label().to_string();
             let gauge = inner
                 .metrics
                 .cache
@@ -460,7 +467,7 @@ impl<S: Source> Cache<S> {
                 Ok(o) => o,
                 Err(_) => {
                     tracing::error!(generator = %label, limit_seconds = limit.as_secs_f64(), "generator run abandoned after the hard limit");
-                    Err(inner.source.abandoned_error(&key, limit))
+                    Err(key.abandoned_error(limit))
                 }
             };
             gauge.dec();
@@ -474,7 +481,7 @@ impl<S: Source> Cache<S> {
     fn complete(&self, key: &S::Key, id: u64, trigger: Trigger, outcome: &Outcome<S>) {
         let p = &self.inner.policy;
         let source = &self.inner.source;
-        let label = source.label(key);
+        let label = key.label();
         let now = Instant::now();
         if trigger != Trigger::Request {
             let status = if outcome.is_ok() { "success" } else { "fail" };
@@ -516,7 +523,7 @@ impl<S: Source> Cache<S> {
                         let age = now.saturating_duration_since(*at);
                         tracing::warn!(
                             generator = %label,
-                            error = %source.describe(e),
+                            error = %e,
                             serving_age_seconds = age.as_secs_f64(),
                             served_until_age_seconds = p.max_age.as_secs_f64(),
                             failing_for_seconds = now.saturating_duration_since(since).as_secs_f64(),
@@ -524,7 +531,7 @@ impl<S: Source> Cache<S> {
                         );
                     }
                     Some(_) => {
-                        tracing::error!(generator = %label, error = %source.describe(e), "refresh failed and the last good result is older than the stale bound; requests fail");
+                        tracing::error!(generator = %label, error = %e, "refresh failed and the last good result is older than the stale bound; requests fail");
                     }
                     None => {}
                 }

@@ -117,26 +117,6 @@ impl Source for GeneratorSource {
         })
     }
 
-    fn label<'k>(&self, key: &'k RunKey) -> &'k str {
-        &key.generator.rel
-    }
-
-    fn timeout_error(&self, key: &RunKey, waited: Duration) -> GeneratorError {
-        key.timeout_error(waited)
-    }
-
-    fn abandoned_error(&self, key: &RunKey, limit: Duration) -> GeneratorError {
-        key.abandoned_error(limit)
-    }
-
-    fn lost_error(&self, key: &RunKey) -> GeneratorError {
-        key.lost_error()
-    }
-
-    fn describe(&self, error: &GeneratorError) -> String {
-        error.message.clone()
-    }
-
     fn stored(&self, key: &RunKey, value: &Arc<GeneratorOutput>, at: SystemTime) {
         let Some(store) = self.store.clone() else {
             return;

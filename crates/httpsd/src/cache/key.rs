@@ -4,6 +4,7 @@ use std::hash::{Hash, Hasher};
 
 use std::time::Duration;
 
+use super::core::CacheKey;
 use crate::error::{ErrorKind, GeneratorError};
 use crate::params::Params;
 use crate::tree::GeneratorFile;
@@ -26,10 +27,19 @@ impl RunKey {
             params: params.canonical(),
         }
     }
+}
+
+/// The cache's view of a run key (shared by the generators' and the exporters' caches).
+impl CacheKey for RunKey {
+    type Error = GeneratorError;
+
+    fn label(&self) -> &str {
+        &self.generator.rel
+    }
 
     /// The error of a caller that stopped waiting for this run after `waited` (the
     /// cache's `timeout_error`, for generators and exporters alike).
-    pub fn timeout_error(&self, waited: Duration) -> GeneratorError {
+    fn timeout_error(&self, waited: Duration) -> GeneratorError {
         GeneratorError::new(
             ErrorKind::Timeout,
             format!(
@@ -41,7 +51,7 @@ impl RunKey {
     }
 
     /// The error recorded when this run is abandoned after `limit`.
-    pub fn abandoned_error(&self, limit: Duration) -> GeneratorError {
+    fn abandoned_error(&self, limit: Duration) -> GeneratorError {
         GeneratorError::new(
             ErrorKind::Timeout,
             format!(
@@ -53,7 +63,7 @@ impl RunKey {
     }
 
     /// The error of a run that vanished without a result.
-    pub fn lost_error(&self) -> GeneratorError {
+    fn lost_error(&self) -> GeneratorError {
         GeneratorError::new(
             ErrorKind::Internal,
             format!("{}: the run ended without a result", self.generator.rel),

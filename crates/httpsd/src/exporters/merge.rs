@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use exposition::{Format, MetricFamily, MetricType, Sample};
+use exposition::{MetricFamily, MetricType, Sample};
 
+use super::exporter_path;
 use super::run::ExporterOutput;
 use crate::error::{ErrorKind, GeneratorError};
 use crate::tree::GeneratorFile;
@@ -68,8 +69,14 @@ pub fn exclude_conflicts(outcomes: &mut [Outcome]) {
     }
 }
 
-/// httpsd's own families of a scrape: up and duration per exporter.
-pub fn own_families(outcomes: &[Outcome]) -> [MetricFamily; 2] {
+/// httpsd's own families of a scrape, from each exporter's file (its path under the
+/// directory), success and time: `httpsd_exporter_up` and
+/// `httpsd_exporter_duration_seconds`, labelled with `exporter` (the exporter path, the
+/// value of the `exporter` label of its `P/exporters` target) and `file` (which keeps
+/// `a.py` and `a.prom`, both exporter `a`, apart).
+pub fn own_families<'a>(
+    exporters: impl IntoIterator<Item = (&'a str, bool, Duration)>,
+) -> [MetricFamily; 2] {
     let mut up = MetricFamily::new(
         "httpsd_exporter_up",
         "Whether the exporter's last scrape succeeded (1) or failed (0).",
@@ -80,33 +87,18 @@ pub fn own_families(outcomes: &[Outcome]) -> [MetricFamily; 2] {
         "Time the exporter took in this scrape (near 0 when served from the cache).",
         MetricType::Gauge,
     );
-    for o in outcomes {
-        let labels = [("exporter", o.file.rel.as_str())];
-        let ok = if o.result.is_ok() { 1.0 } else { 0.0 };
-        up.samples
-            .push(Sample::new("httpsd_exporter_up", &labels, ok));
+    for (rel, ok, took) in exporters {
+        let labels = [("exporter", exporter_path(rel)), ("file", rel)];
+        up.samples.push(Sample::new(
+            "httpsd_exporter_up",
+            &labels,
+            if ok { 1.0 } else { 0.0 },
+        ));
         duration.samples.push(Sample::new(
             "httpsd_exporter_duration_seconds",
             &labels,
-            o.duration.as_secs_f64(),
+            took.as_secs_f64(),
         ));
     }
     [up, duration]
-}
-
-/// The scrape's body in `format`: the successful exporters' families (each encoded
-/// once per output and format), then httpsd's.
-pub fn encode(outcomes: &[Outcome], format: &Format) -> String {
-    let parts: Vec<Arc<str>> = outcomes
-        .iter()
-        .filter_map(|o| o.result.as_ref().ok())
-        .map(|out| out.encoded(format))
-        .collect();
-    let own = exposition::encode(own_families(outcomes).iter(), format);
-    let mut body = String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + own.len());
-    for part in &parts {
-        body.push_str(part);
-    }
-    body.push_str(&own);
-    body
 }

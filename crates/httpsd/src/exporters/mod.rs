@@ -9,10 +9,12 @@
 //! - [`run`]: one exporter's run and validation, and the cache's [`ExporterSource`].
 //! - [`python`]: `.py` exporters on workers with module affinity.
 //! - [`merge`]: a path's outputs merged, with `httpsd_exporter_up`/`_duration_seconds`.
+//! - [`memo`]: what a scrape reuses while its inputs stay the same (its plan, its body).
 //! - [`sd`]: the `P/exporters` target list.
 //! - [`board`]: per-exporter status for the admin page and `?debug=true`.
 
 pub mod board;
+pub mod memo;
 pub mod merge;
 pub mod python;
 pub mod run;
@@ -30,7 +32,7 @@ use crate::params::Params;
 use crate::runner::RunnerSettings;
 use crate::tree::{Flavor, GeneratorFile, SubPath, is_ignored_name};
 use board::Board;
-use merge::Outcome;
+use memo::{ExporterResult, Plans, Scrape};
 use run::{ExporterRunners, ExporterSource};
 
 /// The exporter path of a file: its path under the directory without its extension
@@ -52,6 +54,8 @@ pub struct Exporters {
     runners: Arc<ExporterRunners>,
     cache: Cache<ExporterSource>,
     board: Arc<Board>,
+    /// What scrapes reuse while their inputs stay the same.
+    plans: Plans,
     max_run_time: Duration,
     /// Modules whose worker was started ahead once (a start that fails is not tried
     /// again every rescan: the module's next scrape tries, and reports why).
@@ -92,6 +96,7 @@ impl Exporters {
             runners,
             cache,
             board,
+            plans: Plans::default(),
             max_run_time: runner.max_run_time,
             warmed: Default::default(),
         })
@@ -166,29 +171,32 @@ impl Exporters {
         sub: &SubPath,
         params: &Params,
         deadline: Option<Duration>,
-    ) -> Result<Vec<Outcome>, PathError> {
+    ) -> Result<Scrape, PathError> {
         let snapshot = self.catalog.snapshot();
-        let files = Self::select(&snapshot, sub)?;
-        let mut outcomes =
-            futures::future::join_all(files.into_iter().map(|f| self.outcome(f, params, deadline)))
-                .await;
-        merge::exclude_conflicts(&mut outcomes);
-        for o in &outcomes {
-            if let Err(e) = &o.result {
-                self.board.record_error(&o.file.rel, &e.message);
+        let plan = (self.plans).get(&snapshot, sub.as_rel(), params, || {
+            Self::select(&snapshot, sub)
+        })?;
+        let lookups = plan.keys.iter().map(|key| self.lookup(key, deadline));
+        let (mut results, durations): (Vec<_>, Vec<_>) =
+            futures::future::join_all(lookups).await.into_iter().unzip();
+        let merged = plan.merged(&results);
+        merged.apply(&mut results);
+        for (file, result) in plan.files.iter().zip(&results) {
+            if let Err(e) = result {
+                self.board.record_error(&file.rel, &e.message);
             }
         }
-        Ok(outcomes)
+        Ok(Scrape {
+            plan,
+            merged,
+            results,
+            durations,
+        })
     }
 
-    async fn outcome(
-        &self,
-        file: GeneratorFile,
-        params: &Params,
-        deadline: Option<Duration>,
-    ) -> Outcome {
+    async fn lookup(&self, key: &RunKey, deadline: Option<Duration>) -> (ExporterResult, Duration) {
         let started = Instant::now();
-        let lookup = self.cache.get(RunKey::new(file.clone(), params));
+        let lookup = self.cache.get(key);
         let result = match deadline {
             Some(limit) => match tokio::time::timeout(limit, lookup).await {
                 Ok(l) => l.result,
@@ -196,18 +204,14 @@ impl Exporters {
                     crate::error::ErrorKind::Timeout,
                     format!(
                         "{}: no result within {:.3}s (the scrape's timeout less a margin); the run goes on and its result will answer later scrapes",
-                        file.rel,
+                        key.generator.rel,
                         limit.as_secs_f64()
                     ),
                 )),
             },
             None => lookup.await.result,
         };
-        Outcome {
-            file,
-            result,
-            duration: started.elapsed(),
-        }
+        (result, started.elapsed())
     }
 
     /// Forgets what belongs to exporters that are gone (their workers, their status)

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use exposition::{Escaping, Format, MetricFamily};
 use futures::future::BoxFuture;
@@ -56,16 +56,27 @@ impl ExporterOutput {
         let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(*format)
-            .or_insert_with(|| {
-                let mut text = exposition::encode(&self.families, format);
-                if matches!(format, Format::OpenMetrics(_)) {
-                    text.truncate(text.len() - "# EOF\n".len());
-                }
-                Arc::from(text)
-            })
+            .or_insert_with(|| Arc::from(encode_part(&self.families, format)))
             .clone()
     }
 }
+
+/// `families` encoded in `format` as one part of a body: without OpenMetrics' closing
+/// `# EOF`, which the body writes once at its end. Families encode independently, so
+/// parts joined equal one encoding of all their families.
+pub fn encode_part<'a>(
+    families: impl IntoIterator<Item = &'a MetricFamily>,
+    format: &Format,
+) -> String {
+    let mut text = exposition::encode_sized(families, format, 1024);
+    if matches!(format, Format::OpenMetrics(_)) {
+        text.truncate(text.len() - EOF.len());
+    }
+    text
+}
+
+/// The end of an OpenMetrics body.
+pub const EOF: &str = "# EOF\n";
 
 /// Parses and validates exposition text; the error lists the first problems with
 /// their line numbers.
@@ -262,26 +273,6 @@ impl Source for ExporterSource {
             }
             result
         })
-    }
-
-    fn label<'k>(&self, key: &'k RunKey) -> &'k str {
-        &key.generator.rel
-    }
-
-    fn timeout_error(&self, key: &RunKey, waited: Duration) -> GeneratorError {
-        key.timeout_error(waited)
-    }
-
-    fn abandoned_error(&self, key: &RunKey, limit: Duration) -> GeneratorError {
-        key.abandoned_error(limit)
-    }
-
-    fn lost_error(&self, key: &RunKey) -> GeneratorError {
-        key.lost_error()
-    }
-
-    fn describe(&self, error: &GeneratorError) -> String {
-        error.message.clone()
     }
 
     fn state_changed(&self, key: &RunKey, state: CacheState, _produced_at: Option<SystemTime>) {

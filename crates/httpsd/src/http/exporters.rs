@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::paths::not_found;
 use crate::error::{PathError, json_response};
-use crate::exporters::{Exporters, scrape_deadline, sd};
+use crate::exporters::{Exporters, exporter_path, scrape_deadline, sd};
 use crate::params::Query;
 use crate::tree::SubPath;
 
@@ -43,18 +43,18 @@ pub async fn metrics(exporters: &Exporters, raw_rest: &str, req: &Parts) -> Resp
         headers.get(SCRAPE_TIMEOUT).and_then(|v| v.to_str().ok()),
         exporters.max_run_time(),
     );
-    let outcomes = match exporters.scrape(&sub, &query.params, deadline).await {
-        Ok(o) => o,
+    let scrape = match exporters.scrape(&sub, &query.params, deadline).await {
+        Ok(s) => s,
         Err(err) => return json_response(err.status(), &err.body(&sub.as_rel())),
     };
     if query.debug {
-        return debug(exporters, &sub, &outcomes);
+        return debug(exporters, &sub, &scrape.outcomes());
     }
     let want = Negotiated::from_headers(
         header_str(headers, header::ACCEPT),
         header_str(headers, header::ACCEPT_ENCODING),
     );
-    let text = crate::exporters::merge::encode(&outcomes, &want.format);
+    let text = scrape.body(&want.format);
     match want.body(text) {
         Ok(body) => super::negotiated_response(&want, body),
         Err(e) => (
@@ -77,7 +77,8 @@ fn debug(
         .map(|o| {
             let status = exporters.board().get(&o.file.rel).unwrap_or_default();
             json!({
-                "exporter": o.file.rel,
+                "exporter": exporter_path(&o.file.rel),
+                "file": o.file.rel,
                 "kind": o.file.kind,
                 "up": o.result.is_ok(),
                 "duration_seconds": o.duration.as_secs_f64(),

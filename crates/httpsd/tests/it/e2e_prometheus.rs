@@ -455,7 +455,9 @@ async fn prometheus_scrapes_multiproc_exporter_merged_counter() {
 /// Prometheus discovers the exporters through one `http_sd_configs` entry on
 /// `P/exporters` and scrapes each: `up == 1` for every exporter path, their series
 /// queryable, including an executable whose parameter comes from `_params.json`
-/// (`__param_target`), and `httpsd_exporter_up` per exporter.
+/// (`__param_target`), and `httpsd_exporter_up` per exporter file, whose `exporter`
+/// label is its target's (with `honor_labels: true`, as examples/exporters/prometheus.yml
+/// configures it: no `exported_exporter`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_discovers_and_scrapes_exporters() {
     require_prometheus();
@@ -464,6 +466,11 @@ async fn prometheus_discovers_and_scrapes_exporters() {
     let ex = Tree::new();
     ex.write("jobs.py", crate::exporters::JOBS_PY);
     ex.write("backup.prom", crate::exporters::BACKUP_PROM);
+    // Two files of one exporter path: one target, two series of httpsd's own families.
+    ex.write(
+        "jobs.prom",
+        "# TYPE jobs_build_info gauge\njobs_build_info 1\n",
+    );
     ex.write_exec("probe.sh", crate::exporters::PROBE_SH);
     ex.write("_params.json", r#"{"probe": [{"target": "db1"}]}"#);
     let dir = ex.root().display().to_string();
@@ -474,7 +481,7 @@ async fn prometheus_discovers_and_scrapes_exporters() {
     let addr = host_port(&server.base);
     let prom = Prometheus::start(&format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  \
-         - job_name: exporters\n    http_sd_configs:\n      - url: http://{addr}/sd/exporters\n        \
+         - job_name: exporters\n    honor_labels: true\n    http_sd_configs:\n      - url: http://{addr}/sd/exporters\n        \
          refresh_interval: 1s\n"
     ))
     .await;
@@ -494,9 +501,37 @@ async fn prometheus_discovers_and_scrapes_exporters() {
         1.0,
     )
     .await;
+    // httpsd's own series carry their target's `exporter` label value: per target
+    // label value (as Prometheus's target list gives it), as many series as the path has
+    // files, all up; no other value, and nothing renamed to `exported_exporter`.
+    let files = BTreeMap::from([("backup", 1.0), ("jobs", 2.0), ("probe", 1.0)]);
+    let seen: BTreeSet<String> = (prom.targets("exporters").await.unwrap_or_default())
+        .into_iter()
+        .filter_map(|(labels, _)| labels.get("exporter").cloned())
+        .collect();
+    assert_eq!(seen, files.keys().map(|k| k.to_string()).collect());
+    for (exporter, n) in &files {
+        prom.wait_query(
+            &format!(r#"count(httpsd_exporter_up{{job="exporters",exporter="{exporter}"}} == 1)"#),
+            *n,
+        )
+        .await;
+    }
+    prom.wait_query(r#"count(httpsd_exporter_up{job="exporters"})"#, 4.0)
+        .await;
     prom.wait_query(
-        r#"httpsd_exporter_up{job="exporters",exported_exporter="probe.sh"}"#,
+        r#"httpsd_exporter_up{job="exporters",exporter="jobs",file="jobs.prom"}"#,
         1.0,
+    )
+    .await;
+    prom.wait_query(
+        r#"httpsd_exporter_up{job="exporters",exporter="probe",file="probe.sh",exporter_params="target=db1"}"#,
+        1.0,
+    )
+    .await;
+    prom.wait_query(
+        r#"count(httpsd_exporter_duration_seconds{exported_exporter!=""} or httpsd_exporter_up{exported_exporter!=""}) or vector(0)"#,
+        0.0,
     )
     .await;
 }

@@ -103,7 +103,12 @@ fn value(fams: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<f
 }
 
 fn up(fams: &[MetricFamily], exporter: &str) -> Option<f64> {
-    value(fams, "httpsd_exporter_up", &[("exporter", exporter)])
+    let path = crate::exporters::exporter_path(exporter);
+    value(
+        fams,
+        "httpsd_exporter_up",
+        &[("exporter", path), ("file", exporter)],
+    )
 }
 
 /// Every example, as is (no network at all: the API exporters read their stand-in
@@ -125,7 +130,10 @@ async fn every_example_is_served_up_with_its_series() {
         value(
             &ci,
             "httpsd_exporter_duration_seconds",
-            &[("exporter", "ci/jenkins_jobs.py")]
+            &[
+                ("exporter", "ci/jenkins_jobs"),
+                ("file", "ci/jenkins_jobs.py")
+            ]
         )
         .is_some()
     );

@@ -45,11 +45,22 @@ pub fn value(body: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn up(body: &str, exporter: &str) -> Option<f64> {
-    value(
-        body,
-        &format!("httpsd_exporter_up{{exporter=\"{exporter}\"}}"),
-    )
+/// The series of httpsd's own family `family` for the exporter file `file`: labelled
+/// with its exporter path (the file without its extension, the `exporter` label of its
+/// `P/exporters` target) and the file.
+pub fn own_series(family: &str, file: &str) -> String {
+    let path = exporter_path(file);
+    format!("{family}{{exporter=\"{path}\",file=\"{file}\"}}")
+}
+
+/// The exporter path of a test file (all of them have an extension, no dotted directory).
+pub fn exporter_path(file: &str) -> &str {
+    file.rsplit_once('.').map_or(file, |(stem, _)| stem)
+}
+
+/// `httpsd_exporter_up` of the exporter file `file` in `body`.
+pub fn up(body: &str, file: &str) -> Option<f64> {
+    value(body, &own_series("httpsd_exporter_up", file))
 }
 
 /// A tree with the four exporters of the module doc and a server over it.
@@ -93,11 +104,7 @@ async fn every_kind_is_served_and_merged() {
     for e in ["jobs.py", "team/kept.py", "backup.prom", "team/probe.sh"] {
         assert_eq!(up(b, e), Some(1.0), "{e} up: {b}");
         assert!(
-            value(
-                b,
-                &format!("httpsd_exporter_duration_seconds{{exporter=\"{e}\"}}")
-            )
-            .is_some(),
+            value(b, &own_series("httpsd_exporter_duration_seconds", e)).is_some(),
             "{b}"
         );
     }
@@ -234,6 +241,65 @@ async fn openmetrics_and_gzip_are_negotiated() {
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let bytes = r.bytes().await.unwrap();
     assert!(exposition::is_gzip(&bytes));
+}
+
+/// A scrape answered from the cache reuses the merged body, yet a changed `.prom`
+/// file, an exporter turning invalid (and valid again) and every new run (caching
+/// off) show at the next scrapes.
+#[tokio::test]
+async fn a_kept_body_follows_changes_failures_and_new_runs() {
+    let targets = Tree::new();
+    let ex = Tree::new();
+    ex.write("b.prom", "# TYPE b_value gauge\nb_value 1\n");
+    ex.write_exec(
+        "count.sh",
+        "#!/bin/sh\nn=$(cat _n 2>/dev/null || echo 0); n=$((n+1)); echo $n > _n\n\
+         echo '# TYPE count_runs gauge'; echo \"count_runs $n\"\n",
+    );
+    let dir = ex.root().display().to_string();
+    let server = Server::serve(targets.root(), &["--exporters", &dir]);
+    let first = eventually_up(&server, "/metrics/b", "b.prom").await;
+    let second = get(&server.url("/metrics/b")).await.body;
+    let fixed = |body: &str| -> String {
+        let series = own_series("httpsd_exporter_duration_seconds", "b.prom");
+        (body.lines()).filter(|l| !l.starts_with(&series)).collect()
+    };
+    assert_eq!(fixed(&first), fixed(&second));
+    assert_eq!(value(&second, "b_value"), Some(1.0), "{second}");
+    let wait_value = |want: Option<f64>, up_want: f64| {
+        let server = &server;
+        async move {
+            wait_for(
+                Duration::from_secs(30),
+                "the change to be served",
+                || async {
+                    let b = get(&server.url("/metrics/b")).await.body;
+                    (value(&b, "b_value") == want && up(&b, "b.prom") == Some(up_want))
+                        .then_some(())
+                },
+            )
+            .await
+        }
+    };
+    ex.write("b.prom", "# TYPE b_value gauge\nb_value 2\n");
+    wait_value(Some(2.0), 1.0).await;
+    ex.write("b.prom", "# TYPE b_value gauge\nb_value{ 3\n");
+    wait_value(None, 0.0).await;
+    ex.write("b.prom", "# TYPE b_value gauge\nb_value 4\n");
+    wait_value(Some(4.0), 1.0).await;
+    drop(server);
+
+    let server = Server::serve(
+        targets.root(),
+        &["--exporters", &dir, "--cache-type", "None"],
+    );
+    let mut last = 0.0;
+    for _ in 0..3 {
+        let b = get(&server.url("/metrics/count")).await.body;
+        let n = value(&b, "count_runs").unwrap_or_else(|| panic!("count_runs in {b}"));
+        assert!(n > last, "run {n} after {last}: {b}");
+        last = n;
+    }
 }
 
 /// Polls `path` until `exporter` is up; returns the body.

@@ -7,15 +7,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::exporters::{BACKUP_PROM, JOBS_PY, KEPT_PY, eventually_up, value};
+use crate::exporters::{BACKUP_PROM, JOBS_PY, KEPT_PY, eventually_up, up, value};
 use crate::helpers::{Server, Tree, get, get_with, require_python};
-
-fn up(body: &str, exporter: &str) -> Option<f64> {
-    value(
-        body,
-        &format!("httpsd_exporter_up{{exporter=\"{exporter}\"}}"),
-    )
-}
 
 /// Each validation class makes its exporter `up 0` with the parser's line and reason
 /// in `?debug=true` and the log, while the valid exporters of the path are served.
@@ -61,7 +54,7 @@ async fn invalid_output_is_never_passed_on() {
     let debug = get(&server.url("/metrics/bad?debug=true")).await.json();
     for (exporter, reason) in cases {
         let e = (debug["exporters"].as_array().unwrap().iter())
-            .find(|e| e["exporter"] == exporter)
+            .find(|e| e["file"] == exporter)
             .unwrap_or_else(|| panic!("{exporter} in {debug}"));
         let msg = e["error"].as_str().unwrap_or("");
         assert!(msg.contains(reason), "{exporter}: {msg}");

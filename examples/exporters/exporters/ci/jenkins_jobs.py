@@ -4,7 +4,8 @@ Before, a script of its own: `start_http_server(9000)`, a module-level `Gauge` a
 `while True: get_metrics(); time.sleep(15)` loop, with no timeout on the API call.
 Here httpsd calls `collect()` when a scrape needs it (at most once per `cache_time`
 however many Prometheus servers scrape), under a deadline, and reports
-`httpsd_exporter_up{exporter="ci/jenkins_jobs.py"} 0` when the API cannot be read.
+`httpsd_exporter_up{exporter="ci/jenkins_jobs",file="ci/jenkins_jobs.py"} 0` when the
+API cannot be read.
 
 Where the API is: `JENKINS_URL` in httpsd's environment (e.g. `http://jenkins:8080`,
 read as `$JENKINS_URL/api/json`). Without it, the stand-in document
