@@ -28,7 +28,7 @@ pub mod parse;
 
 pub use encode::{encode, encode_openmetrics, encode_sized, encode_text};
 pub use error::{ErrorKind, ParseError};
-pub use float::{float_to_go_string, python_repr};
+pub use float::{float_to_go_string, push_float_go, python_repr};
 pub use model::{
     Exemplar, FamilyView, LabelPair, MetricFamily, MetricType, Sample, SampleRef, Timestamp,
 };

@@ -254,9 +254,7 @@ impl Encoded {
         body.push_str(&self.head);
         for (line, took) in self.lines.iter().zip(durations) {
             body.push_str(line);
-            // TODO(merge with main): `exposition::float::push_float_go(&mut body, ..)`,
-            // main's allocation-free spelling, once this branch has it.
-            body.push_str(&float_to_go_string(took.as_secs_f64()));
+            exposition::push_float_go(&mut body, took.as_secs_f64());
             body.push('\n');
         }
         body.push_str(self.tail);
