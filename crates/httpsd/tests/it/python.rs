@@ -309,13 +309,11 @@ def generate_targets(**p):
                 assert_eq!(r.json(), json!([{"targets": ["real:1"]}]));
             }
             "child_outlives" => {
-                assert_eq!(r.status, 200, "{name}: {}", r.body);
-                // Answered while its child still runs (the child sleeps an hour).
-                let child = read_pid(&scratch.path().join("outlive_child"));
-                assert!(
-                    alive(child),
-                    "{name}: answered only after its child ({took:?})"
-                );
+                // Answered although its child still runs (the child sleeps an hour).
+                // Whether the child is still alive is checked below, on a call of its
+                // own: a later hostile call here may already have killed that worker's
+                // process group, child included (this check was flaky for that reason).
+                assert_eq!(r.status, 200, "{name}: {} ({took:?})", r.body);
             }
             _ => {
                 let (g, kind, msg, tb) = failure(r);
