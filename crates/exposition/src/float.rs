@@ -31,6 +31,13 @@ pub fn push_float_go(out: &mut String, d: f64) {
     if d.is_nan() {
         return out.push_str("NaN");
     }
+    // `ryu` writes 1e-5 <= |d| < 1e16 in fixed notation, with Python's digits and `.0`
+    // for integers; Python does too from 1e-4 on, and floatToGoString only rewrites
+    // positives from 1e6 on: in between, `ryu`'s text is the answer.
+    if (1e-4..1e6).contains(&d.abs()) {
+        let mut ryu = ryu::Buffer::new();
+        return out.push_str(ryu.format_finite(d));
+    }
     let digits = Digits::of(d);
     // repr's fixed notation with more than 6 integer digits: Go's `d.dddde+XX` instead.
     if d > 0.0 && (6..16).contains(&digits.exp) {
