@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use crate::float::{push_float_go, python_repr};
 use crate::model::{Exemplar, FamilyView, LabelPair, SampleRef, Timestamp};
 use crate::names::{
-    Escaping, escape, escape_help_text, escape_metric_name, escape_value,
+    Escaping, escape, escape_help_text, escape_metric_name, escape_value, is_plain_label_name,
     is_valid_legacy_metric_name, label_rune, push_escaped_value, push_label_name, push_metric_name,
 };
 use crate::negotiate::Format;
@@ -211,7 +211,13 @@ fn write_openmetrics<'a, F: FamilyView + 'a>(
             if esc != Escaping::AllowUtf8 || legacy {
                 // Python escapes sample names with the label-name rune set, so a `:`
                 // becomes `_` here (`a:b_total` is written `a_b_total`).
-                out.push_str(&escape(s.name, esc, label_rune));
+                let plain = matches!(esc, Escaping::Underscores | Escaping::AllowUtf8);
+                if plain && is_plain_label_name(s.name) {
+                    // Nothing to escape (the usual name): no allocation.
+                    out.push_str(s.name);
+                } else {
+                    out.push_str(&escape(s.name, esc, label_rune));
+                }
             }
             if !labelstr.is_empty() {
                 out.push('{');
