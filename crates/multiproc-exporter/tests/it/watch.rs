@@ -27,6 +27,13 @@ fn counter(path: &Path, values: &[f64]) {
     .unwrap();
 }
 
+/// A liveness probe that says alive exactly for the pids in the returned set.
+fn declared_liveness() -> (Arc<Mutex<HashSet<i32>>>, LivenessProbe) {
+    let alive: Arc<Mutex<HashSet<i32>>> = Arc::default();
+    let a = alive.clone();
+    (alive, Arc::new(move |pid| a.lock().unwrap().contains(&pid)))
+}
+
 fn body(c: &mut Collector) -> (String, multiproc_exporter::scan::ScanStats) {
     let got = c.collect().unwrap();
     (
@@ -39,9 +46,7 @@ fn body(c: &mut Collector) -> (String, multiproc_exporter::scan::ScanStats) {
 fn touched_dead_files_are_reread() {
     require_python();
     let dir = tempfile::tempdir().unwrap();
-    let alive: Arc<Mutex<HashSet<i32>>> = Arc::default();
-    let a = alive.clone();
-    let probe: LivenessProbe = Arc::new(move |pid| a.lock().unwrap().contains(&pid));
+    let (alive, probe) = declared_liveness();
     for pid in 100..110 {
         counter(&dir.path().join(format!("counter_{pid}.db")), &[1.0, 2.0]);
     }
@@ -114,9 +119,7 @@ fn touched_dead_files_are_reread() {
 fn last_writes_before_death_are_read() {
     require_python();
     let dir = tempfile::tempdir().unwrap();
-    let alive: Arc<Mutex<HashSet<i32>>> = Arc::default();
-    let a = alive.clone();
-    let probe: LivenessProbe = Arc::new(move |pid| a.lock().unwrap().contains(&pid));
+    let (alive, probe) = declared_liveness();
     for pid in 200..204 {
         counter(&dir.path().join(format!("counter_{pid}.db")), &[1.0]);
     }
