@@ -12,7 +12,8 @@ call), served by
   - httpsd with its default caching (cache_time 60 s): the same exporter path, and a
     static one-target path (/targets/static) of the same server as the baseline.
 Throughput: wrk at 32 connections; latency: wrk at 1 connection (p50). Interleaved
-runs, medians reported.
+runs, medians reported; the cached/static goal is the median of each run's paired ratio
+(cached and static are measured back to back within a run).
 
 Usage: python3 bench/exporters.py [--runs 3] [--duration 10] [--markdown FILE]
 """
@@ -130,10 +131,18 @@ def main() -> None:
 
     ratio = m("uncached", "thr", "ok_rps") / seed_rps
     p50 = m("uncached", "lat", "p50")
-    cached_share = m("cached", "thr", "ok_rps") / m("static", "thr", "ok_rps")
+    # Cached and static are measured back to back in each run, so their ratio per run
+    # is what the machine's drift between runs disturbs least: the goal takes the median
+    # of those paired ratios (the ratio of the two medians is printed too).
+    pairs = [cr["ok_rps"] / sr["ok_rps"]
+             for cr, sr in zip(res["cached"]["thr"], res["static"]["thr"])]
+    cached_share = c.median(pairs)
+    share_of_medians = m("cached", "thr", "ok_rps") / m("static", "thr", "ok_rps")
     g = [["req/s at 32 connections, caching off ≥ 10x start_http_server", f"{ratio:,.1f}x", c.goal(ratio >= 10)],
          ["p50 at 1 connection, caching off < 2 ms", c.fmt_ms(p50), c.goal(p50 < 2)],
-         ["cached exporter path ≥ 80% of a static target path (req/s)", f"{cached_share:.0%}",
+         ["cached exporter path ≥ 80% of a static target path (req/s, median of the runs' "
+          "paired ratios)", f"{cached_share:.0%} (per run: "
+          + ", ".join(f"{p:.0%}" for p in pairs) + f"; ratio of medians {share_of_medians:.0%})",
           c.goal(cached_share >= 0.8)]]
     text += "\n\nGoals (issue 17):\n\n" + c.table(["goal", "measured", "status"], g)
     text += (f"\n\n{a.runs} interleaved runs of `wrk -t1 -c1 -d{a.duration}s` and `wrk -t2 -c32 -d{a.duration}s` "
