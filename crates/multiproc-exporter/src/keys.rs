@@ -10,7 +10,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 /// Id of an interned string.
 pub type Sid = u32;
@@ -84,7 +87,15 @@ pub fn parse_key(bytes: &[u8]) -> Result<ParsedKey, String> {
 /// All interned keys, strings and label tuples (grows only).
 #[derive(Debug, Default)]
 pub struct Interner {
-    key_ids: FxHashMap<Box<[u8]>, KeyId>,
+    /// The bytes of every key, one after the other in id order: a file's next key is
+    /// usually the next id (see [`Interner::lookup_after`]), and then its bytes are the
+    /// next ones in memory.
+    key_bytes: Vec<u8>,
+    /// Where each key's bytes are in `key_bytes`: `(start, length)` by id.
+    key_spans: Vec<(usize, u32)>,
+    /// Key ids by the hash of their bytes (a table of ids into the arena, not a map of
+    /// boxed copies: the keys are stored once).
+    key_ids: HashTable<KeyId>,
     keys: Vec<KeyInfo>,
     str_ids: FxHashMap<Arc<str>, Sid>,
     strs: Vec<Arc<str>>,
@@ -92,16 +103,40 @@ pub struct Interner {
     labels: Vec<Arc<[(Sid, Sid)]>>,
 }
 
+fn key_hash(key: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
 impl Interner {
+    /// The bytes of an interned key.
+    pub fn key_bytes(&self, id: KeyId) -> &[u8] {
+        let (start, len) = self.key_spans[id as usize];
+        &self.key_bytes[start..start + len as usize]
+    }
+
     /// Looks up already interned key bytes.
     pub fn lookup(&self, key: &[u8]) -> Option<KeyId> {
-        self.key_ids.get(key).copied()
+        self.key_ids
+            .find(key_hash(key), |&id| self.key_bytes(id) == key)
+            .copied()
+    }
+
+    /// Looks up key bytes that follow key `prev` in a file. Keys are interned in file
+    /// order and a file's keys are written in blocks (a histogram child's buckets, a
+    /// labelled child's samples), so the next key is usually `prev + 1`: one comparison
+    /// with the bytes next in the arena instead of hashing the key.
+    pub fn lookup_after(&self, prev: KeyId, key: &[u8]) -> Option<KeyId> {
+        let next = prev.wrapping_add(1);
+        if (next as usize) < self.key_spans.len() && self.key_bytes(next) == key {
+            return Some(next);
+        }
+        self.lookup(key)
     }
 
     /// Interns key bytes with their parsed form (no-op if already known).
     pub fn insert(&mut self, key: &[u8], parsed: ParsedKey) -> KeyId {
-        if let Some(id) = self.key_ids.get(key) {
-            return *id;
+        if let Some(id) = self.lookup(key) {
+            return id;
         }
         let metric = self.sid(&parsed.metric);
         let sample = self.sid(&parsed.sample);
@@ -120,7 +155,16 @@ impl Interner {
             help,
             fork: parsed.fork,
         });
-        self.key_ids.insert(key.into(), id);
+        // A file is at most 2^31 bytes (its `used` is an i32), and so is a key.
+        self.key_spans
+            .push((self.key_bytes.len(), key.len() as u32));
+        self.key_bytes.extend_from_slice(key);
+        let spans = &self.key_spans;
+        let bytes = &self.key_bytes;
+        self.key_ids.insert_unique(key_hash(key), id, |&id| {
+            let (start, len) = spans[id as usize];
+            key_hash(&bytes[start..start + len as usize])
+        });
         id
     }
 

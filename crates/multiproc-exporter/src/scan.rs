@@ -342,6 +342,9 @@ type Files = Vec<Box<FileState>>;
 #[derive(Debug)]
 pub struct Scanner {
     dir: PathBuf,
+    /// The directory, opened by each scan: files are opened and stat-ed relative to it
+    /// (`None` if it could not be opened: then by path).
+    dir_fd: Option<File>,
     files: Files,
     interner: RwLock<Interner>,
     threads: usize,
@@ -391,6 +394,7 @@ impl Scanner {
         Scanner {
             watch: Watch::new(&dir, Some(DEFAULT_FULL_CHECK_INTERVAL)),
             dir,
+            dir_fd: None,
             files: Vec::new(),
             interner: RwLock::new(Interner::default()),
             threads,
@@ -460,6 +464,8 @@ impl Scanner {
         let _lock = lockfile::lock(&self.dir, LockKind::Shared, false, LOCK_TIMEOUT)?;
         // Drained before listing: an event that comes later is seen by the next scan.
         let changes = self.watch.take();
+        // Opened again by every scan: the directory may have been replaced since.
+        self.dir_fd = File::open(&self.dir).ok();
         self.scan_start = SERIALS.load(Ordering::Relaxed);
         if let Some(stats) = self.warm_scan(&changes) {
             return Ok(stats);

@@ -2,6 +2,9 @@
 //! last listing when no name appeared or vanished), whether the writers' PID namespace is
 //! visible, and per name whether to keep, re-read or parse the file.
 
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{SFlag, fstatat};
+
 use super::*;
 
 impl Scanner {
@@ -120,15 +123,9 @@ impl Scanner {
             };
         }
         // Follows symlinks, like Python's open().
-        let path = self.dir.join(name);
-        let meta = if link {
-            fs::metadata(&path)
-        } else {
-            fs::symlink_metadata(&path)
-        };
-        let ident = match meta {
-            Ok(m) if m.is_file() => Ident::of(&m),
-            Ok(_) => {
+        let ident = match self.stat(name, link) {
+            Ok(Some(ident)) => ident,
+            Ok(None) => {
                 stats.foreign += 1;
                 stats
                     .problems
@@ -146,6 +143,36 @@ impl Scanner {
             p if p.ident == ident => Decision::Refresh { dead },
             _ => Decision::Full { dead },
         }
+    }
+}
+
+impl Scanner {
+    /// Stats a name of the directory (following a symlink when `follow`): its identity,
+    /// `None` when it is not a regular file.
+    fn stat(&self, name: &str, follow: bool) -> io::Result<Option<Ident>> {
+        let Some(dir) = &self.dir_fd else {
+            let path = self.dir.join(name);
+            let m = if follow {
+                fs::metadata(&path)?
+            } else {
+                fs::symlink_metadata(&path)?
+            };
+            return Ok(m.is_file().then(|| Ident::of(&m)));
+        };
+        let flags = match follow {
+            true => AtFlags::empty(),
+            false => AtFlags::AT_SYMLINK_NOFOLLOW,
+        };
+        let st = fstatat(dir, name, flags).map_err(io::Error::from)?;
+        let regular =
+            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
+        Ok(regular.then_some(Ident {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            ctime: st.st_ctime,
+            ctime_ns: st.st_ctime_nsec,
+        }))
     }
 }
 

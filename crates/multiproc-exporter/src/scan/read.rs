@@ -4,6 +4,9 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
 use super::*;
 
 impl Scanner {
@@ -66,14 +69,21 @@ impl Scanner {
     }
 
     pub(super) fn open(&self, name: &str) -> Result<(File, Ident), Outcome> {
-        let path = self.dir.join(name);
         // Non-blocking, so that a FIFO named like a .db file cannot hang the scan (a new
         // name is opened without a stat first); regular files ignore the flag.
-        let f = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(&path)
-        {
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        // Relative to the directory's descriptor: the kernel resolves one name instead
+        // of the whole path (an eighth of a cold scan's CPU was opening files).
+        let opened = match &self.dir_fd {
+            Some(dir) => nix::fcntl::openat(dir, name, flags, Mode::empty())
+                .map(File::from)
+                .map_err(io::Error::from),
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(OFlag::O_NONBLOCK.bits())
+                .open(self.dir.join(name)),
+        };
+        let f = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Outcome::Vanished),
             Err(e) => return Err(Outcome::Corrupt(format!("{name}: {e}"))),
@@ -217,13 +227,18 @@ impl Scanner {
         let mut missing: FxHashMap<&[u8], Option<ParsedKey>> = FxHashMap::default();
         {
             let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
+            let mut prev: Option<KeyId> = None;
             for r in raw.iter() {
                 let k = key_of(r);
-                let id = interner.lookup(k);
+                let id = match prev {
+                    Some(p) => interner.lookup_after(p, k),
+                    None => interner.lookup(k),
+                };
                 if id.is_none() {
                     missing.entry(k).or_insert(None);
                 }
                 ids.push(id);
+                prev = id;
             }
         }
         if !missing.is_empty() {
