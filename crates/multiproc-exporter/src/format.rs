@@ -56,12 +56,13 @@ pub enum FormatError {
 /// (`basename.split('_')`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbName {
-    /// `parts[0]`: the metric type (`counter`, `gauge`, `histogram`, `summary`, ...).
-    pub typ: String,
+    /// `parts[0]`: the metric type (`counter`, `gauge`, `histogram`, `summary`, ...), one
+    /// of [`METRIC_TYPES`] (a `&'static str`: a 16,000-file directory keeps one per file).
+    pub typ: &'static str,
     /// `parts[1]` for gauge files: the multiprocess mode.
-    pub mode: Option<String>,
+    pub mode: Option<Box<str>>,
     /// `parts[2][:-3]` for gauge files: the value of the `pid` label Python adds.
-    pub pid_label: Option<String>,
+    pub pid_label: Option<Box<str>>,
     /// The numeric process id that owns the file (`<prefix>_<pid>.db`), if there is one.
     pub owner_pid: Option<i32>,
 }
@@ -77,6 +78,11 @@ pub const METRIC_TYPES: &[&str] = &[
     "info",
     "stateset",
 ];
+
+/// The [`METRIC_TYPES`] entry equal to `typ`.
+fn known_type(typ: &str) -> Option<&'static str> {
+    METRIC_TYPES.iter().find(|t| **t == typ).copied()
+}
 
 impl DbName {
     /// Parses a base name; `None` for names upstream would not glob (no `.db`, dot-files)
@@ -96,9 +102,9 @@ impl DbName {
         };
         if let Some((typ, mode)) = pidless {
             let typ = if typ == "untyped" { "unknown" } else { typ };
-            return METRIC_TYPES.contains(&typ).then(|| DbName {
-                typ: typ.to_string(),
-                mode,
+            return known_type(typ).map(|typ| DbName {
+                typ,
+                mode: mode.map(String::into_boxed_str),
                 pid_label: None,
                 owner_pid: None,
             });
@@ -109,9 +115,7 @@ impl DbName {
         } else {
             parts[0]
         };
-        if !METRIC_TYPES.contains(&typ) {
-            return None;
-        }
+        let typ = known_type(typ)?;
         let (mode, pid_label, rest) = if typ == "gauge" {
             if parts.len() < 3 {
                 return None;
@@ -124,11 +128,7 @@ impl DbName {
                 .nth(2)
                 .and_then(|r| r.strip_suffix(".db"))
                 .unwrap_or("");
-            (
-                Some(parts[1].to_string()),
-                Some(p2[..cut].to_string()),
-                rest,
-            )
+            (Some(parts[1].into()), Some(p2[..cut].into()), rest)
         } else {
             let rest = name
                 .split_once('_')
@@ -142,7 +142,7 @@ impl DbName {
             None
         };
         Some(DbName {
-            typ: typ.to_string(),
+            typ,
             mode,
             pid_label,
             owner_pid,
@@ -389,7 +389,7 @@ mod tests {
         assert_eq!(n.pid_label.as_deref(), Some("123"));
         assert_eq!(n.owner_pid, Some(123));
         let n = DbName::parse("counter_77.db").unwrap();
-        assert_eq!((n.typ.as_str(), n.owner_pid), ("counter", Some(77)));
+        assert_eq!((n.typ, n.owner_pid), ("counter", Some(77)));
         assert_eq!(DbName::parse("counter_archive.db").unwrap().owner_pid, None);
         // The fork's archives: no pid, no owner.
         let n = DbName::parse("gauge_max.db").unwrap();
@@ -399,7 +399,7 @@ mod tests {
         );
         let n = DbName::parse("counter.db").unwrap();
         assert_eq!(
-            (n.typ.as_str(), n.mode, n.owner_pid),
+            (n.typ, n.mode.as_deref(), n.owner_pid),
             ("counter", None, None)
         );
         assert!(DbName::parse("gauge.db").is_none());

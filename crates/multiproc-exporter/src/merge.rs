@@ -125,7 +125,7 @@ struct Slot {
 struct Fam {
     metric: Sid,
     help: Sid,
-    typ: String,
+    typ: &'static str,
     /// Index of the last gauge file that has the family (its name gives the mode).
     mode_file: Option<usize>,
     op: Op,
@@ -194,7 +194,7 @@ impl Plan {
                     fams.push(Fam {
                         metric,
                         help: it.key(first_key).help,
-                        typ: f.db.typ.clone(),
+                        typ: f.db.typ,
                         mode_file: None,
                         op: Op::Sum,
                         filter: false,

@@ -25,12 +25,15 @@ use crate::keys::{Interner, KeyId, ParsedKey, Sid, parse_key};
 use crate::liveness::{PidState, namespace_prover, pid_state, proves_namespace};
 use crate::lockfile::{self, LockError, LockKind};
 
+mod key_runs;
 mod plan;
 mod read;
 mod values;
+mod varint;
 mod warm;
 mod watch;
 
+pub use key_runs::KeyRuns;
 pub use values::SparseValues;
 
 use watch::{Changes, Watch};
@@ -81,7 +84,7 @@ impl Ident {
 #[derive(Debug)]
 pub struct FileState {
     /// Base name.
-    pub name: String,
+    pub name: Box<str>,
     /// What the name says (type, gauge mode, pid label, owner pid).
     pub db: DbName,
     ident: Ident,
@@ -94,10 +97,8 @@ pub struct FileState {
     final_read: bool,
     /// Whether the directory entry is a symlink.
     link: bool,
-    /// Interned keys of the entries, in file order, as runs `(first id, length)` of
-    /// consecutive ids: keys are interned in file order, so a histogram child's 17 keys
-    /// are one run in every file that has it (a large directory needs ~5x less memory).
-    key_runs: Vec<(KeyId, u32)>,
+    /// Interned keys of the entries, in file order (see [`KeyRuns`]).
+    key_runs: KeyRuns,
     entries: usize,
     /// The entries' values (see [`SparseValues`]).
     values: SparseValues,
@@ -110,10 +111,7 @@ pub struct FileState {
 impl FileState {
     /// Calls `f(index, key, value)` for every entry, in file order.
     pub fn for_each(&self, mut f: impl FnMut(usize, KeyId, f64)) {
-        let mut keys = self
-            .key_runs
-            .iter()
-            .flat_map(|&(start, len)| start..start + len);
+        let mut keys = self.key_runs.iter();
         self.values.for_each(self.entries, |i, v| {
             if let Some(key) = keys.next() {
                 f(i, key, v);
@@ -124,9 +122,9 @@ impl FileState {
     /// A state to hold a file's place while its state is being read (never served).
     fn placeholder() -> FileState {
         FileState {
-            name: String::new(),
+            name: Box::default(),
             db: DbName {
-                typ: String::new(),
+                typ: "",
                 mode: None,
                 pid_label: None,
                 owner_pid: None,
@@ -142,7 +140,7 @@ impl FileState {
             serial: 0,
             final_read: false,
             link: false,
-            key_runs: Vec::new(),
+            key_runs: KeyRuns::default(),
             entries: 0,
             values: SparseValues::new(),
             timestamps: Vec::new(),
@@ -176,10 +174,7 @@ impl FileState {
     }
 
     fn push_key(&mut self, id: KeyId) {
-        match self.key_runs.last_mut() {
-            Some((start, len)) if *start + *len == id => *len += 1,
-            _ => self.key_runs.push((id, 1)),
-        }
+        self.key_runs.push(id);
         self.entries += 1;
     }
 
@@ -260,7 +255,7 @@ struct ParseScratch {
 /// needs to look at it again.
 #[derive(Debug, Clone)]
 struct Listed {
-    name: String,
+    name: Box<str>,
     /// `None`: not a name `prometheus_client` uses (reported, never read).
     db: Option<DbName>,
     /// Whether the entry is a symlink (always stat-ed: its target changes make no event).
@@ -496,8 +491,8 @@ impl Scanner {
             };
             let decision = {
                 let (name, db, link) = match (&listed, &prev) {
-                    (Some(l), _) => (l.name.as_str(), l.db.as_ref(), l.link),
-                    (None, Some(p)) => (p.name.as_str(), Some(&p.db), p.link),
+                    (Some(l), _) => (&*l.name, l.db.as_ref(), l.link),
+                    (None, Some(p)) => (&*p.name, Some(&p.db), p.link),
                     (None, None) => continue,
                 };
                 self.decide(

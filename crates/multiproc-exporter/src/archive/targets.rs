@@ -156,7 +156,7 @@ pub(super) fn disposition(
     flavour: impl FnOnce() -> Flavour,
     opts: &ArchiveOptions,
 ) -> Disposition {
-    let target = match (db.typ.as_str(), db.mode.as_deref()) {
+    let target = match (db.typ, db.mode.as_deref()) {
         ("counter", _) => Target::Counter,
         ("histogram", _) => Target::Histogram,
         ("summary", _) => Target::Summary,

@@ -166,7 +166,7 @@ impl Merger {
             out.push(MergedFamily {
                 name,
                 help: it.str(fam.help).clone(),
-                typ: fam.typ.clone(),
+                typ: fam.typ.to_string(),
                 samples,
             });
         }

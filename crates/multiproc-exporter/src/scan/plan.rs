@@ -26,7 +26,7 @@ impl Scanner {
             let link = ent.file_type().map(|t| t.is_symlink()).unwrap_or(true);
             // The name's parse is kept from the last scan when it has the file.
             names.push(Listed {
-                name,
+                name: name.into(),
                 db: None,
                 link,
             });

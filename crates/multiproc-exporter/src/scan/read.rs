@@ -184,7 +184,7 @@ impl Scanner {
             serial: next_serial(),
             final_read: dead,
             link,
-            key_runs: Vec::new(),
+            key_runs: KeyRuns::default(),
             entries: 0,
             values: SparseValues::new(),
             timestamps: Vec::new(),
@@ -267,7 +267,7 @@ impl Scanner {
         // Exact reservations: these vectors live as long as the file, and growing them by
         // doubling (then shrinking) leaves the allocator fragmented.
         let n_nz = values.iter().filter(|v| v.to_bits() != 0).count();
-        let mut next = fs.key_runs.last().map(|&(s, l)| s + l);
+        let mut next = fs.key_runs.next_in_run();
         let mut n_runs = 0;
         for id in ids.iter().flatten() {
             if next != Some(*id) {
@@ -275,7 +275,7 @@ impl Scanner {
             }
             next = Some(id + 1);
         }
-        fs.key_runs.reserve_exact(n_runs);
+        fs.key_runs.reserve(n_runs);
         fs.values.reserve_exact(n_nz);
         if gauge {
             fs.timestamps.reserve_exact(ids.len());

@@ -4,6 +4,8 @@
 //! byte or two. A 2,000-writer directory's values take about a quarter of what an index
 //! and an `f64` per value took.
 
+use super::varint::{get_varint, put_varint, unzigzag, zigzag};
+
 /// Values of entries `0..n` of which only the non-zero ones are stored, in index order.
 #[derive(Debug, Default, Clone)]
 pub struct SparseValues {
@@ -49,9 +51,7 @@ impl SparseValues {
         self.last = i as u32;
         put_varint(&mut self.bytes, gap as u64);
         if v.fract() == 0.0 && v.abs() <= INT_LIMIT && v.to_bits() != (-0.0f64).to_bits() {
-            let z = v as i64;
-            let zigzag = ((z << 1) ^ (z >> 63)) as u64;
-            put_varint(&mut self.bytes, zigzag << 1);
+            put_varint(&mut self.bytes, zigzag(v as i64) << 1);
         } else {
             self.bytes.push(1);
             self.bytes.extend_from_slice(&v.to_le_bytes());
@@ -86,33 +86,10 @@ impl SparseValues {
             *pos += 8;
             f64::from_le_bytes(a)
         } else {
-            let zigzag = code >> 1;
-            (((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)) as f64
+            unzigzag(code >> 1) as f64
         };
         Some((from + gap, v))
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        out.push((x as u8) | 0x80);
-        x >>= 7;
-    }
-    out.push(x as u8);
-}
-
-fn get_varint(b: &[u8], pos: &mut usize) -> u64 {
-    let mut x = 0u64;
-    let mut shift = 0;
-    while let Some(&byte) = b.get(*pos) {
-        *pos += 1;
-        x |= ((byte & 0x7f) as u64) << shift;
-        if byte < 0x80 {
-            break;
-        }
-        shift += 7;
-    }
-    x
 }
 
 #[cfg(test)]

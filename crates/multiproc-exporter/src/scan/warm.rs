@@ -19,7 +19,7 @@ impl Scanner {
                 ..
             } => {
                 for name in names {
-                    if let Ok(i) = self.files.binary_search_by(|f| f.name.as_str().cmp(name)) {
+                    if let Ok(i) = self.files.binary_search_by(|f| (*f.name).cmp(name)) {
                         work.push(i);
                     }
                 }
