@@ -2,11 +2,13 @@
 """Warm-scrape benchmark (issue 18): what a scrape costs when most writers are dead.
 
     scrape.py --binary NEW [--base OLD] [--python PY] [--sizes 200,2000,10000] [--root DIR]
+              [--runs RUNS] [--starts STARTS]
 
 For each size N (writers ever, 8 alive) it makes or reuses a directory, starts each binary
-on it, scrapes /metrics once cold and RUNS times warm, and prints one Markdown table: first
-scrape, second scrape (the one where dead writers' files settle and their reduction is
-built), warm median, peak RSS (VmHWM), body size, and Python's `generate_latest` of a
+on it STARTS times, alternating with the base binary (first and second scrape of each
+start: their medians, since one cold scrape is one noisy sample), scrapes /metrics RUNS times warm in the last start, and prints
+one Markdown table: first scrape, second scrape (the one where dead writers' files settle
+and their reduction is built), warm median, peak RSS (VmHWM), body size, and Python's `generate_latest` of a
 `MultiProcessCollector` on the same directory (sizes up to --python-max). With --base it
 also checks that both binaries serve the same bytes (SHA-256 of the body without our own
 `multiproc_exporter_*` lines) and exits 1 when they differ.
@@ -94,13 +96,30 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def measure(binary, d, runs):
+def cold_scrapes(exp):
+    """First scrape's wall and CPU time, second scrape's wall time, of a fresh start."""
+    cpu0 = cpu_seconds(exp.proc.pid)
+    first = exp.scrape()[0]
+    cpu = cpu_seconds(exp.proc.pid) - cpu0
+    return first, cpu, exp.scrape()[0]
+
+
+def cold_start(binary, d):
     exp = Exporter(binary, d)
     try:
-        t, body = exp.scrape()
-        times = [t]
-        t, body = exp.scrape()
-        times.append(t)
+        return cold_scrapes(exp)
+    finally:
+        exp.stop()
+
+
+def measure(binary, d, runs, colds):
+    """`colds`: cold_start() results of other starts of `binary` (one start is one sample
+    of the cold scrapes, a noisy one: the table gives their medians)."""
+    exp = Exporter(binary, d)
+    try:
+        colds = colds + [cold_scrapes(exp)]
+        times = [colds[-1][0], colds[-1][2]]
+        body = exp.scrape()[1]
         cpu0 = cpu_seconds(exp.proc.pid)
         for _ in range(runs):
             t, body = exp.scrape()
@@ -110,7 +129,10 @@ def measure(binary, d, runs):
     finally:
         exp.stop()
     stable = b'\n'.join(line for line in body.split(b'\n') if b'multiproc_exporter_' not in line)
-    return dict(first=times[0], second=times[1], warm=statistics.median(times[2:]), cpu=cpu,
+    return dict(first=statistics.median(c[0] for c in colds),
+                first_cpu=statistics.median(c[1] for c in colds),
+                second=statistics.median(c[2] for c in colds),
+                warm=statistics.median(times[2:]), cpu=cpu,
                 rss_kb=rss, bytes=len(body), sha=hashlib.sha256(stable).hexdigest())
 
 
@@ -127,6 +149,8 @@ def main():
     ap.add_argument('--python-max', type=int, default=2000)
     ap.add_argument('--root', default='/dev/shm/mpe-scrape')
     ap.add_argument('--runs', type=int, default=7)
+    ap.add_argument('--starts', type=int, default=5,
+                    help='fresh starts per binary and size (first and second scrape: median)')
     args = ap.parse_args()
     os.makedirs(args.root, exist_ok=True)
     held, rows, same = [], [], True
@@ -142,8 +166,14 @@ def main():
                 else:
                     generate(args.python, d, n, held)
             files = sum(1 for f in os.listdir(d) if f.endswith('.db'))
-            new = measure(args.binary, d, args.runs)
-            base = measure(args.base, d, args.runs) if args.base else None
+            # Starts of both binaries alternate, so that a change of the machine's load
+            # weighs on both alike.
+            colds = {b: [] for b in (args.binary, args.base) if b}
+            for _ in range(args.starts - 1):
+                for b in colds:
+                    colds[b].append(cold_start(b, d))
+            new = measure(args.binary, d, args.runs, colds[args.binary])
+            base = measure(args.base, d, args.runs, colds[args.base]) if args.base else None
             if base and base['sha'] != new['sha']:
                 same = False
             py = None
@@ -157,10 +187,10 @@ def main():
         for g in held:
             g.stdin.close()
             g.wait()
-    print('| writers ever | files | binary | first scrape | second scrape | warm scrape (median '
-          f'of {args.runs}) | warm scrape CPU (mean) | peak RSS | body | same output as base | Python `generate_latest` '
+    print(f'| writers ever | files | binary | first scrape (median of {args.starts} starts) '
+          f'| first scrape CPU (median) | second scrape (median) | warm scrape (median of {args.runs}) | warm scrape CPU (mean) | peak RSS | body | same output as base | Python `generate_latest` '
           '| Python peak RSS |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for n, files, new, base, py in rows:
         for label, r in (('base', base), ('new', new)):
             if r is None:
@@ -168,7 +198,8 @@ def main():
             check = '' if base is None else ('yes' if base['sha'] == new['sha'] else '**NO**')
             pyt = f'{ms(py["times"][0])} ms' if py else '-'
             pyr = f'{py["maxrss_kb"] / 1024:.0f} MB' if py else '-'
-            print(f'| {n:,} | {files:,} | {label} | {ms(r["first"])} ms | {ms(r["second"])} ms '
+            print(f'| {n:,} | {files:,} | {label} | {ms(r["first"])} ms | {ms(r["first_cpu"])} ms '
+                  f'| {ms(r["second"])} ms '
                   f'| {ms(r["warm"])} ms | {ms(r["cpu"])} ms | {r["rss_kb"] / 1024:.1f} MB | {r["bytes"] / 1e6:.2f} MB '
                   f'| {check} | {pyt} | {pyr} |')
     sys.exit(0 if same else 1)

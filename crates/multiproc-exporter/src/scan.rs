@@ -111,11 +111,20 @@ pub struct FileState {
 impl FileState {
     /// Calls `f(index, key, value)` for every entry, in file order.
     pub fn for_each(&self, mut f: impl FnMut(usize, KeyId, f64)) {
-        let mut keys = self.key_runs.iter();
+        // Run by run rather than through a flattened iterator: this is the merge's
+        // innermost loop (every entry of every file a merge or a reduction reads).
+        let mut runs = self.key_runs.runs();
+        let (mut key, mut left) = (0, 0);
         self.values.for_each(self.entries, |i, v| {
-            if let Some(key) = keys.next() {
-                f(i, key, v);
+            if left == 0 {
+                match runs.next() {
+                    Some((start, len)) => (key, left) = (start, len),
+                    None => return,
+                }
             }
+            f(i, key, v);
+            key = key.wrapping_add(1);
+            left -= 1;
         });
     }
 

@@ -27,6 +27,13 @@ pub(super) const DROP: u32 = u32::MAX - 1;
 /// Largest magnitude below which every integer is a float (2^53).
 const EXACT: f64 = 9_007_199_254_740_992.0;
 
+/// Whether `x` is an integer below 2^53 in magnitude (every partial sum of such
+/// integers is exact). A cast and back instead of `fract()`, which is a call to `trunc`
+/// on the baseline x86-64 target, in the loop that reduces every settled entry.
+pub(super) fn is_exact_int(x: f64) -> bool {
+    x.abs() < EXACT && (x as i64) as f64 == x
+}
+
 /// How a family combines the samples of a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Op {
@@ -248,7 +255,7 @@ impl RunBuilder {
             Op::Sum => {
                 r.v += x;
                 r.aux += x.abs();
-                if !(x.fract() == 0.0 && r.aux < EXACT) {
+                if !(is_exact_int(x) && r.aux < EXACT) {
                     r.exact = false;
                 }
                 if x != 0.0 {
@@ -358,7 +365,7 @@ impl Run {
         let blocked = self.slots.iter().any(|r| match accs.is_set(r.slot, r.op) {
             None => false,
             Some(a) => match r.op {
-                Op::Sum => r.exact && !(a.v.fract() == 0.0 && a.v.abs() + r.aux < EXACT),
+                Op::Sum => r.exact && !(is_exact_int(a.v) && a.v.abs() + r.aux < EXACT),
                 _ => !r.exact,
             },
         });
@@ -397,5 +404,39 @@ impl Accs {
             0.0
         };
         self.touched.push(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_ints_are_told_as_fract_tells_them() {
+        let mut xs = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -3.0,
+            0.5,
+            -0.5,
+            1e-300,
+            5e-324,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            -1e300,
+            9.223_372_036_854_776e18,
+            EXACT,
+            -EXACT,
+        ];
+        for k in [1.0, 3.0, 1e3, 1e15, EXACT - 1.0] {
+            xs.extend([k, -k, k + 0.25, k - 0.5, k * 1.000_000_1]);
+        }
+        for x in xs {
+            let want = x.fract() == 0.0 && x.abs() < EXACT;
+            assert_eq!(is_exact_int(x), want, "{x:e}");
+        }
     }
 }

@@ -50,8 +50,8 @@ impl KeyRuns {
         self.bytes.shrink_to_fit();
     }
 
-    /// The ids in file order.
-    pub fn iter(&self) -> impl Iterator<Item = KeyId> + '_ {
+    /// The runs in file order, as `(first id, length)`.
+    pub fn runs(&self) -> impl Iterator<Item = (KeyId, u32)> + '_ {
         let mut pos = 0;
         let mut end: KeyId = 0;
         let closed = std::iter::from_fn(move || {
@@ -59,14 +59,17 @@ impl KeyRuns {
                 return None;
             }
             let start = (i64::from(end) + unzigzag(get_varint(&self.bytes, &mut pos))) as KeyId;
-            let len = get_varint(&self.bytes, &mut pos) as KeyId;
+            let len = get_varint(&self.bytes, &mut pos) as u32;
             end = start.wrapping_add(len);
-            Some(start..end)
+            Some((start, len))
         });
-        let (start, len) = self.open;
-        closed
-            .chain(std::iter::once(start..start.wrapping_add(len)))
-            .flatten()
+        closed.chain((self.open.1 > 0).then_some(self.open))
+    }
+
+    /// The ids in file order.
+    pub fn iter(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.runs()
+            .flat_map(|(start, len)| start..start.wrapping_add(len))
     }
 }
 

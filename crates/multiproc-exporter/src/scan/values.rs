@@ -50,7 +50,8 @@ impl SparseValues {
         let gap = i as u32 - self.last.wrapping_add(1);
         self.last = i as u32;
         put_varint(&mut self.bytes, gap as u64);
-        if v.fract() == 0.0 && v.abs() <= INT_LIMIT && v.to_bits() != (-0.0f64).to_bits() {
+        // A cast and back, not `fract()` (a call to `trunc` on baseline x86-64).
+        if v.abs() <= INT_LIMIT && (v as i64) as f64 == v && v.to_bits() != (-0.0f64).to_bits() {
             put_varint(&mut self.bytes, zigzag(v as i64) << 1);
         } else {
             self.bytes.push(1);
