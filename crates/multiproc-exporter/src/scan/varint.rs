@@ -1,6 +1,6 @@
-//! LEB128 varints, the byte code of the compact per-file lists ([`super::values`],
-//! [`super::key_runs`]). Written by hand: two five-line functions, where a crate would
-//! add a dependency for nothing more.
+//! LEB128 varints, the byte code of the compact per-file lists (values, key runs).
+//! Written by hand: two five-line functions, where a crate would add a dependency for
+//! nothing more.
 
 /// Appends `x` as a varint (7 bits a byte, low bits first).
 pub(super) fn put_varint(out: &mut Vec<u8>, mut x: u64) {
