@@ -395,7 +395,8 @@ impl Merger {
         let mut ctx = Ctx {
             fams,
             fam_idx,
-            key_fam: vec![NONE; nkeys],
+            key_fam: vec![UNSEEN; nkeys],
+            key_plain: vec![(UNSEEN, Op::Sum); nkeys],
             pid,
             le,
         };
@@ -473,17 +474,27 @@ impl Merger {
         } else {
             None
         };
+        if pid_value.is_none() {
+            // Most entries: the slot and rule of a key in a file without a pid label are
+            // one lookup, not a chain of dependent ones (family, rule, variant, slot).
+            f.for_each(|i, key, x| {
+                let (slot, op) = match ctx.key_plain[key as usize] {
+                    (UNSEEN, _) => {
+                        let found = self.plain_slot(it, ctx, key);
+                        ctx.key_plain[key as usize] = found;
+                        found
+                    }
+                    found => found,
+                };
+                if slot != NONE {
+                    g(slot, op, x, entry_ts(op, f.timestamps.get(i).copied()));
+                }
+            });
+            return;
+        }
         let (pid, le) = (ctx.pid, ctx.le);
         f.for_each(|i, key, x| {
-            let mut fi = ctx.key_fam[key as usize];
-            if fi == NONE {
-                fi = ctx
-                    .fam_idx
-                    .get(&it.key(key).metric)
-                    .copied()
-                    .unwrap_or(NONE);
-                ctx.key_fam[key as usize] = fi;
-            }
+            let fi = ctx.fam_of(key, it);
             if fi == NONE {
                 return;
             }
@@ -498,23 +509,33 @@ impl Merger {
                         s
                     }
                 },
-                _ => {
-                    let vi = (filter as usize) * 2 + hist as usize;
-                    let mut s = self.key_slots[key as usize][vi];
-                    if s == NONE {
-                        let variant = if filter {
-                            Variant::Filtered
-                        } else {
-                            Variant::Plain
-                        };
-                        s = self.make_slot(it, key, variant, hist, pid, le);
-                        self.key_slots[key as usize][vi] = s;
-                    }
-                    s
-                }
+                // A family that drops the pid label: the key's slot as in any file.
+                _ => self.plain_slot(it, ctx, key).0,
             };
             g(slot, op, x, entry_ts(op, f.timestamps.get(i).copied()));
         });
+    }
+
+    /// The slot of `key` in a file without a pid label, made if missing, and its family's
+    /// rule (`NONE` for a key of no family).
+    fn plain_slot(&mut self, it: &mut Interner, ctx: &mut Ctx<'_>, key: KeyId) -> (u32, Op) {
+        let fi = ctx.fam_of(key, it);
+        if fi == NONE {
+            return (NONE, Op::Sum);
+        }
+        let fam = &ctx.fams[fi as usize];
+        let (op, hist, filter) = (fam.op, fam.hist, fam.filter);
+        let vi = (filter as usize) * 2 + hist as usize;
+        let mut s = self.key_slots[key as usize][vi];
+        if s == NONE {
+            let variant = match filter {
+                true => Variant::Filtered,
+                false => Variant::Plain,
+            };
+            s = self.make_slot(it, key, variant, hist, ctx.pid, ctx.le);
+            self.key_slots[key as usize][vi] = s;
+        }
+        (s, op)
     }
 
     /// Merges every entry of one file into the accumulators.
@@ -540,8 +561,24 @@ impl Merger {
 struct Ctx<'a> {
     fams: &'a [Fam],
     fam_idx: &'a FxHashMap<Sid, u32>,
-    /// Family index of each key id (`NONE` until looked up).
+    /// Family index of each key id (`UNSEEN` until looked up; `NONE`: no family).
     key_fam: Vec<u32>,
+    /// Slot and rule of each key id in files without a pid label (`UNSEEN` until made).
+    key_plain: Vec<(u32, Op)>,
     pid: Sid,
     le: Sid,
+}
+
+/// Not looked up yet (in [`Ctx`]); no slot id reaches it.
+const UNSEEN: u32 = u32::MAX - 2;
+
+impl Ctx<'_> {
+    /// The family index of a key (`NONE`: no family), looked up once per merge.
+    fn fam_of(&mut self, key: KeyId, it: &Interner) -> u32 {
+        let k = key as usize;
+        if self.key_fam[k] == UNSEEN {
+            self.key_fam[k] = (self.fam_idx.get(&it.key(key).metric).copied()).unwrap_or(NONE);
+        }
+        self.key_fam[k]
+    }
 }
