@@ -5,7 +5,7 @@ use std::sync::Arc;
 use python_pool::{BatchEvent, BatchItem, Entry, Import, Pool, PoolError, PoolSettings, Warmth};
 use serde_json::json;
 
-use crate::support::{Tree, call};
+use crate::support::{Tree, call, eventually};
 
 /// A module imported once and kept: its state accumulates across calls (1, 2, 3),
 /// while a fresh import starts over every time and a cached one keeps state until
@@ -139,10 +139,12 @@ async fn a_batch_reports_every_item_once() {
             Err(e) => panic!("{index}: {e}"),
         }
     }
-    // Output is attributed to the module that printed it.
-    for i in [0, 12, 29] {
-        let name = format!("m{i:02}.py");
-        assert_eq!(out.of(&name), vec![format!("item {i}")], "{name}");
+    // Output is attributed to the module that printed it. It is read from the workers'
+    // stderr, apart from the replies, so it may come after the last reply.
+    let names = [0, 12, 29].map(|i| format!("m{i:02}.py"));
+    eventually(|| names.iter().all(|n| !out.of(n).is_empty())).await;
+    for (i, name) in [0, 12, 29].iter().zip(&names) {
+        assert_eq!(out.of(name), vec![format!("item {i}")], "{name}");
     }
     pool.shutdown();
 }

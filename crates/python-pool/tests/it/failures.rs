@@ -5,7 +5,7 @@ use std::time::Duration;
 use python_pool::{Import, Pool, PoolError, Warmth};
 use serde_json::json;
 
-use crate::support::{Recorder, Tree, call, worker_pid};
+use crate::support::{Recorder, Tree, call, eventually, worker_pid};
 
 /// True while `pid` exists and is not a zombie.
 fn alive(pid: i32) -> bool {
@@ -17,17 +17,6 @@ fn alive(pid: i32) -> bool {
         ),
         Err(_) => false,
     }
-}
-
-/// Polls `done` every 20 ms for up to 20 s.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..1000 {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 /// A call past its deadline fails with `Timeout`; its worker and what it started are
@@ -173,6 +162,14 @@ async fn prints_do_not_corrupt_the_channel() {
         let v = pool.call(call(&m, "run", Import::Fresh)).await.unwrap();
         assert_eq!(v, json!(42));
     }
+    // Output is read from the workers' stderr, apart from the replies: it may come later.
+    let count = |text: &str| out.of("noisy.py").iter().filter(|l| *l == text).count();
+    eventually(|| {
+        ["at import", "to stderr", "to fd 1"]
+            .iter()
+            .all(|t| count(t) >= 3)
+    })
+    .await;
     let lines = out.of("noisy.py");
     for text in ["at import", "to stderr", "to fd 1"] {
         assert_eq!(

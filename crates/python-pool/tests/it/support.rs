@@ -18,6 +18,17 @@ pub fn require_python() {
     assert!(ok, "python3 (3.8 or later) is required by these tests");
 }
 
+/// Polls `done` every 20 ms for up to 20 s; whether it became true.
+pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..1000 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Records every line of output with the call it is attributed to.
 #[derive(Default)]
 pub struct Recorder {
