@@ -13,11 +13,11 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use nix::sys::stat::{FileStat, SFlag};
 use rustc_hash::FxHashMap;
 
 use crate::format::{self, DbName, FormatError, HEADER_LEN};
@@ -69,14 +69,19 @@ struct Ident {
 }
 
 impl Ident {
-    fn of(m: &fs::Metadata) -> Ident {
-        Ident {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            ctime: m.ctime(),
-            ctime_ns: m.ctime_nsec(),
-        }
+    /// The identity of a regular file from its `stat` (`None`: not a regular file). Both
+    /// the stat of a name and the stat of an open file go through here, so that the two
+    /// compare equal for an unchanged file.
+    fn of_regular(st: &FileStat) -> Option<Ident> {
+        let regular =
+            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
+        regular.then_some(Ident {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            ctime: st.st_ctime,
+            ctime_ns: st.st_ctime_nsec,
+        })
     }
 }
 
@@ -346,8 +351,8 @@ type Files = Vec<Box<FileState>>;
 #[derive(Debug)]
 pub struct Scanner {
     dir: PathBuf,
-    /// The directory, opened by each scan: files are opened and stat-ed relative to it
-    /// (`None` if it could not be opened: then by path).
+    /// The directory, opened by each scan (`None` before the first): files are opened and
+    /// stat-ed relative to it.
     dir_fd: Option<File>,
     files: Files,
     interner: RwLock<Interner>,
@@ -469,7 +474,11 @@ impl Scanner {
         // Drained before listing: an event that comes later is seen by the next scan.
         let changes = self.watch.take();
         // Opened again by every scan: the directory may have been replaced since.
-        self.dir_fd = File::open(&self.dir).ok();
+        let dir = File::open(&self.dir).map_err(|source| ScanError::Dir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        self.dir_fd = Some(dir);
         self.scan_start = SERIALS.load(Ordering::Relaxed);
         if let Some(stats) = self.warm_scan(&changes) {
             return Ok(stats);

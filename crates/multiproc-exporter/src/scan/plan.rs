@@ -3,7 +3,7 @@
 //! visible, and per name whether to keep, re-read or parse the file.
 
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{SFlag, fstatat};
+use nix::sys::stat::fstatat;
 
 use super::*;
 
@@ -151,28 +151,14 @@ impl Scanner {
     /// `None` when it is not a regular file.
     fn stat(&self, name: &str, follow: bool) -> io::Result<Option<Ident>> {
         let Some(dir) = &self.dir_fd else {
-            let path = self.dir.join(name);
-            let m = if follow {
-                fs::metadata(&path)?
-            } else {
-                fs::symlink_metadata(&path)?
-            };
-            return Ok(m.is_file().then(|| Ident::of(&m)));
+            return Err(io::Error::other("directory not open"));
         };
         let flags = match follow {
             true => AtFlags::empty(),
             false => AtFlags::AT_SYMLINK_NOFOLLOW,
         };
         let st = fstatat(dir, name, flags).map_err(io::Error::from)?;
-        let regular =
-            SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
-        Ok(regular.then_some(Ident {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size as u64,
-            ctime: st.st_ctime,
-            ctime_ns: st.st_ctime_nsec,
-        }))
+        Ok(Ident::of_regular(&st))
     }
 }
 

@@ -2,10 +2,9 @@
 //! opening and stat-ing, re-reading a known file's values from its old `used` on, and
 //! parsing a new file whole.
 
-use std::os::unix::fs::OpenOptionsExt;
-
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
+use nix::sys::stat::{Mode, fstat};
 
 use super::*;
 
@@ -69,34 +68,27 @@ impl Scanner {
     }
 
     pub(super) fn open(&self, name: &str) -> Result<(File, Ident), Outcome> {
+        let Some(dir) = &self.dir_fd else {
+            return Err(Outcome::Corrupt(format!("{name}: directory not open")));
+        };
         // Non-blocking, so that a FIFO named like a .db file cannot hang the scan (a new
-        // name is opened without a stat first); regular files ignore the flag.
+        // name is opened without a stat first); regular files ignore the flag. Relative
+        // to the directory's descriptor: the kernel resolves one name instead of the
+        // whole path (an eighth of a cold scan's CPU was opening files).
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        // Relative to the directory's descriptor: the kernel resolves one name instead
-        // of the whole path (an eighth of a cold scan's CPU was opening files).
-        let opened = match &self.dir_fd {
-            Some(dir) => nix::fcntl::openat(dir, name, flags, Mode::empty())
-                .map(File::from)
-                .map_err(io::Error::from),
-            None => std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(OFlag::O_NONBLOCK.bits())
-                .open(self.dir.join(name)),
+        let f = match nix::fcntl::openat(dir, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::ENOENT) => return Err(Outcome::Vanished),
+            Err(e) => return Err(Outcome::Corrupt(format!("{name}: {}", io::Error::from(e)))),
         };
-        let f = match opened {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Outcome::Vanished),
-            Err(e) => return Err(Outcome::Corrupt(format!("{name}: {e}"))),
-        };
-        let m = f
-            .metadata()
-            .map_err(|e| Outcome::Corrupt(format!("{name}: {e}")))?;
-        if !m.is_file() {
-            return Err(Outcome::NotRegular(format!(
+        let st =
+            fstat(&f).map_err(|e| Outcome::Corrupt(format!("{name}: {}", io::Error::from(e))))?;
+        match Ident::of_regular(&st) {
+            Some(ident) => Ok((f, ident)),
+            None => Err(Outcome::NotRegular(format!(
                 "{name}: not a regular file, ignored"
-            )));
+            ))),
         }
-        Ok((f, Ident::of(&m)))
     }
 
     /// Re-reads values of a known file (`dead`: its writer was proven dead before);

@@ -34,6 +34,21 @@ fn declared_liveness() -> (Arc<Mutex<HashSet<i32>>>, LivenessProbe) {
     (alive, Arc::new(move |pid| a.lock().unwrap().contains(&pid)))
 }
 
+/// A directory of counter files, one per pid, each holding `values`, with a probe that
+/// declares alive exactly the pids in the returned set (none yet).
+fn counters(
+    pids: std::ops::Range<i32>,
+    values: &[f64],
+) -> (tempfile::TempDir, Arc<Mutex<HashSet<i32>>>, LivenessProbe) {
+    require_python();
+    let dir = tempfile::tempdir().unwrap();
+    let (alive, probe) = declared_liveness();
+    for pid in pids {
+        counter(&dir.path().join(format!("counter_{pid}.db")), values);
+    }
+    (dir, alive, probe)
+}
+
 fn body(c: &mut Collector) -> (String, multiproc_exporter::scan::ScanStats) {
     let got = c.collect().unwrap();
     (
@@ -44,12 +59,7 @@ fn body(c: &mut Collector) -> (String, multiproc_exporter::scan::ScanStats) {
 
 #[test]
 fn touched_dead_files_are_reread() {
-    require_python();
-    let dir = tempfile::tempdir().unwrap();
-    let (alive, probe) = declared_liveness();
-    for pid in 100..110 {
-        counter(&dir.path().join(format!("counter_{pid}.db")), &[1.0, 2.0]);
-    }
+    let (dir, alive, probe) = counters(100..110, &[1.0, 2.0]);
     let mut c = Collector::new(dir.path(), 2);
     c.set_liveness(probe.clone());
     // A cold scan opens every file, which names them all in the next warm scrape's events.
@@ -117,12 +127,7 @@ fn touched_dead_files_are_reread() {
 /// death, or those last writes would be lost for good.
 #[test]
 fn last_writes_before_death_are_read() {
-    require_python();
-    let dir = tempfile::tempdir().unwrap();
-    let (alive, probe) = declared_liveness();
-    for pid in 200..204 {
-        counter(&dir.path().join(format!("counter_{pid}.db")), &[1.0]);
-    }
+    let (dir, alive, probe) = counters(200..204, &[1.0]);
     alive.lock().unwrap().insert(202);
     let mut writer = std::process::Command::new("python3")
         .arg(py_script("mmap_write.py"))
@@ -153,4 +158,48 @@ fn last_writes_before_death_are_read() {
             "last writes lost: {text}"
         );
     }
+}
+
+/// A `.db` name that is a symlink is read through it, like Python's `open()`, and a
+/// change of its target (which makes no event in the watched directory) or of the link
+/// itself is served at the next scrape; a dangling link is skipped without failing it.
+#[test]
+fn symlinked_files_follow_their_target() {
+    let (dir, _alive, probe) = counters(300..303, &[1.0]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (first, second) = (elsewhere.path().join("a.db"), elsewhere.path().join("b.db"));
+    counter(&first, &[10.0, 20.0]);
+    counter(&second, &[30.0]);
+    let link = dir.path().join("counter_303.db");
+    std::os::unix::fs::symlink(&first, &link).unwrap();
+    let mut c = Collector::new(dir.path(), 2);
+    c.set_liveness(probe.clone());
+    let cold = || {
+        let mut fresh = Collector::new(dir.path(), 2);
+        fresh.set_liveness(probe.clone());
+        body(&mut fresh).0
+    };
+    for _ in 0..3 {
+        let text = body(&mut c).0;
+        assert!(text.contains("c_total{i=\"0\"} 13.0"), "{text}");
+        assert!(text.contains("c_total{i=\"1\"} 20.0"), "{text}");
+    }
+    // The target is rewritten in place, elsewhere: no event here.
+    counter(&first, &[11.0, 21.0]);
+    let text = body(&mut c).0;
+    assert!(text.contains("c_total{i=\"1\"} 21.0"), "{text}");
+    assert_eq!(text, cold());
+    // The link now points at another file.
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&second, &link).unwrap();
+    let text = body(&mut c).0;
+    assert!(text.contains("c_total{i=\"0\"} 33.0"), "{text}");
+    assert!(!text.contains("c_total{i=\"1\"}"), "{text}");
+    assert_eq!(text, cold());
+    // Its target vanishes: the other files are still served.
+    std::fs::remove_file(&second).unwrap();
+    let (text, s) = body(&mut c);
+    assert!(text.contains("c_total{i=\"0\"} 3.0"), "{text}");
+    assert_eq!(text, cold());
+    assert_eq!(s.files, 3, "{s:?}");
 }
