@@ -45,10 +45,20 @@ impl Collector {
 
     /// Scans the directory and merges it.
     pub fn collect(&mut self) -> Result<Collected, ScanError> {
+        let t0 = std::time::Instant::now();
         let scan = self.scanner.scan()?;
+        let t1 = std::time::Instant::now();
         let (layout, fresh_from) = (self.scanner.layout(), self.scanner.fresh_from());
         let (files, interner) = self.scanner.parts_mut();
         let (families, merge) = self.merger.merge(files, interner, layout, fresh_from);
+        tracing::debug!(
+            scan_ms = (t1 - t0).as_secs_f64() * 1e3,
+            merge_ms = t1.elapsed().as_secs_f64() * 1e3,
+            files = scan.files,
+            parsed = scan.parsed,
+            refreshed = scan.refreshed,
+            "collected"
+        );
         Ok(Collected {
             families,
             scan,

@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 mod output;
 mod settled;
@@ -400,12 +400,15 @@ impl Merger {
             pid,
             le,
         };
+        // Key runs whose slots this merge has set (see `Covered`).
+        let mut covered = Covered::default();
         let mut runs = std::mem::take(&mut self.runs);
         let mut kept: FxHashMap<u64, Run> = FxHashMap::default();
         for unit in &plan.units {
             let (start, len) = match *unit {
                 Unit::File(i) => {
-                    self.merge_file(&files[i as usize], it, &mut ctx, &mut accs, &mut stats);
+                    let f = &files[i as usize];
+                    self.merge_file(f, it, &mut ctx, &mut covered, &mut accs, &mut stats);
                     continue;
                 }
                 Unit::Run(start, len) => (start as usize, len as usize),
@@ -426,12 +429,18 @@ impl Merger {
                 _ => {
                     let mut b = std::mem::take(&mut self.builder);
                     b.begin();
+                    let mut covered = Covered::default();
                     for f in run_files {
-                        self.for_each_slot(f, it, &mut ctx, |s, op, x, ts| b.push(s, op, x, ts));
+                        let zeros = Zeros::NoOpOnceSet(&mut covered);
+                        self.for_each_slot(f, it, &mut ctx, zeros, |s, op, x, ts| {
+                            b.push(s, op, x, ts)
+                        });
                     }
                     if b.wants_values() {
                         for f in run_files {
-                            self.for_each_slot(f, it, &mut ctx, |s, _, x, _| b.push_value(s, x));
+                            self.for_each_slot(f, it, &mut ctx, Zeros::Ignored, |s, _, x, _| {
+                                b.push_value(s, x)
+                            });
                         }
                     }
                     let run = b.finish(run_files.iter().map(|f| f.serial()).collect());
@@ -443,7 +452,7 @@ impl Merger {
                 stats.bad_le += run.bad_le;
             } else {
                 for f in run_files {
-                    self.merge_file(f, it, &mut ctx, &mut accs, &mut stats);
+                    self.merge_file(f, it, &mut ctx, &mut covered, &mut accs, &mut stats);
                 }
             }
             kept.insert(first, run);
@@ -460,11 +469,13 @@ impl Merger {
 
     /// Resolves the slot of every entry of `f` and calls `g(slot, op, value, timestamp)`
     /// in file order (`slot` may be [`DROP`]; entries of no family are left out).
+    /// `zeros` says which `+0.0` entries `g` can be spared.
     fn for_each_slot(
         &mut self,
         f: &FileState,
         it: &mut Interner,
         ctx: &mut Ctx<'_>,
+        zeros: Zeros<'_>,
         mut g: impl FnMut(u32, Op, f64, f64),
     ) {
         let gauge = f.is_gauge();
@@ -477,7 +488,7 @@ impl Merger {
         if pid_value.is_none() {
             // Most entries: the slot and rule of a key in a file without a pid label are
             // one lookup, not a chain of dependent ones (family, rule, variant, slot).
-            f.for_each(|i, key, x| {
+            let mut visit = |i: usize, key: KeyId, x: f64| {
                 let (slot, op) = match ctx.key_plain[key as usize] {
                     (UNSEEN, _) => {
                         let found = self.plain_slot(it, ctx, key);
@@ -489,7 +500,15 @@ impl Merger {
                 if slot != NONE {
                     g(slot, op, x, entry_ts(op, f.timestamps.get(i).copied()));
                 }
-            });
+            };
+            match zeros {
+                Zeros::Ignored => f.for_each_nonzero(visit),
+                Zeros::NoOpOnceSet(c) if c.covers(f) => f.for_each_nonzero(visit),
+                Zeros::NoOpOnceSet(c) => {
+                    f.for_each(&mut visit);
+                    c.add(f, &ctx.key_plain);
+                }
+            }
             return;
         }
         let (pid, le) = (ctx.pid, ctx.le);
@@ -544,10 +563,12 @@ impl Merger {
         f: &FileState,
         it: &mut Interner,
         ctx: &mut Ctx<'_>,
+        covered: &mut Covered,
         accs: &mut Accs,
         stats: &mut MergeStats,
     ) {
-        self.for_each_slot(f, it, ctx, |slot, op, x, ts| {
+        let zeros = Zeros::NoOpOnceSet(covered);
+        self.for_each_slot(f, it, ctx, zeros, |slot, op, x, ts| {
             if slot == DROP {
                 stats.bad_le += 1;
             } else {
@@ -580,5 +601,44 @@ impl Ctx<'_> {
             self.key_fam[k] = (self.fam_idx.get(&it.key(key).metric).copied()).unwrap_or(NONE);
         }
         self.key_fam[k]
+    }
+}
+
+/// Which `+0.0` entries a merge step can be spared.
+enum Zeros<'c> {
+    /// The step ignores every `+0.0` entry.
+    Ignored,
+    /// A `+0.0` entry changes nothing once its `Sum` slot is set in the step's scope
+    /// (a merge, or a run being built): entries of key runs the set holds are visited
+    /// only when not zero.
+    NoOpOnceSet(&'c mut Covered),
+}
+
+/// Key runs `(first key, length)` of files without a pid label whose every key has a
+/// `Sum` rule and a slot already set in the current scope. Adding `+0.0` to a sum never
+/// changes it (a sum from `0.0` is never `-0.0`), and most histogram buckets are zero:
+/// a file made only of such runs is visited by its non-zero entries.
+#[derive(Debug, Default)]
+struct Covered(FxHashSet<(KeyId, u32)>);
+
+impl Covered {
+    /// Whether every key run of `f` is covered.
+    fn covers(&self, f: &FileState) -> bool {
+        !self.0.is_empty() && f.key_runs().all(|r| self.0.contains(&r))
+    }
+
+    /// Adds the runs of `f`, just visited whole, whose keys all have a `Sum` rule and a
+    /// slot (`key_plain`: each key's slot and rule, as the visit resolved them).
+    fn add(&mut self, f: &FileState, key_plain: &[(u32, Op)]) {
+        for (start, len) in f.key_runs() {
+            let keys = start as usize..start as usize + len as usize;
+            let sums = key_plain[keys].iter().all(|&(slot, op)| {
+                // `NONE`: a key of no family, never merged; `DROP` counts every entry.
+                slot == NONE || (slot != DROP && slot != UNSEEN && op == Op::Sum)
+            });
+            if sums {
+                self.0.insert((start, len));
+            }
+        }
     }
 }

@@ -133,6 +133,31 @@ impl FileState {
         });
     }
 
+    /// Calls `f(index, key, value)` for the entries whose value is not `+0.0`, in file
+    /// order: what a merge visits where a zero changes nothing (most histogram buckets).
+    pub fn for_each_nonzero(&self, mut f: impl FnMut(usize, KeyId, f64)) {
+        let mut runs = self.key_runs.runs();
+        // The run that holds entry index `run_end - len ..run_end`.
+        let (mut start, mut run_start, mut run_end) = (0, 0, 0);
+        self.values.for_each_nonzero(|i, v| {
+            while i >= run_end {
+                match runs.next() {
+                    Some((s, len)) => {
+                        (start, run_start) = (s, run_end);
+                        run_end += len as usize;
+                    }
+                    None => return,
+                }
+            }
+            f(i, start.wrapping_add((i - run_start) as KeyId), v);
+        });
+    }
+
+    /// The file's key runs `(first key, length)`, in file order.
+    pub fn key_runs(&self) -> impl Iterator<Item = (KeyId, u32)> + '_ {
+        self.key_runs.runs()
+    }
+
     /// A state to hold a file's place while its state is being read (never served).
     fn placeholder() -> FileState {
         FileState {

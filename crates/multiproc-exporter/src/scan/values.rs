@@ -75,6 +75,15 @@ impl SparseValues {
     }
 
     /// The next stored value at `pos`, whose index is at least `from`.
+    /// Calls `f(index, value)` for the entries whose value is not `+0.0`, in order.
+    pub fn for_each_nonzero(&self, mut f: impl FnMut(usize, f64)) {
+        let (mut pos, mut from) = (0, 0);
+        while let Some((at, v)) = self.next(&mut pos, from) {
+            f(at, v);
+            from = at + 1;
+        }
+    }
+
     fn next(&self, pos: &mut usize, from: usize) -> Option<(usize, f64)> {
         if *pos >= self.bytes.len() {
             return None;
@@ -120,6 +129,13 @@ mod tests {
         }
         let mut got = vec![f64::NAN; vals.len() * 3];
         s.for_each(got.len(), |i, v| got[i] = v);
+        let mut nonzero = Vec::new();
+        s.for_each_nonzero(|i, v| nonzero.push((i, v.to_bits())));
+        let want: Vec<_> = (vals.iter().enumerate())
+            .filter(|(_, v)| v.to_bits() != 0)
+            .map(|(i, v)| (i * 3, v.to_bits()))
+            .collect();
+        assert_eq!(nonzero, want);
         for (i, v) in vals.iter().enumerate() {
             assert_eq!(got[i * 3].to_bits(), v.to_bits(), "value {i}: {v}");
             assert_eq!(got[i * 3 + 1].to_bits(), 0);
