@@ -284,10 +284,13 @@ struct Scratch {
 
 #[derive(Default)]
 struct ParseScratch {
-    raw: Vec<(usize, usize)>,
+    /// Entries whose key was not interned: (entry index, key offset, key length).
+    misses: Vec<(usize, usize, usize)>,
     values: Vec<f64>,
     tss: Vec<f64>,
-    ids: Vec<Option<KeyId>>,
+    ids: Vec<KeyId>,
+    /// Families of the file being parsed.
+    seen: Vec<Sid>,
 }
 
 /// A name of the directory's listing that is not (or no longer) a kept file: what a scan

@@ -20,6 +20,7 @@ pub struct KeyRuns {
 
 impl KeyRuns {
     /// Appends the key of the next entry.
+    #[inline]
     pub fn push(&mut self, id: KeyId) {
         let (start, len) = self.open;
         if len > 0 && start.wrapping_add(len) == id {

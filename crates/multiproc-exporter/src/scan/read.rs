@@ -200,72 +200,51 @@ impl Scanner {
     ) -> Result<(), FormatError> {
         let gauge = fs.is_gauge();
         let ParseScratch {
-            raw,
+            misses,
             values,
             tss,
             ids,
+            seen,
         } = sc;
-        raw.clear();
+        misses.clear();
         values.clear();
         tss.clear();
         ids.clear();
-        format::for_each_entry(buf, start, used, |e| {
-            let off = e.key.as_ptr() as usize - buf.as_ptr() as usize;
-            raw.push((off, e.key.len()));
-            values.push(e.value);
-            tss.push(e.timestamp);
-        })?;
-        let key_of = |r: &(usize, usize)| &buf[r.0..r.0 + r.1];
-        let mut missing: FxHashMap<&[u8], Option<ParsedKey>> = FxHashMap::default();
+        // One walk of the entries: look each key up as it comes (the common case: every
+        // key is known, and the next one is the id after the last), and note where the
+        // unknown ones are.
+        let mut n_nz = 0;
         {
             let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
             let mut prev: Option<KeyId> = None;
-            for r in raw.iter() {
-                let k = key_of(r);
+            format::for_each_entry(buf, start, used, |e| {
                 let id = match prev {
-                    Some(p) => interner.lookup_after(p, k),
-                    None => interner.lookup(k),
+                    Some(p) => interner.lookup_after(p, e.key),
+                    None => interner.lookup(e.key),
                 };
                 if id.is_none() {
-                    missing.entry(k).or_insert(None);
+                    let off = e.key.as_ptr() as usize - buf.as_ptr() as usize;
+                    misses.push((ids.len(), off, e.key.len()));
                 }
-                ids.push(id);
+                ids.push(id.unwrap_or(KeyId::MAX));
+                n_nz += usize::from(e.value.to_bits() != 0);
+                values.push(e.value);
+                if gauge {
+                    tss.push(e.timestamp);
+                }
                 prev = id;
-            }
+            })?;
         }
-        if !missing.is_empty() {
-            for (k, slot) in missing.iter_mut() {
-                let parsed = parse_key(k).map_err(|reason| FormatError::BadKey {
-                    offset: 0,
-                    reason: format!("{reason} in {}", String::from_utf8_lossy(k)),
-                })?;
-                *slot = Some(parsed);
-            }
-            let mut interner = self.interner.write().unwrap_or_else(|p| p.into_inner());
-            let mut new_ids: FxHashMap<&[u8], KeyId> = FxHashMap::default();
-            // Intern in file order, so that a file's keys get consecutive ids (key runs).
-            for r in raw.iter() {
-                let k = key_of(r);
-                if let Some(p) = missing.get_mut(k).and_then(|p| p.take()) {
-                    new_ids.insert(k, interner.insert(k, p));
-                }
-            }
-            for (id, r) in ids.iter_mut().zip(raw.iter()) {
-                if id.is_none() {
-                    *id = new_ids.get(key_of(r)).copied();
-                }
-            }
+        if !misses.is_empty() {
+            self.intern_misses(buf, misses, ids)?;
         }
         // Exact reservations: these vectors live as long as the file, and growing them by
         // doubling (then shrinking) leaves the allocator fragmented.
-        let n_nz = values.iter().filter(|v| v.to_bits() != 0).count();
         let mut next = fs.key_runs.next_in_run();
         let mut n_runs = 0;
-        for id in ids.iter().flatten() {
-            if next != Some(*id) {
-                n_runs += 1;
-            }
-            next = Some(id + 1);
+        for &id in ids.iter() {
+            n_runs += usize::from(next != Some(id));
+            next = Some(id.wrapping_add(1));
         }
         fs.key_runs.reserve(n_runs);
         fs.values.reserve_exact(n_nz);
@@ -273,20 +252,10 @@ impl Scanner {
             fs.timestamps.reserve_exact(ids.len());
         }
         let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
-        let mut seen: Vec<Sid> = fs.families.iter().map(|f| f.0).collect();
+        seen.clear();
+        seen.extend(fs.families.iter().map(|f| f.0));
         let mut last = Sid::MAX;
-        for ((id, v), ts) in ids
-            .iter()
-            .copied()
-            .zip(values.iter().copied())
-            .zip(tss.iter().copied())
-        {
-            let Some(id) = id else {
-                return Err(FormatError::BadKey {
-                    offset: 0,
-                    reason: "key not interned".into(),
-                });
-            };
+        for (&id, &v) in ids.iter().zip(values.iter()) {
             let metric = interner.key(id).metric;
             // Entries of one family are usually adjacent: test the last one first.
             if metric != last && !seen.contains(&metric) {
@@ -297,14 +266,47 @@ impl Scanner {
             let i = fs.len();
             fs.push_key(id);
             fs.push_value(i, v);
-            if gauge {
-                fs.timestamps.push(ts);
-            }
         }
+        fs.timestamps.extend_from_slice(tss);
         // Per-file vectors live as long as the file: no doubling slack (memory is a goal).
         fs.key_runs.shrink_to_fit();
         fs.values.shrink_to_fit();
         fs.timestamps.shrink_to_fit();
+        Ok(())
+    }
+
+    /// Parses and interns the keys the interner did not know (`misses`: entry index and
+    /// the key's place in `buf`), in file order so that a file's new keys get consecutive
+    /// ids (key runs), and puts their ids into `ids`.
+    fn intern_misses(
+        &self,
+        buf: &[u8],
+        misses: &[(usize, usize, usize)],
+        ids: &mut [KeyId],
+    ) -> Result<(), FormatError> {
+        let key_of = |&(_, off, len): &(usize, usize, usize)| &buf[off..off + len];
+        let mut parsed: FxHashMap<&[u8], Option<ParsedKey>> = FxHashMap::default();
+        for m in misses {
+            let k = key_of(m);
+            if parsed.contains_key(k) {
+                continue;
+            }
+            let p = parse_key(k).map_err(|reason| FormatError::BadKey {
+                offset: 0,
+                reason: format!("{reason} in {}", String::from_utf8_lossy(k)),
+            })?;
+            parsed.insert(k, Some(p));
+        }
+        let mut interner = self.interner.write().unwrap_or_else(|p| p.into_inner());
+        let mut new_ids: FxHashMap<&[u8], KeyId> = FxHashMap::default();
+        for m in misses {
+            let k = key_of(m);
+            let id = match parsed.get_mut(k).and_then(|p| p.take()) {
+                Some(p) => *new_ids.entry(k).or_insert_with(|| interner.insert(k, p)),
+                None => new_ids[k],
+            };
+            ids[m.0] = id;
+        }
         Ok(())
     }
 }

@@ -43,6 +43,7 @@ impl SparseValues {
     }
 
     /// Stores entry `i`'s value (indexes must ascend); `+0.0` is not stored.
+    #[inline]
     pub fn push(&mut self, i: usize, v: f64) {
         if v.to_bits() == 0 {
             return;
