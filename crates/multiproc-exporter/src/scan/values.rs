@@ -75,7 +75,6 @@ impl SparseValues {
         }
     }
 
-    /// The next stored value at `pos`, whose index is at least `from`.
     /// Calls `f(index, value)` for the entries whose value is not `+0.0`, in order.
     pub fn for_each_nonzero(&self, mut f: impl FnMut(usize, f64)) {
         let (mut pos, mut from) = (0, 0);
@@ -85,6 +84,7 @@ impl SparseValues {
         }
     }
 
+    /// The next stored value at `pos`, whose index is at least `from`.
     fn next(&self, pos: &mut usize, from: usize) -> Option<(usize, f64)> {
         if *pos >= self.bytes.len() {
             return None;
