@@ -37,7 +37,7 @@ mod settled;
 
 use crate::keys::{Interner, KeyId, LabelsId, Sid};
 use crate::scan::FileState;
-use settled::{Accs, DROP, NONE, Op, Run, RunBuilder, entry_ts};
+use settled::{Accs, Applied, DROP, NONE, Op, Run, RunBuilder, entry_ts};
 
 /// One output sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -424,31 +424,16 @@ impl Merger {
                         .copied()
                         .eq(run_files.iter().map(|f| f.serial()))
             });
-            let run = match cached {
+            let mut run = match cached {
                 Some(r) if valid => r,
-                _ => {
-                    let mut b = std::mem::take(&mut self.builder);
-                    b.begin();
-                    let mut covered = Covered::default();
-                    for f in run_files {
-                        let zeros = Zeros::NoOpOnceSet(&mut covered);
-                        self.for_each_slot(f, it, &mut ctx, zeros, |s, op, x, ts| {
-                            b.push(s, op, x, ts)
-                        });
-                    }
-                    if b.wants_values() {
-                        for f in run_files {
-                            self.for_each_slot(f, it, &mut ctx, Zeros::Ignored, |s, _, x, _| {
-                                b.push_value(s, x)
-                            });
-                        }
-                    }
-                    let run = b.finish(run_files.iter().map(|f| f.serial()).collect());
-                    self.builder = b;
-                    run
-                }
+                _ => self.build_run(run_files, it, &mut ctx, false),
             };
-            if run.apply(&mut accs) {
+            let mut applied = run.apply(&mut accs);
+            if applied == Applied::NeedsValues {
+                run = self.build_run(run_files, it, &mut ctx, true);
+                applied = run.apply(&mut accs);
+            }
+            if applied == Applied::Yes {
                 stats.bad_le += run.bad_le;
             } else {
                 for f in run_files {
@@ -465,6 +450,32 @@ impl Merger {
         self.accs = accs;
         self.plan = Some(plan);
         (out, stats)
+    }
+
+    /// Reduces a run of settled files (`with_values`: keeping the values of the sums that
+    /// are not exact, for a run that meets series already set).
+    fn build_run(
+        &mut self,
+        run_files: &[Box<FileState>],
+        it: &mut Interner,
+        ctx: &mut Ctx<'_>,
+        with_values: bool,
+    ) -> Run {
+        let mut b = std::mem::take(&mut self.builder);
+        b.begin();
+        let mut covered = Covered::default();
+        for f in run_files {
+            let zeros = Zeros::NoOpOnceSet(&mut covered);
+            self.for_each_slot(f, it, ctx, zeros, |s, op, x, ts| b.push(s, op, x, ts));
+        }
+        if with_values && b.collect_values() {
+            for f in run_files {
+                self.for_each_slot(f, it, ctx, Zeros::Ignored, |s, _, x, _| b.push_value(s, x));
+            }
+        }
+        let run = b.finish(run_files.iter().map(|f| f.serial()).collect());
+        self.builder = b;
+        run
     }
 
     /// Resolves the slot of every entry of `f` and calls `g(slot, op, value, timestamp)`

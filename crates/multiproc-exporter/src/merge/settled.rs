@@ -15,7 +15,9 @@
 //!   grouping gives the same bits) while every partial sum stays below 2^53 in magnitude:
 //!   the run keeps its total and the sum of magnitudes, and applies the total at once when
 //!   the accumulator is an integer small enough; otherwise it adds its non-zero values
-//!   one by one (kept only for slots that saw a non-integer).
+//!   one by one (kept only for slots that saw a non-integer, and only once the run
+//!   meets such a series already set: where the run starts the series, its own total
+//!   from 0.0 is the sequential result).
 //! * Output order is the order in which slots are first set: the run lists its slots in
 //!   that order (for `MostRecent`, the first entry with a timestamp > 0 sets the slot).
 
@@ -193,7 +195,12 @@ pub(super) struct Run {
     /// Serials of the run's files, in order: the run is valid while they are the same.
     pub(super) serials: Vec<u64>,
     slots: Vec<RunSlot>,
+    /// The non-zero values of the `Sum` slots that are not exact, when collected (see
+    /// [`RunBuilder::collect_values`]).
     values: Vec<f64>,
+    /// Whether `values` holds what the slots that are not exact need (also true when no
+    /// slot needs any).
+    has_values: bool,
     /// Entries skipped for a bad `le`.
     pub(super) bad_le: usize,
 }
@@ -214,7 +221,23 @@ pub(super) struct RunBuilder {
     /// Per slot: where its next kept value goes in `values`.
     fill: Vec<u32>,
     values: Vec<f64>,
+    /// Whether [`collect_values`](Self::collect_values) was called for this run.
+    collected: bool,
     bad_le: usize,
+}
+
+/// What [`Run::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Applied {
+    /// The run is applied.
+    Yes,
+    /// Nothing applied: a series of a sum that is not exact is already set, so the run's
+    /// values must be added one by one, and they were not collected: build the run again
+    /// with them.
+    NeedsValues,
+    /// Nothing applied: some slot can only be merged entry by entry on top of what is
+    /// already there.
+    No,
 }
 
 impl RunBuilder {
@@ -309,14 +332,18 @@ impl RunBuilder {
         self.nnz.clear();
         self.fill.clear();
         self.values = Vec::new();
+        self.collected = false;
         self.bad_le = 0;
     }
 
-    /// After every entry was pushed: whether some `Sum` slot is not exact, so that its
-    /// values must be kept (then every entry is fed again through
+    /// After every entry was pushed, to keep the values of the `Sum` slots that are not
+    /// exact: whether there are any (then every entry is fed again through
     /// [`push_value`](Self::push_value)). Two passes instead of a list per slot while
     /// pushing: the lists of the slots that turn out exact (most) were a large transient.
-    pub(super) fn wants_values(&mut self) -> bool {
+    /// Only asked for when the run meets a set series of such a sum (see
+    /// [`Applied::NeedsValues`]): a run that starts a series applies its own total.
+    pub(super) fn collect_values(&mut self) -> bool {
+        self.collected = true;
         let mut total = 0u32;
         self.fill.clear();
         for (r, &n) in self.slots.iter_mut().zip(&self.nnz) {
@@ -348,29 +375,39 @@ impl RunBuilder {
 
     /// The run, its slots in the order they were first set.
     pub(super) fn finish(&mut self, serials: Vec<u64>) -> Run {
-        let slots = self.order.iter().map(|&i| self.slots[i as usize]).collect();
+        let slots: Vec<RunSlot> = self.order.iter().map(|&i| self.slots[i as usize]).collect();
+        let inexact = slots.iter().any(|r| r.op == Op::Sum && !r.exact);
         Run {
             serials,
             slots,
             values: std::mem::take(&mut self.values),
+            has_values: self.collected || !inexact,
             bad_le: self.bad_le,
         }
     }
 }
 
 impl Run {
-    /// Applies the run to the accumulators; `false` (nothing applied) when some slot
-    /// can only be merged entry by entry on top of what is already there.
-    pub(super) fn apply(&self, accs: &mut Accs) -> bool {
+    /// Applies the run to the accumulators, unless some slot cannot be applied at once
+    /// (then nothing is applied).
+    pub(super) fn apply(&self, accs: &mut Accs) -> Applied {
+        let mut needs_values = false;
         let blocked = self.slots.iter().any(|r| match accs.is_set(r.slot, r.op) {
             None => false,
             Some(a) => match r.op {
-                Op::Sum => r.exact && !(is_exact_int(a.v) && a.v.abs() + r.aux < EXACT),
+                Op::Sum if r.exact => !(is_exact_int(a.v) && a.v.abs() + r.aux < EXACT),
+                Op::Sum => {
+                    needs_values |= !self.has_values;
+                    false
+                }
                 _ => !r.exact,
             },
         });
         if blocked {
-            return false;
+            return Applied::No;
+        }
+        if needs_values {
+            return Applied::NeedsValues;
         }
         for r in &self.slots {
             match accs.is_set(r.slot, r.op).is_some() {
@@ -386,7 +423,7 @@ impl Run {
                 true => accs.apply(r.slot, r.op, r.v, r.aux),
             }
         }
-        true
+        Applied::Yes
     }
 }
 
