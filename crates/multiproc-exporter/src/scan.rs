@@ -338,6 +338,13 @@ enum Decision {
     Other,
     /// Keep the last scan's state without reading.
     Keep,
+    /// Read it.
+    Read(Read),
+}
+
+/// How a scan reads a file, and whether its writer was proven dead before the read.
+#[derive(Debug, Clone, Copy)]
+enum Read {
     /// Re-read the values of the known layout.
     Refresh { dead: bool },
     /// Parse from scratch.
@@ -559,12 +566,12 @@ impl Scanner {
                 Decision::Drop => {}
                 Decision::Other => plan.extend(listed().map(Planned::Other)),
                 Decision::Keep => plan.extend(prev.map(Planned::Ready)),
-                Decision::Refresh { dead } => {
+                Decision::Read(Read::Refresh { dead }) => {
                     let Some(prev) = prev else { continue };
                     plan.push(Planned::Job(jobs.len(), Listed::of(&prev)));
                     jobs.push(Job::Refresh(prev, dead));
                 }
-                Decision::Full { dead } => {
+                Decision::Read(Read::Full { dead }) => {
                     let Some(l) = listed() else { continue };
                     plan.push(Planned::Job(jobs.len(), l.clone()));
                     jobs.push(Job::Full(l, dead));

@@ -106,9 +106,9 @@ impl Scanner {
         let Some(prev) = prev else {
             // A new name: opening it tells all a stat would (the read sees it vanish, or
             // not be a regular file).
-            return Decision::Full {
+            return Decision::Read(Read::Full {
                 dead: db.owner_pid.is_some_and(&mut dead),
-            };
+            });
         };
         if !link && !changes.may_have_changed(name) {
             let p = prev;
@@ -117,9 +117,9 @@ impl Scanner {
             // needed), anything else is re-read.
             return match p.final_read {
                 true => Decision::Keep,
-                false => Decision::Refresh {
+                false => Decision::Read(Read::Refresh {
                     dead: db.owner_pid.is_some_and(&mut dead),
-                },
+                }),
             };
         }
         // Follows symlinks, like Python's open().
@@ -140,8 +140,8 @@ impl Scanner {
         let dead = db.owner_pid.is_some_and(&mut dead);
         match prev {
             p if p.ident == ident && p.final_read && dead => Decision::Keep,
-            p if p.ident == ident => Decision::Refresh { dead },
-            _ => Decision::Full { dead },
+            p if p.ident == ident => Decision::Read(Read::Refresh { dead }),
+            _ => Decision::Read(Read::Full { dead }),
         }
     }
 }

@@ -60,8 +60,7 @@ impl Scanner {
             );
             match decision {
                 Decision::Keep => kept += 1,
-                Decision::Refresh { dead } => jobs.push((i, Decided::Refresh(dead))),
-                Decision::Full { dead } => jobs.push((i, Decided::Full(dead))),
+                Decision::Read(read) => jobs.push((i, read)),
                 Decision::Drop | Decision::Other => return None,
             }
         }
@@ -75,11 +74,11 @@ impl Scanner {
             .collect();
         let jobs: Vec<Job> = jobs
             .into_iter()
-            .map(|(i, d)| {
+            .map(|(i, read)| {
                 let fs = std::mem::replace(&mut self.files[i], Box::new(FileState::placeholder()));
-                match d {
-                    Decided::Refresh(dead) => Job::Refresh(fs, dead),
-                    Decided::Full(dead) => Job::Full(Listed::of(&fs), dead),
+                match read {
+                    Read::Refresh { dead } => Job::Refresh(fs, dead),
+                    Read::Full { dead } => Job::Full(Listed::of(&fs), dead),
                 }
             })
             .collect();
@@ -156,10 +155,4 @@ impl Scanner {
             })
         }
     }
-}
-
-/// A warm scan's decision for one file that needs reading.
-enum Decided {
-    Refresh(bool),
-    Full(bool),
 }
