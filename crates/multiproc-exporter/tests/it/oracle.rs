@@ -90,6 +90,28 @@ fn gzip_when_the_scraper_asks() {
 }
 
 #[test]
+fn zeros_count_where_the_rule_is_not_a_sum() {
+    // A gauge family (mode `max`, from its first file) whose series also come in files
+    // of another type, merged without a pid label: there a zero can be the maximum, so
+    // it is never skipped (zeros are skipped only where the rule is a sum). The pids do
+    // not exist.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let key = format::python_key("x", "x", &[("k", "a")], "help");
+    for (name, v) in [
+        ("gauge_max_4000001.db", -5.0),
+        ("summary_4000002.db", -7.0),
+        ("summary_4000003.db", 0.0),
+    ] {
+        format::write_file(&d.join(name), [(key.as_bytes(), v, 0.0)]).expect("write");
+    }
+    let exp = Exporter::start(d, &[]);
+    let ours = strip_own(&exp.scrape());
+    assert_eq!(ours, oracle(d, "sorted-text"));
+    assert!(ours.contains("x{k=\"a\"} 0.0\n"), "{ours}");
+}
+
+#[test]
 fn writer_is_byte_identical_to_mmaped_dict() {
     require_python();
     let dir = tempfile::tempdir().expect("tempdir");
