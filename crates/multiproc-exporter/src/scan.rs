@@ -137,7 +137,7 @@ impl FileState {
     /// order: what a merge visits where a zero changes nothing (most histogram buckets).
     pub fn for_each_nonzero(&self, mut f: impl FnMut(usize, KeyId, f64)) {
         let mut runs = self.key_runs.runs();
-        // The run that holds entry index `run_end - len ..run_end`.
+        // The current key run: its first key `start`, its entries `run_start..run_end`.
         let (mut start, mut run_start, mut run_end) = (0, 0, 0);
         self.values.for_each_nonzero(|i, v| {
             while i >= run_end {
