@@ -114,6 +114,19 @@ enum Variant {
     Pid(Sid),
 }
 
+/// An output label set: its family, the key's labels and the value of the `pid` label a
+/// gauge file adds ([`NO_PID`]: none). The pid is kept apart from the labels so that the
+/// per-pid series of thousands of dead writers do not each intern a label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Group {
+    metric: Sid,
+    labels: LabelsId,
+    pid: Sid,
+}
+
+/// [`Group::pid`] of a label set without an added `pid` label.
+const NO_PID: Sid = Sid::MAX;
+
 #[derive(Debug)]
 struct Slot {
     group: u32,
@@ -140,8 +153,8 @@ struct Fam {
 pub struct Merger {
     slots: Vec<Slot>,
     slot_ids: FxHashMap<(u32, u8, u64), u32>,
-    groups: Vec<(Sid, LabelsId)>,
-    group_ids: FxHashMap<(Sid, LabelsId), u32>,
+    groups: Vec<Group>,
+    group_ids: FxHashMap<Group, u32>,
     key_slots: Vec<[u32; 4]>,
     pid_slots: FxHashMap<(KeyId, Sid, bool), u32>,
     accs: Accs,
@@ -305,10 +318,12 @@ impl Merger {
     ) -> u32 {
         let k = it.key(key);
         let mut pairs: Vec<(Sid, Sid)> = it.labels(k.labels).to_vec();
+        let mut pid_value = NO_PID;
         match variant {
             Variant::Plain => {}
             Variant::Filtered => pairs.retain(|p| p.0 != pid),
-            Variant::Pid(p) => pairs.push((pid, p)),
+            // Added after the key's labels when the output labels are built.
+            Variant::Pid(p) => pid_value = p,
         }
         let mut bucket = None;
         if hist && let Some(&(_, v)) = pairs.iter().find(|p| p.0 == le) {
@@ -318,8 +333,11 @@ impl Merger {
             }
             pairs.retain(|p| p.0 != le);
         }
-        let labels = it.labels_id(pairs);
-        let gkey = (k.metric, labels);
+        let gkey = Group {
+            metric: k.metric,
+            labels: it.labels_id(pairs),
+            pid: pid_value,
+        };
         let group = match self.group_ids.get(&gkey) {
             Some(g) => *g,
             None => {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::settled::{Accs, NONE, Op};
-use super::{Fam, Labels, MergedFamily, MergedSample, Merger};
-use crate::keys::{Interner, LabelsId, Sid};
+use super::{Fam, Group, Labels, MergedFamily, MergedSample, Merger, NO_PID};
+use crate::keys::{Interner, Sid};
 use exposition::float_to_go_string;
 
 /// Per-merge lists of touched slots per group, as linked lists through arrays kept
@@ -108,7 +108,7 @@ impl Merger {
         for &s in touched {
             let slot = &self.slots[s as usize];
             let g = slot.group;
-            let fi = fam_idx[&self.groups[g as usize].0] as usize;
+            let fi = fam_idx[&self.groups[g as usize].metric] as usize;
             let bucket = slot.bucket.is_some();
             if cache.lists.push(g, s, bucket) {
                 match bucket {
@@ -183,7 +183,7 @@ impl Merger {
                 .resize(self.groups.len().max(gi + 1), None);
         }
         cache.group_labels[gi]
-            .get_or_insert_with(|| dict_labels(it, self.groups[gi].1))
+            .get_or_insert_with(|| dict_labels(it, self.groups[gi]))
             .clone()
     }
 
@@ -263,11 +263,16 @@ impl Merger {
     }
 }
 
-/// A label tuple as `dict(labels)`: the last value of a repeated name wins.
-fn dict_labels(it: &Interner, id: LabelsId) -> Labels {
-    let pairs = it.labels(id);
-    let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(pairs.len());
-    for &(k, v) in pairs.iter() {
+/// A group's label tuple as `dict(labels)`: the key's labels, then the added `pid` label
+/// (Python appends it to the tuple); the last value of a repeated name wins.
+fn dict_labels(it: &Interner, g: Group) -> Labels {
+    let pairs = it.labels(g.labels);
+    // The `pid` name is interned by every merge that adds it.
+    let pid = (g.pid != NO_PID)
+        .then(|| it.known_sid("pid").map(|name| (name, g.pid)))
+        .flatten();
+    let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(pairs.len() + 1);
+    for &(k, v) in pairs.iter().chain(pid.iter()) {
         let (k, v) = (it.str(k).clone(), it.str(v).clone());
         match out.iter_mut().find(|p| p.0 == k) {
             Some(p) => p.1 = v,

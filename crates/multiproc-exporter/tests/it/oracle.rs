@@ -112,6 +112,25 @@ fn zeros_count_where_the_rule_is_not_a_sum() {
 }
 
 #[test]
+fn a_gauge_files_pid_replaces_a_pid_label_of_the_key() {
+    // Python appends ('pid', <file's pid>) to the key's label tuple and `dict()` keeps the
+    // last value: a key's own `pid` label gives way to the file's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let own = format::python_key("g", "g", &[("k", "a"), ("pid", "mine")], "help");
+    let plain = format::python_key("g", "g", &[("k", "b")], "help");
+    for pid in ["4000001", "4000002"] {
+        let entries = [(own.as_bytes(), 1.0, 0.0), (plain.as_bytes(), 2.0, 0.0)];
+        format::write_file(&d.join(format!("gauge_all_{pid}.db")), entries).expect("write");
+    }
+    let exp = Exporter::start(d, &[]);
+    let ours = strip_own(&exp.scrape());
+    assert_eq!(ours, oracle(d, "sorted-text"));
+    assert!(ours.contains("g{k=\"a\",pid=\"4000002\"} 1.0\n"), "{ours}");
+    assert!(!ours.contains("mine"), "{ours}");
+}
+
+#[test]
 fn writer_is_byte_identical_to_mmaped_dict() {
     require_python();
     let dir = tempfile::tempdir().expect("tempdir");
