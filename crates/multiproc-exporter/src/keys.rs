@@ -190,11 +190,6 @@ impl Interner {
         id
     }
 
-    /// The id of `s` if it is interned (unlike [`sid`](Self::sid), never adds it).
-    pub fn known_sid(&self, s: &str) -> Option<Sid> {
-        self.str_ids.get(s).copied()
-    }
-
     /// The string of an id.
     pub fn str(&self, id: Sid) -> &Arc<str> {
         &self.strs[id as usize]

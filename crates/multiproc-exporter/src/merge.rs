@@ -155,6 +155,8 @@ pub struct Merger {
     slot_ids: FxHashMap<(u32, u8, u64), u32>,
     groups: Vec<Group>,
     group_ids: FxHashMap<Group, u32>,
+    /// The interned name `pid` (set by every merge, before any group with a pid exists).
+    pid_name: Sid,
     key_slots: Vec<[u32; 4]>,
     pid_slots: FxHashMap<(KeyId, Sid, bool), u32>,
     accs: Accs,
@@ -378,6 +380,7 @@ impl Merger {
     ) -> (Vec<MergedFamily>, MergeStats) {
         let pid = it.sid("pid");
         let le = it.sid("le");
+        self.pid_name = pid;
         let (plan, reused) = match self.plan.take() {
             Some(p) if p.layout == Some(layout) && p.nfiles == files.len() => (p, true),
             _ => (Plan::new(files, it, layout, fresh_from), false),

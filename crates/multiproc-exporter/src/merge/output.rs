@@ -183,7 +183,7 @@ impl Merger {
                 .resize(self.groups.len().max(gi + 1), None);
         }
         cache.group_labels[gi]
-            .get_or_insert_with(|| dict_labels(it, self.groups[gi]))
+            .get_or_insert_with(|| dict_labels(it, self.groups[gi], self.pid_name))
             .clone()
     }
 
@@ -264,13 +264,10 @@ impl Merger {
 }
 
 /// A group's label tuple as `dict(labels)`: the key's labels, then the added `pid` label
-/// (Python appends it to the tuple); the last value of a repeated name wins.
-fn dict_labels(it: &Interner, g: Group) -> Labels {
+/// (`pid_name`, as Python appends it to the tuple); the last value of a repeated name wins.
+fn dict_labels(it: &Interner, g: Group, pid_name: Sid) -> Labels {
     let pairs = it.labels(g.labels);
-    // The `pid` name is interned by every merge that adds it.
-    let pid = (g.pid != NO_PID)
-        .then(|| it.known_sid("pid").map(|name| (name, g.pid)))
-        .flatten();
+    let pid = (g.pid != NO_PID).then_some((pid_name, g.pid));
     let mut out: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(pairs.len() + 1);
     for &(k, v) in pairs.iter().chain(pid.iter()) {
         let (k, v) = (it.str(k).clone(), it.str(v).clone());
