@@ -129,8 +129,9 @@ impl Scanner {
     }
 
     /// What a full scan leaves for the next warm one: the files it must look at, the
-    /// entry count, a new layout.
+    /// entry count, a new layout, and the inotify watch (set up after the first scan).
     pub(super) fn after_scan(&mut self) {
+        self.watch.arm();
         self.layout += 1;
         let start = self.scan_start;
         self.fresh_final = self.files.iter().any(|f| f.final_read && f.serial >= start);
