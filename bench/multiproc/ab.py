@@ -9,60 +9,27 @@ during it from /proc/<pid>/stat), the second scrape, and the peak RSS (VmHWM). P
 the median of each per binary. Alternating the binaries spreads this machine's drift
 over all of them: a difference of a few percent is only trusted from such a run.
 Reuse one directory made by gen_dir.py (with live writers, or the scans re-read
-everything: see docs/benchmarks-multiproc.md).
+everything), and give binaries copied at the same moment: a file written recently is
+mapped with more resident code, up to 0.8 MB of peak RSS (docs/benchmarks-multiproc.md).
 """
 import argparse
 import os
-import socket
 import statistics
-import subprocess
-import time
-import urllib.request
+import sys
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def cpu_seconds(pid):
-    fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench import Exporter  # noqa: E402
+from scrape import cold_scrapes  # noqa: E402
 
 
 def one_start(binary, d):
-    port = free_port()
-    p = subprocess.Popen([binary, d, '--listen', f'127.0.0.1:{port}'],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f'http://127.0.0.1:{port}'
+    exp = Exporter(binary, d)
     try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                urllib.request.urlopen(base + '/healthz', timeout=2).read()
-                break
-            except OSError:
-                if time.time() > deadline or p.poll() is not None:
-                    raise SystemExit(f'{binary} did not come up')
-                time.sleep(0.05)
-
-        def scrape():
-            t = time.perf_counter()
-            urllib.request.urlopen(base + '/metrics', timeout=60).read()
-            return time.perf_counter() - t
-
-        c0 = cpu_seconds(p.pid)
-        first = scrape()
-        cpu = cpu_seconds(p.pid) - c0
-        second = scrape()
-        hwm = next(l for l in open(f'/proc/{p.pid}/status') if l.startswith('VmHWM'))
-        return first * 1e3, cpu * 1e3, second * 1e3, int(hwm.split()[1]) / 1024
+        first, cpu, second = cold_scrapes(exp)
+        return first * 1e3, cpu * 1e3, second * 1e3, exp.peak_rss_kb() / 1024
     finally:
-        p.kill()
-        p.wait()
+        exp.stop()
 
 
 def main():
