@@ -122,6 +122,40 @@ fn touched_dead_files_are_reread() {
     cold(&mut c);
 }
 
+/// The watch is set up after the first scan that can list the directory: a directory
+/// that does not exist yet when the exporter starts is watched once it appears (scrapes
+/// before that fail with an error naming it).
+#[test]
+fn a_directory_made_after_start_is_watched() {
+    require_python();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("later");
+    let (_alive, probe) = declared_liveness();
+    let mut c = Collector::new(&dir, 2);
+    c.set_liveness(probe);
+    let err = c.collect().unwrap_err().to_string();
+    assert!(err.contains("later"), "{err}");
+    std::fs::create_dir(&dir).unwrap();
+    for pid in 100..104 {
+        counter(&dir.join(format!("counter_{pid}.db")), &[1.0]);
+    }
+    assert_eq!(body(&mut c).1.parsed, 4);
+    body(&mut c);
+    let s = body(&mut c).1;
+    assert_eq!(
+        (s.unchecked, s.bytes_read),
+        (4, 0),
+        "settled files were stat-ed or read: is the inotify watch active? {s:?}"
+    );
+    // A re-created file is named by the watch and read again.
+    let tmp = dir.join(".tmp");
+    counter(&tmp, &[9.0]);
+    std::fs::rename(&tmp, dir.join("counter_101.db")).unwrap();
+    let (text, s) = body(&mut c);
+    assert_eq!((s.parsed, s.unchecked), (1, 3), "{s:?}");
+    assert!(text.contains("c_total{i=\"0\"} 12.0"), "{text}");
+}
+
 /// A writer that writes through its mapping after the last scrape and then dies makes no
 /// event and no change of size or ctime: its file must still be read once more after its
 /// death, or those last writes would be lost for good.
