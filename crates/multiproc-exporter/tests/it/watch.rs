@@ -49,6 +49,16 @@ fn counters(
     (dir, alive, probe)
 }
 
+/// Asserts that a scan kept all `files` settled files without a stat or a read (the
+/// inotify watch named none of them).
+fn assert_settled_unstated(s: &multiproc_exporter::scan::ScanStats, files: usize) {
+    assert_eq!(
+        (s.unchecked, s.bytes_read),
+        (files, 0),
+        "settled files were stat-ed or read: is the inotify watch active? {s:?}"
+    );
+}
+
 fn body(c: &mut Collector) -> (String, multiproc_exporter::scan::ScanStats) {
     let got = c.collect().unwrap();
     (
@@ -74,12 +84,7 @@ fn touched_dead_files_are_reread() {
     // Parse, then stat once more (the parse's own opens are events), then settled.
     assert_eq!(cold(&mut c).parsed, 10);
     body(&mut c);
-    let s = body(&mut c).1;
-    assert_eq!(
-        (s.unchecked, s.bytes_read),
-        (10, 0),
-        "settled files were stat-ed or read: is the inotify watch active? {s:?}"
-    );
+    assert_settled_unstated(&body(&mut c).1, 10);
 
     // Re-created under the same name (written aside, renamed over) while the pid still
     // reads as dead: only the rename names it.
@@ -141,12 +146,7 @@ fn a_directory_made_after_start_is_watched() {
     }
     assert_eq!(body(&mut c).1.parsed, 4);
     body(&mut c);
-    let s = body(&mut c).1;
-    assert_eq!(
-        (s.unchecked, s.bytes_read),
-        (4, 0),
-        "settled files were stat-ed or read: is the inotify watch active? {s:?}"
-    );
+    assert_settled_unstated(&body(&mut c).1, 4);
     // A re-created file is named by the watch and read again.
     let tmp = dir.join(".tmp");
     counter(&tmp, &[9.0]);
