@@ -168,7 +168,7 @@ pub struct Merger {
     output: output::OutputCache,
     /// The last merge's plan.
     plan: Option<Plan>,
-    /// Reused for every run built.
+    /// Reused for every run one merge builds (dropped after it).
     builder: RunBuilder,
 }
 
@@ -465,6 +465,9 @@ impl Merger {
         }
         // Runs not seen this time are gone (a file changed, appeared or vanished).
         self.runs = kept;
+        // The builder's scratch is as long as the slot table and needed only when a run
+        // is built (rarely after the second scrape): not kept through the output step.
+        self.builder = RunBuilder::default();
         let touched = std::mem::take(&mut accs.touched);
         let out = self.emit(fams, fam_idx, &accs, &touched, it);
         accs.touched = touched;

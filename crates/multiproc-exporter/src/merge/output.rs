@@ -103,6 +103,9 @@ impl Merger {
         let mut bucket_order: Vec<Vec<u32>> = vec![Vec::new(); nf];
         // The fork's merge keeps its non-bucket samples in one dict: plain first-seen order.
         let mut normal_flat: Vec<Vec<u32>> = vec![Vec::new(); nf];
+        // Samples per family (a touched slot each, and a `_count` per bucketed label set):
+        // the vectors are made to size, as the largest are a good part of the peak memory.
+        let mut sizes: Vec<usize> = vec![0; nf];
         let mut cache = std::mem::take(&mut self.output);
         cache.lists.begin(self.groups.len(), self.slots.len());
         for &s in touched {
@@ -110,9 +113,13 @@ impl Merger {
             let g = slot.group;
             let fi = fam_idx[&self.groups[g as usize].metric] as usize;
             let bucket = slot.bucket.is_some();
+            sizes[fi] += 1;
             if cache.lists.push(g, s, bucket) {
                 match bucket {
-                    true => bucket_order[fi].push(g),
+                    true => {
+                        bucket_order[fi].push(g);
+                        sizes[fi] += 1;
+                    }
                     false => normal_order[fi].push(g),
                 }
             }
@@ -125,7 +132,7 @@ impl Merger {
         for (fi, fam) in fams.iter().enumerate() {
             let name = it.str(fam.metric).clone();
             let stamped = fam.op == Op::Latest;
-            let mut samples = Vec::new();
+            let mut samples = Vec::with_capacity(sizes[fi]);
             let normal = |s: u32, labels: &Labels, out: &mut Vec<MergedSample>| {
                 let a = &accs.acc[s as usize];
                 out.push(MergedSample {

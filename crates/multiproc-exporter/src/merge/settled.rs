@@ -205,8 +205,8 @@ pub(super) struct Run {
     pub(super) bad_le: usize,
 }
 
-/// Builds a [`Run`] from the run's entries, fed in merge order; kept between builds (its
-/// dense index by slot id is as long as the slot table).
+/// Builds a [`Run`] from the run's entries, fed in merge order; kept between the builds
+/// of one merge (its dense index by slot id is as long as the slot table).
 #[derive(Debug, Default)]
 pub(super) struct RunBuilder {
     /// Per slot id: (build generation, index in `slots`).
