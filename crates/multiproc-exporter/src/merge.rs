@@ -204,7 +204,7 @@ impl Plan {
         let mut fams: Vec<Fam> = Vec::new();
         let mut fam_idx: FxHashMap<Sid, u32> = FxHashMap::default();
         for (fidx, f) in files.iter().enumerate() {
-            for &(metric, first_key) in &f.families {
+            for &(metric, first_key) in f.families.iter() {
                 let idx = *fam_idx.entry(metric).or_insert_with(|| {
                     fams.push(Fam {
                         metric,
@@ -523,6 +523,7 @@ impl Merger {
         if pid_value.is_none() {
             // Most entries: the slot and rule of a key in a file without a pid label are
             // one lookup, not a chain of dependent ones (family, rule, variant, slot).
+            let mut ts = f.timestamps();
             let mut visit = |i: usize, key: KeyId, x: f64| {
                 let (slot, op) = match ctx.key_plain[key as usize] {
                     (UNSEEN, _) => {
@@ -533,7 +534,7 @@ impl Merger {
                     found => found,
                 };
                 if slot != NONE {
-                    g(slot, op, x, entry_ts(op, f.timestamps.get(i).copied()));
+                    g(slot, op, x, entry_ts(op, ts.at(i)));
                 }
             };
             match zeros {
@@ -547,6 +548,7 @@ impl Merger {
             return;
         }
         let (pid, le) = (ctx.pid, ctx.le);
+        let mut ts = f.timestamps();
         f.for_each(|i, key, x| {
             let fi = ctx.fam_of(key, it);
             if fi == NONE {
@@ -566,7 +568,7 @@ impl Merger {
                 // A family that drops the pid label: the key's slot as in any file.
                 _ => self.plain_slot(it, ctx, key).0,
             };
-            g(slot, op, x, entry_ts(op, f.timestamps.get(i).copied()));
+            g(slot, op, x, entry_ts(op, ts.at(i)));
         });
     }
 

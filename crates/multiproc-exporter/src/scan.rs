@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use nix::sys::stat::{FileStat, SFlag};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::format::{self, DbName, FormatError, HEADER_LEN};
 use crate::keys::{Interner, KeyId, ParsedKey, Sid, parse_key};
@@ -107,10 +107,40 @@ pub struct FileState {
     entries: usize,
     /// The entries' values (see [`SparseValues`]).
     values: SparseValues,
-    /// Timestamp of each entry (gauge files only; empty otherwise).
-    pub timestamps: Vec<f64>,
-    /// Distinct family names in order of first appearance, with the first key of each.
-    pub families: Vec<(Sid, KeyId)>,
+    /// The entries' timestamps (gauge files only), stored like the values: only
+    /// `mostrecent` (and the fork's `latest`) gauges set them, the others write `0.0`.
+    timestamps: SparseValues,
+    /// Distinct family names in order of first appearance, with the first key of each;
+    /// shared by the files whose lists are equal (see [`FamilyLists`]).
+    pub families: FamilyList,
+}
+
+/// A file's families in order of first appearance, with the first key of each.
+pub type FamilyList = Arc<[(Sid, KeyId)]>;
+
+/// The distinct family lists of the kept files. Files of one type written by the same
+/// code usually list the same families with the same first keys: each keeps a reference
+/// to one shared list instead of a list of its own (about 60 bytes per file).
+#[derive(Debug, Default)]
+struct FamilyLists(Mutex<FxHashSet<FamilyList>>);
+
+impl FamilyLists {
+    /// The shared list equal to `list`.
+    fn get(&self, list: &[(Sid, KeyId)]) -> FamilyList {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = set.get(list) {
+            return shared.clone();
+        }
+        let shared: FamilyList = list.into();
+        set.insert(shared.clone());
+        shared
+    }
+
+    /// Forgets the lists no kept file refers to any more.
+    fn prune(&mut self) {
+        let set = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        set.retain(|list| Arc::strong_count(list) > 1);
+    }
 }
 
 impl FileState {
@@ -153,6 +183,11 @@ impl FileState {
         });
     }
 
+    /// The entries' timestamps, read at increasing entry indexes.
+    pub fn timestamps(&self) -> Timestamps<'_> {
+        Timestamps(self.is_gauge().then(|| self.timestamps.cursor()))
+    }
+
     /// The file's key runs `(first key, length)`, in file order.
     pub fn key_runs(&self) -> impl Iterator<Item = (KeyId, u32)> + '_ {
         self.key_runs.runs()
@@ -182,8 +217,8 @@ impl FileState {
             key_runs: KeyRuns::default(),
             entries: 0,
             values: SparseValues::new(),
-            timestamps: Vec::new(),
-            families: Vec::new(),
+            timestamps: SparseValues::new(),
+            families: Arc::new([]),
         }
     }
 
@@ -224,6 +259,19 @@ impl FileState {
     /// Whether this is a gauge file (samples get a `pid` label, modes apply).
     pub fn is_gauge(&self) -> bool {
         self.db.typ == "gauge"
+    }
+}
+
+/// The timestamps of a file's entries (see [`FileState::timestamps`]).
+#[derive(Debug)]
+pub struct Timestamps<'a>(Option<values::Cursor<'a>>);
+
+impl Timestamps<'_> {
+    /// The timestamp of entry `i` (`None` in a file that is not a gauge file, which has
+    /// none); `i` must not decrease from one call to the next.
+    #[inline]
+    pub fn at(&mut self, i: usize) -> Option<f64> {
+        self.0.as_mut().map(|c| c.at(i))
     }
 }
 
@@ -291,6 +339,8 @@ struct ParseScratch {
     ids: Vec<KeyId>,
     /// Families of the file being parsed.
     seen: Vec<Sid>,
+    /// Its family list with the first key of each (then shared, see [`FamilyLists`]).
+    families: Vec<(Sid, KeyId)>,
 }
 
 /// A name of the directory's listing that is not (or no longer) a kept file: what a scan
@@ -391,6 +441,7 @@ pub struct Scanner {
     dir_fd: Option<File>,
     files: Files,
     interner: RwLock<Interner>,
+    family_lists: FamilyLists,
     threads: usize,
     liveness: Option<Probe>,
     watch: Watch,
@@ -441,6 +492,7 @@ impl Scanner {
             dir_fd: None,
             files: Vec::new(),
             interner: RwLock::new(Interner::default()),
+            family_lists: FamilyLists::default(),
             threads,
             liveness: None,
             others: Vec::new(),
@@ -644,5 +696,26 @@ impl Scanner {
     /// after a start merges file by file, which is cheaper than building reductions).
     pub fn fresh_from(&self) -> u64 {
         self.scan_start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_family_lists_are_shared_until_no_file_holds_them() {
+        let mut lists = FamilyLists::default();
+        let a = lists.get(&[(1, 10), (2, 20)]);
+        let b = lists.get(&[(1, 10), (2, 20)]);
+        let c = lists.get(&[(1, 10)]);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        drop(c);
+        lists.prune();
+        assert_eq!(lists.0.lock().unwrap().len(), 1, "the list nobody holds is gone");
+        drop((a, b));
+        lists.prune();
+        assert!(lists.0.lock().unwrap().is_empty());
     }
 }

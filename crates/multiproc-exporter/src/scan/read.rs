@@ -113,6 +113,7 @@ impl Scanner {
         let mut pos = HEADER_LEN;
         let gauge = fs.is_gauge();
         fs.values.clear();
+        fs.timestamps.clear();
         for i in 0..fs.len() {
             let Some(len) = buf.get(pos..pos + 4) else {
                 return Ok(None);
@@ -131,7 +132,7 @@ impl Scanner {
             fs.push_value(i, f64::from_le_bytes(a));
             if gauge {
                 a.copy_from_slice(&v[8..]);
-                fs.timestamps[i] = f64::from_le_bytes(a);
+                fs.timestamps.push(i, f64::from_le_bytes(a));
             }
             pos = end;
         }
@@ -179,8 +180,8 @@ impl Scanner {
             key_runs: KeyRuns::default(),
             entries: 0,
             values: SparseValues::new(),
-            timestamps: Vec::new(),
-            families: Vec::new(),
+            timestamps: SparseValues::new(),
+            families: self.family_lists.get(&[]),
         };
         if let Err(e) = self.parse_into(&mut fs, buf, HEADER_LEN, used, &mut scratch.p) {
             return Outcome::Corrupt(format!("{}: {e}", fs.name));
@@ -205,6 +206,7 @@ impl Scanner {
             tss,
             ids,
             seen,
+            families,
         } = sc;
         misses.clear();
         values.clear();
@@ -248,26 +250,31 @@ impl Scanner {
         }
         fs.key_runs.reserve(n_runs);
         fs.values.reserve_exact(n_nz);
-        if gauge {
-            fs.timestamps.reserve_exact(ids.len());
-        }
         let interner = self.interner.read().unwrap_or_else(|p| p.into_inner());
         seen.clear();
         seen.extend(fs.families.iter().map(|f| f.0));
+        families.clear();
+        families.extend(fs.families.iter().copied());
+        let known = families.len();
         let mut last = Sid::MAX;
-        for (&id, &v) in ids.iter().zip(values.iter()) {
+        for (k, (&id, &v)) in ids.iter().zip(values.iter()).enumerate() {
             let metric = interner.key(id).metric;
             // Entries of one family are usually adjacent: test the last one first.
             if metric != last && !seen.contains(&metric) {
                 seen.push(metric);
-                fs.families.push((metric, id));
+                families.push((metric, id));
             }
             last = metric;
             let i = fs.len();
             fs.push_key(id);
             fs.push_value(i, v);
+            if gauge {
+                fs.timestamps.push(i, tss[k]);
+            }
         }
-        fs.timestamps.extend_from_slice(tss);
+        if families.len() > known {
+            fs.families = self.family_lists.get(families);
+        }
         // Per-file vectors live as long as the file: no doubling slack (memory is a goal).
         fs.key_runs.shrink_to_fit();
         fs.values.shrink_to_fit();

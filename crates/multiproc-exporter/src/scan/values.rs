@@ -1,8 +1,9 @@
-//! A file's entry values, kept between scrapes in a compact form: only the values that
-//! are not `+0.0` (most entries are never-observed histogram buckets), each as the gap
-//! to the previous one's index and the value, small integers (the usual counts) in a
-//! byte or two. A 2,000-writer directory's values take about a quarter of what an index
-//! and an `f64` per value took.
+//! A file's entry values (and a gauge file's timestamps), kept between scrapes in a
+//! compact form: only the values that are not `+0.0` (most entries are never-observed
+//! histogram buckets, and most gauges write no timestamp), each as the gap to the
+//! previous one's index and the value, small integers (the usual counts) in a byte or
+//! two. A 2,000-writer directory's values take about a quarter of what an index and an
+//! `f64` per value took.
 
 use super::varint::{get_varint, put_varint, unzigzag, zigzag};
 
@@ -12,6 +13,33 @@ pub struct SparseValues {
     bytes: Vec<u8>,
     /// Index of the last value stored (`u32::MAX`: none yet).
     last: u32,
+}
+
+/// Reads [`SparseValues`] at increasing indexes (see [`SparseValues::cursor`]).
+#[derive(Debug)]
+pub struct Cursor<'a> {
+    values: &'a SparseValues,
+    pos: usize,
+    /// The next stored value not yet passed: its index and value.
+    next: Option<(usize, f64)>,
+}
+
+impl Cursor<'_> {
+    /// The value at index `i` (`0.0` when none is stored); `i` must not decrease from one
+    /// call to the next.
+    #[inline]
+    pub fn at(&mut self, i: usize) -> f64 {
+        while let Some((at, v)) = self.next {
+            if at > i {
+                break;
+            }
+            if at == i {
+                return v;
+            }
+            self.next = self.values.next(&mut self.pos, at + 1);
+        }
+        0.0
+    }
 }
 
 /// Integers up to this magnitude are stored as varints (exactly: below 2^53).
@@ -84,6 +112,17 @@ impl SparseValues {
         }
     }
 
+    /// A reader of the values at increasing indexes, one at a time.
+    pub fn cursor(&self) -> Cursor<'_> {
+        let mut pos = 0;
+        let next = self.next(&mut pos, 0);
+        Cursor {
+            values: self,
+            pos,
+            next,
+        }
+    }
+
     /// The next stored value at `pos`, whose index is at least `from`.
     fn next(&self, pos: &mut usize, from: usize) -> Option<(usize, f64)> {
         if *pos >= self.bytes.len() {
@@ -140,6 +179,14 @@ mod tests {
         for (i, v) in vals.iter().enumerate() {
             assert_eq!(got[i * 3].to_bits(), v.to_bits(), "value {i}: {v}");
             assert_eq!(got[i * 3 + 1].to_bits(), 0);
+        }
+        // A cursor asked at every index, and at every other one, reads the same.
+        let mut c = s.cursor();
+        let all: Vec<u64> = (0..got.len()).map(|i| c.at(i).to_bits()).collect();
+        assert_eq!(all, got.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        let mut c = s.cursor();
+        for i in (0..got.len()).step_by(2) {
+            assert_eq!(c.at(i).to_bits(), got[i].to_bits(), "index {i}");
         }
     }
 }

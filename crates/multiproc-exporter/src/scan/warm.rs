@@ -132,6 +132,7 @@ impl Scanner {
     /// entry count, a new layout, and the inotify watch (set up after the first scan).
     pub(super) fn after_scan(&mut self) {
         self.watch.arm();
+        self.family_lists.prune();
         self.layout += 1;
         let start = self.scan_start;
         self.fresh_final = self.files.iter().any(|f| f.final_read && f.serial >= start);
