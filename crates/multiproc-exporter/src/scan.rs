@@ -121,13 +121,31 @@ pub type FamilyList = Arc<[(Sid, KeyId)]>;
 /// The distinct family lists of the kept files. Files of one type written by the same
 /// code usually list the same families with the same first keys: each keeps a reference
 /// to one shared list instead of a list of its own (about 60 bytes per file).
-#[derive(Debug, Default)]
-struct FamilyLists(Mutex<FxHashSet<FamilyList>>);
+#[derive(Debug)]
+struct FamilyLists {
+    set: Mutex<FxHashSet<FamilyList>>,
+    /// The list of a file before its parse (cloned without taking the lock).
+    empty: FamilyList,
+}
+
+impl Default for FamilyLists {
+    fn default() -> FamilyLists {
+        FamilyLists {
+            set: Mutex::default(),
+            empty: Arc::new([]),
+        }
+    }
+}
 
 impl FamilyLists {
+    /// An empty list.
+    fn empty(&self) -> FamilyList {
+        self.empty.clone()
+    }
+
     /// The shared list equal to `list`.
     fn get(&self, list: &[(Sid, KeyId)]) -> FamilyList {
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(shared) = set.get(list) {
             return shared.clone();
         }
@@ -138,7 +156,7 @@ impl FamilyLists {
 
     /// Forgets the lists no kept file refers to any more.
     fn prune(&mut self) {
-        let set = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        let set = self.set.get_mut().unwrap_or_else(|p| p.into_inner());
         set.retain(|list| Arc::strong_count(list) > 1);
     }
 }
@@ -713,9 +731,13 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &c));
         drop(c);
         lists.prune();
-        assert_eq!(lists.0.lock().unwrap().len(), 1, "the list nobody holds is gone");
+        assert_eq!(
+            lists.set.lock().unwrap().len(),
+            1,
+            "the list nobody holds is gone"
+        );
         drop((a, b));
         lists.prune();
-        assert!(lists.0.lock().unwrap().is_empty());
+        assert!(lists.set.lock().unwrap().is_empty());
     }
 }

@@ -181,7 +181,7 @@ impl Scanner {
             entries: 0,
             values: SparseValues::new(),
             timestamps: SparseValues::new(),
-            families: self.family_lists.get(&[]),
+            families: self.family_lists.empty(),
         };
         if let Err(e) = self.parse_into(&mut fs, buf, HEADER_LEN, used, &mut scratch.p) {
             return Outcome::Corrupt(format!("{}: {e}", fs.name));
