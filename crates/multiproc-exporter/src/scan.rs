@@ -18,13 +18,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use nix::sys::stat::{FileStat, SFlag};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::format::{self, DbName, FormatError, HEADER_LEN};
 use crate::keys::{Interner, KeyId, ParsedKey, Sid, parse_key};
 use crate::liveness::{PidState, namespace_prover, pid_state, proves_namespace};
 use crate::lockfile::{self, LockError, LockKind};
 
+mod family_lists;
 mod key_runs;
 mod plan;
 mod read;
@@ -33,9 +34,11 @@ mod varint;
 mod warm;
 mod watch;
 
+pub use family_lists::FamilyList;
 pub use key_runs::KeyRuns;
 pub use values::SparseValues;
 
+use family_lists::FamilyLists;
 use watch::{Changes, Watch};
 
 /// Default time between scans that stat every file although no event named it (a safety
@@ -113,52 +116,6 @@ pub struct FileState {
     /// Distinct family names in order of first appearance, with the first key of each;
     /// shared by the files whose lists are equal (see [`FamilyLists`]).
     pub families: FamilyList,
-}
-
-/// A file's families in order of first appearance, with the first key of each.
-pub type FamilyList = Arc<[(Sid, KeyId)]>;
-
-/// The distinct family lists of the kept files. Files of one type written by the same
-/// code usually list the same families with the same first keys: each keeps a reference
-/// to one shared list instead of a list of its own (about 60 bytes per file).
-#[derive(Debug)]
-struct FamilyLists {
-    set: Mutex<FxHashSet<FamilyList>>,
-    /// The list of a file before its parse (cloned without taking the lock).
-    empty: FamilyList,
-}
-
-impl Default for FamilyLists {
-    fn default() -> FamilyLists {
-        FamilyLists {
-            set: Mutex::default(),
-            empty: Arc::new([]),
-        }
-    }
-}
-
-impl FamilyLists {
-    /// An empty list.
-    fn empty(&self) -> FamilyList {
-        self.empty.clone()
-    }
-
-    /// The shared list equal to `list`.
-    fn get(&self, list: &[(Sid, KeyId)]) -> FamilyList {
-        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(shared) = set.get(list) {
-            return shared.clone();
-        }
-        let shared: FamilyList = list.into();
-        set.insert(shared.clone());
-        shared
-    }
-
-    /// Forgets the lists no kept file refers to any more.
-    fn prune(&mut self) {
-        let set = self.set.get_mut().unwrap_or_else(|p| p.into_inner());
-        set.retain(|list| Arc::strong_count(list) > 1);
-    }
 }
 
 impl FileState {
@@ -714,30 +671,5 @@ impl Scanner {
     /// after a start merges file by file, which is cheaper than building reductions).
     pub fn fresh_from(&self) -> u64 {
         self.scan_start
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn equal_family_lists_are_shared_until_no_file_holds_them() {
-        let mut lists = FamilyLists::default();
-        let a = lists.get(&[(1, 10), (2, 20)]);
-        let b = lists.get(&[(1, 10), (2, 20)]);
-        let c = lists.get(&[(1, 10)]);
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &c));
-        drop(c);
-        lists.prune();
-        assert_eq!(
-            lists.set.lock().unwrap().len(),
-            1,
-            "the list nobody holds is gone"
-        );
-        drop((a, b));
-        lists.prune();
-        assert!(lists.set.lock().unwrap().is_empty());
     }
 }
