@@ -96,4 +96,17 @@ impl Dedicated {
     pub fn shutdown(&self) {
         self.retain(|_| false);
     }
+
+    /// Like [`Dedicated::shutdown`], but each idle worker's output is first passed on
+    /// (see [`Pool::close`]).
+    pub async fn close(&self, grace: std::time::Duration) {
+        let started: Vec<Pool> = {
+            let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            pools
+                .drain()
+                .filter_map(|(_, c)| c.get().cloned())
+                .collect()
+        };
+        futures::future::join_all(started.iter().map(|p| p.close(grace))).await;
+    }
 }

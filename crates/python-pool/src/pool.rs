@@ -143,6 +143,29 @@ impl Pool {
             shared.shutdown();
         }
     }
+
+    /// Like [`Pool::shutdown`], but first gives the idle workers' output up to `grace`
+    /// to be passed on: a command that exits right after its last call (`check`)
+    /// would otherwise lose what that call printed, still in the pipe unread.
+    pub async fn close(&self, grace: Duration) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut idle = shared.take_idle();
+        // Killed first, so that their pipes close together and the drains overlap.
+        for worker in &idle {
+            kill_group(worker.pid);
+        }
+        for worker in &mut idle {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            worker.drain_tail(left).await;
+        }
+        for worker in idle {
+            shared.retire(worker);
+        }
+        shared.shutdown();
+    }
 }
 
 impl Shared {
@@ -329,6 +352,19 @@ impl Shared {
                 PoolError::Timeout { name, limit }
             }
         }
+    }
+
+    /// Closes the pool and takes the workers waiting in their slots (none when a
+    /// call is waiting for one: it holds the slots).
+    fn take_idle(&self) -> Vec<Worker> {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut idle = Vec::new();
+        if let Ok(mut slots) = self.slots_rx.try_lock() {
+            while let Ok(slot) = slots.try_recv() {
+                idle.extend(slot);
+            }
+        }
+        idle
     }
 
     fn shutdown(&self) {

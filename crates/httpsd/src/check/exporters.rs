@@ -113,7 +113,7 @@ pub async fn check_exporters(
         )
     });
     let mut done = futures::future::join_all(runs).await;
-    runners.python().shutdown();
+    runners.python().close().await;
     // Conflicts between the exporters of one path (`a.py` and `a.prom`).
     let mut checks = Vec::new();
     let mut i = 0;

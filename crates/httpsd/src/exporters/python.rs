@@ -94,4 +94,9 @@ impl PythonExporters {
     pub fn shutdown(&self) {
         self.pools.shutdown();
     }
+
+    /// Kills every worker after passing on what idle ones printed and was not read.
+    pub async fn close(&self) {
+        self.pools.close(crate::runner::python::OUTPUT_GRACE).await;
+    }
 }

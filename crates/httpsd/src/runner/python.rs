@@ -22,6 +22,9 @@ pub use python_pool::Warmth;
 /// The environment variable the original sets in check mode.
 const TEST_ENV: &str = "PROMETHEUS_HTTP_SD_IS_TEST";
 
+/// How long a shutdown waits for output printed by idle workers to be logged.
+pub(crate) const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
 /// The original's package, provided to generators that import it when it is not
 /// installed (an installed package always wins).
 const SHIMS: [(&str, &str); 3] = [
@@ -210,9 +213,10 @@ impl PythonRunner {
         python_pool::parse_result(&generator.rel, raw).map_err(generator_error)
     }
 
-    /// Kills every worker (and its process group).
+    /// Kills every worker (and its process group), after passing on what idle
+    /// workers printed and was not read yet.
     pub async fn shutdown(&self) {
-        self.pool.shutdown();
+        self.pool.close(OUTPUT_GRACE).await;
     }
 }
 

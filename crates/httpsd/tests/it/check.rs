@@ -991,6 +991,44 @@ fn python_output_is_logged_under_the_generator_that_printed_it() {
     );
 }
 
+/// `check` exits right after its last call: what that call printed is still in the
+/// worker's pipe, and is logged before the worker is killed (it was lost in a race).
+#[test]
+fn the_last_generators_output_is_logged_before_check_exits() {
+    require_python();
+    let t = Tree::new();
+    t.write(
+        "last.py",
+        "import sys\n\
+         def generate_targets():\n    \
+         for i in range(150):\n        print(f'line {i}')\n    \
+         sys.stdout.flush()\n    \
+         return [{'targets': ['10.0.0.1:9100']}]\n",
+    );
+    let root = t.root().display().to_string();
+    for round in 0..5 {
+        let run = httpsd(
+            t.root(),
+            &[
+                "--log-format",
+                "json",
+                "check",
+                &root,
+                "--python-workers",
+                "1",
+            ],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let logged = run
+            .stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "httpsd::python" && v["generator"] == "last.py")
+            .count();
+        assert_eq!(logged, 150, "round {round}: {}", run.stderr);
+    }
+}
+
 /// Forked Python workers (check starts one interpreter and forks the others from it)
 /// are not httpsd's children, yet a generator that kills one is reported with its exit
 /// status like any other, whichever worker dies first.
