@@ -7,16 +7,56 @@ use std::fmt::Write as _;
 use crate::float::{push_float_go, python_repr};
 use crate::model::{Exemplar, FamilyView, LabelPair, SampleRef, Timestamp};
 use crate::names::{
-    Escaping, escape, escape_help_text, escape_metric_name, escape_value, is_plain_label_name,
-    is_valid_legacy_metric_name, label_rune, push_escaped_value, push_label_name, push_metric_name,
+    CheckMemo, Escaping, escape, escape_help_text, escape_metric_name, escape_value,
+    is_plain_label_name, is_valid_legacy_label_name, is_valid_legacy_metric_name, label_rune,
+    push_escaped_value, push_label_name, push_metric_name,
 };
 use crate::negotiate::Format;
 
 /// The first buffer size when the caller gives none.
 const DEFAULT_CAPACITY: usize = 1 << 16;
 
+/// What one encode has found out about the names it writes (see [`CheckMemo`]).
+#[derive(Debug, Default)]
+struct NameChecks {
+    /// Sample names: [`LEGACY`] and [`PLAIN`] bits. A histogram's label sets alternate
+    /// between a few names (`_bucket`, `_count`, `_sum`, `_created`).
+    samples: CheckMemo<4>,
+    /// Label names: 1 when legacy-valid.
+    labels: CheckMemo<8>,
+}
+
+/// [`is_valid_legacy_metric_name`].
+const LEGACY: u8 = 1;
+/// [`is_plain_label_name`] (how OpenMetrics writes a sample name without escaping it).
+const PLAIN: u8 = 2;
+
+impl NameChecks {
+    fn sample(&mut self, name: &str) -> u8 {
+        self.samples.get(name, |s| {
+            let legacy = if is_valid_legacy_metric_name(s) {
+                LEGACY
+            } else {
+                0
+            };
+            legacy | if is_plain_label_name(s) { PLAIN } else { 0 }
+        })
+    }
+
+    fn legacy_label(&mut self, name: &str) -> bool {
+        self.labels
+            .get(name, |s| u8::from(is_valid_legacy_label_name(s)))
+            == 1
+    }
+}
+
 /// Writes `k="v",...` sorted by name (then value, as Python sorts the items).
-fn push_labels<L: LabelPair>(out: &mut String, labels: &[L], esc: Escaping) {
+fn push_labels<L: LabelPair>(
+    out: &mut String,
+    labels: &[L],
+    esc: Escaping,
+    checks: &mut NameChecks,
+) {
     // Sorting indices in a stack array: no allocation for the usual handful of labels.
     let mut small: [usize; 16] = [0; 16];
     let mut big: Vec<usize> = Vec::new();
@@ -40,7 +80,8 @@ fn push_labels<L: LabelPair>(out: &mut String, labels: &[L], esc: Escaping) {
         if n > 0 {
             out.push(',');
         }
-        push_label_name(out, l.label_name(), esc);
+        let name = l.label_name();
+        push_label_name(out, name, esc, checks.legacy_label(name));
         out.push_str("=\"");
         push_escaped_value(out, l.label_value());
         out.push('"');
@@ -77,12 +118,18 @@ fn push_openmetrics_timestamp(out: &mut String, ts: Timestamp) {
     }
 }
 
-fn text_sample<L: LabelPair>(out: &mut String, s: &SampleRef<'_, L>, esc: Escaping) {
-    if esc != Escaping::AllowUtf8 || is_valid_legacy_metric_name(s.name) {
-        push_metric_name(out, s.name, esc);
+fn text_sample<L: LabelPair>(
+    out: &mut String,
+    s: &SampleRef<'_, L>,
+    esc: Escaping,
+    checks: &mut NameChecks,
+) {
+    let legacy = checks.sample(s.name) & LEGACY != 0;
+    if esc != Escaping::AllowUtf8 || legacy {
+        push_metric_name(out, s.name, esc, legacy);
         if !s.labels.is_empty() {
             out.push('{');
-            push_labels(out, s.labels, esc);
+            push_labels(out, s.labels, esc, checks);
             out.push('}');
         }
     } else {
@@ -90,7 +137,7 @@ fn text_sample<L: LabelPair>(out: &mut String, s: &SampleRef<'_, L>, esc: Escapi
         out.push_str(&escape_metric_name(s.name, esc));
         if !s.labels.is_empty() {
             out.push(',');
-            push_labels(out, s.labels, esc);
+            push_labels(out, s.labels, esc, checks);
         }
         out.push('}');
     }
@@ -115,6 +162,7 @@ fn write_text<'a, F: FamilyView + 'a>(
     fams: impl IntoIterator<Item = &'a F>,
     esc: Escaping,
 ) {
+    let mut checks = NameChecks::default();
     for f in fams {
         let name = f.name();
         let (mname, mtype) = match f.type_name() {
@@ -140,13 +188,13 @@ fn write_text<'a, F: FamilyView + 'a>(
             match suffix {
                 Some(suf) => {
                     let mut line = String::new();
-                    text_sample(&mut line, &s, esc);
+                    text_sample(&mut line, &s, esc, &mut checks);
                     match om.iter_mut().find(|o| o.0 == suf) {
                         Some(o) => o.1.push_str(&line),
                         None => om.push((suf, line)),
                     }
                 }
-                None => text_sample(out, &s, esc),
+                None => text_sample(out, &s, esc, &mut checks),
             }
         }
         om.sort_by(|a, b| a.0.cmp(b.0));
@@ -191,6 +239,7 @@ fn write_openmetrics<'a, F: FamilyView + 'a>(
     esc: Escaping,
 ) {
     let mut labelstr = String::new();
+    let mut checks = NameChecks::default();
     for f in fams {
         let ename = escape_metric_name(f.name(), esc);
         let _ = writeln!(out, "# HELP {ename} {}", escape_value(f.help()));
@@ -199,7 +248,8 @@ fn write_openmetrics<'a, F: FamilyView + 'a>(
             let _ = writeln!(out, "# UNIT {ename} {}", f.unit());
         }
         for s in f.samples() {
-            let legacy = is_valid_legacy_metric_name(s.name);
+            let known = checks.sample(s.name);
+            let legacy = known & LEGACY != 0;
             labelstr.clear();
             if esc == Escaping::AllowUtf8 && !legacy {
                 labelstr.push_str(&escape_metric_name(s.name, esc));
@@ -207,12 +257,12 @@ fn write_openmetrics<'a, F: FamilyView + 'a>(
                     labelstr.push(',');
                 }
             }
-            push_labels(&mut labelstr, s.labels, esc);
+            push_labels(&mut labelstr, s.labels, esc, &mut checks);
             if esc != Escaping::AllowUtf8 || legacy {
                 // Python escapes sample names with the label-name rune set, so a `:`
                 // becomes `_` here (`a:b_total` is written `a_b_total`).
                 let plain = matches!(esc, Escaping::Underscores | Escaping::AllowUtf8);
-                if plain && is_plain_label_name(s.name) {
+                if plain && known & PLAIN != 0 {
                     // Nothing to escape (the usual name): no allocation.
                     out.push_str(s.name);
                 } else {

@@ -164,21 +164,64 @@ pub fn escape_label_name(s: &str, esc: Escaping) -> String {
     escape_name(s, esc, is_valid_legacy_label_name(s), label_rune)
 }
 
-/// [`escape_metric_name`] written into `out`, without allocating for legacy names.
-pub(crate) fn push_metric_name(out: &mut String, s: &str, esc: Escaping) {
-    if matches!(esc, Escaping::Underscores | Escaping::Values) && is_valid_legacy_metric_name(s) {
+/// [`escape_metric_name`] written into `out`, without allocating for legacy names;
+/// `legacy` is [`is_valid_legacy_metric_name`]`(s)`, which the caller may know already.
+pub(crate) fn push_metric_name(out: &mut String, s: &str, esc: Escaping, legacy: bool) {
+    if matches!(esc, Escaping::Underscores | Escaping::Values) && legacy {
         out.push_str(s);
     } else {
-        out.push_str(&escape_metric_name(s, esc));
+        out.push_str(&escape_name(s, esc, legacy, metric_rune));
     }
 }
 
-/// [`escape_label_name`] written into `out`, without allocating for legacy names.
-pub(crate) fn push_label_name(out: &mut String, s: &str, esc: Escaping) {
-    if matches!(esc, Escaping::Underscores | Escaping::Values) && is_valid_legacy_label_name(s) {
+/// [`escape_label_name`] written into `out`, without allocating for legacy names;
+/// `legacy` is [`is_valid_legacy_label_name`]`(s)`, which the caller may know already.
+pub(crate) fn push_label_name(out: &mut String, s: &str, esc: Escaping, legacy: bool) {
+    if matches!(esc, Escaping::Underscores | Escaping::Values) && legacy {
         out.push_str(s);
     } else {
-        out.push_str(&escape_label_name(s, esc));
+        out.push_str(&escape_name(s, esc, legacy, label_rune));
+    }
+}
+
+/// The checks of the last `N` distinct strings, remembered by address and length.
+///
+/// Within one encode the families are borrowed, so an address cannot come to hold other
+/// bytes; and a family's samples usually share their name and label-name strings (one
+/// `Arc<str>` each in multiproc-exporter's merged families), so one comparison replaces
+/// a byte-wise check per sample and label: that check was about a sixth of encoding a
+/// large merged output (perf, docs/benchmarks-multiproc.md). Strings owned per sample
+/// (a parsed family) simply miss.
+#[derive(Debug)]
+pub(crate) struct CheckMemo<const N: usize> {
+    keys: [(usize, usize); N],
+    values: [u8; N],
+    next: usize,
+}
+
+impl<const N: usize> Default for CheckMemo<N> {
+    fn default() -> Self {
+        // A `&str`'s address is never 0, so the empty keys match nothing.
+        CheckMemo {
+            keys: [(0, 0); N],
+            values: [0; N],
+            next: 0,
+        }
+    }
+}
+
+impl<const N: usize> CheckMemo<N> {
+    /// `check(s)`, from memory when `s` is a string seen lately.
+    pub(crate) fn get(&mut self, s: &str, check: impl FnOnce(&str) -> u8) -> u8 {
+        let key = (s.as_ptr() as usize, s.len());
+        if let Some(i) = self.keys.iter().position(|k| *k == key) {
+            return self.values[i];
+        }
+        let value = check(s);
+        self.keys[self.next] = key;
+        self.values[self.next] = value;
+        self.next = (self.next + 1) % N;
+        value
     }
 }
 
@@ -195,5 +238,28 @@ mod tests {
         assert_eq!(escape_metric_name("a_b.c", Escaping::Dots), "a__b_dot_c");
         assert_eq!(escape_metric_name("a.b", Escaping::Values), "U__a_2e_b");
         assert_eq!(escape_label_name("__x", Escaping::Underscores), "__x");
+    }
+
+    #[test]
+    fn check_memo_tells_strings_apart_by_address_and_length() {
+        let len = |s: &str| s.len() as u8;
+        let mut memo = CheckMemo::<2>::default();
+        let text = String::from("abc");
+        let copy = text.clone();
+        let mut calls = 0;
+        let mut get = |memo: &mut CheckMemo<2>, s: &str| {
+            memo.get(s, |s| {
+                calls += 1;
+                len(s)
+            })
+        };
+        assert_eq!(get(&mut memo, &text), 3);
+        assert_eq!(get(&mut memo, &text), 3);
+        // Equal bytes elsewhere, and a prefix at the same address, are other strings.
+        assert_eq!(get(&mut memo, &copy), 3);
+        assert_eq!(get(&mut memo, &text[..2]), 2);
+        // Two entries: `text` was the oldest and is checked again.
+        assert_eq!(get(&mut memo, &text), 3);
+        assert_eq!(calls, 4);
     }
 }
