@@ -144,22 +144,36 @@ impl Pool {
         }
     }
 
-    /// Like [`Pool::shutdown`], but first gives the idle workers' output up to `grace`
-    /// to be passed on: a command that exits right after its last call (`check`)
-    /// would otherwise lose what that call printed, still in the pipe unread.
+    /// Like [`Pool::shutdown`], but first gives the workers up to `grace` to come back
+    /// from their calls and to have what they printed passed on: a command that exits
+    /// right after its last result (`check`, which has it before the batch hands its
+    /// worker back) would otherwise lose what that call printed, still in the pipe.
     pub async fn close(&self, grace: Duration) {
         let Some(shared) = &self.shared else {
             return;
         };
         let deadline = tokio::time::Instant::now() + grace;
-        let mut idle = shared.take_idle();
+        let mut idle = Vec::new();
+        let _ = tokio::time::timeout_at(deadline, async {
+            let mut slots = shared.slots_rx.lock().await;
+            for _ in 0..shared.size {
+                match slots.recv().await {
+                    Some(slot) => idle.extend(slot),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        shared.closed.store(true, Ordering::SeqCst);
         // Killed first, so that their pipes close together and the drains overlap.
         for worker in &idle {
             kill_group(worker.pid);
         }
         for worker in &mut idle {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            worker.drain_tail(left).await;
+            worker
+                .drain_tail(left.max(Duration::from_millis(100)))
+                .await;
         }
         for worker in idle {
             shared.retire(worker);
@@ -352,19 +366,6 @@ impl Shared {
                 PoolError::Timeout { name, limit }
             }
         }
-    }
-
-    /// Closes the pool and takes the workers waiting in their slots (none when a
-    /// call is waiting for one: it holds the slots).
-    fn take_idle(&self) -> Vec<Worker> {
-        self.closed.store(true, Ordering::SeqCst);
-        let mut idle = Vec::new();
-        if let Ok(mut slots) = self.slots_rx.try_lock() {
-            while let Ok(slot) = slots.try_recv() {
-                idle.extend(slot);
-            }
-        }
-        idle
     }
 
     fn shutdown(&self) {
