@@ -957,6 +957,23 @@ fn talking_tree() -> Tree {
     t
 }
 
+/// `check` of the whole tree with JSON logs and one Python worker: the 30 files of
+/// [`talking_tree`] run in a few batches, many generators per reply.
+fn check_with_one_worker(t: &Tree) -> Run {
+    let root = t.root().display().to_string();
+    httpsd(
+        t.root(),
+        &[
+            "--log-format",
+            "json",
+            "check",
+            &root,
+            "--python-workers",
+            "1",
+        ],
+    )
+}
+
 /// The generators' output lines in a JSON log.
 fn python_lines(run: &Run) -> Vec<Value> {
     run.stderr
@@ -970,19 +987,7 @@ fn python_lines(run: &Run) -> Vec<Value> {
 fn python_output_is_logged_under_the_generator_that_printed_it() {
     require_python();
     let t = talking_tree();
-    // One worker: the 30 files run in a few batches, many generators per reply.
-    let root = t.root().display().to_string();
-    let run = httpsd(
-        t.root(),
-        &[
-            "--log-format",
-            "json",
-            "check",
-            &root,
-            "--python-workers",
-            "1",
-        ],
-    );
+    let run = check_with_one_worker(&t);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lines = python_lines(&run);
     assert_eq!(lines.len(), 60, "two lines per generator: {}", run.stderr);
@@ -1009,25 +1014,10 @@ fn python_output_is_logged_under_the_generator_that_printed_it() {
 fn the_last_generators_output_is_logged_before_check_exits() {
     require_python();
     let t = talking_tree();
-    let root = t.root().display().to_string();
     for round in 0..2 {
         let runs: Vec<Run> = std::thread::scope(|scope| {
             let checks: Vec<_> = (0..8)
-                .map(|_| {
-                    scope.spawn(|| {
-                        httpsd(
-                            t.root(),
-                            &[
-                                "--log-format",
-                                "json",
-                                "check",
-                                &root,
-                                "--python-workers",
-                                "1",
-                            ],
-                        )
-                    })
-                })
+                .map(|_| scope.spawn(|| check_with_one_worker(&t)))
                 .collect();
             checks.into_iter().map(|c| c.join().unwrap()).collect()
         });
