@@ -29,6 +29,27 @@ fn missing_directory_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("PROMETHEUS_MULTIPROC_DIR is not set"));
 }
 
+/// Logs that go to a pipe or a file (a collector, a container's log) carry no colour
+/// codes; the helpers read the address from this same line.
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(exporter_bin())
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = first_log_line(stderr, Duration::from_secs(10)).map(|(line, _)| line);
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("a log line within 10 s");
+    assert!(!line.contains('\u{1b}'), "escape codes in {line:?}");
+    assert!(listen_addr(&line).is_some(), "{line:?}");
+}
+
 #[test]
 fn port_in_use_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,38 @@ pub struct Exporter {
     pub addr: SocketAddr,
 }
 
+/// Reads `stderr` up to the line that says where the exporter listens (or its end),
+/// byte by byte so that nothing after it is taken from a later reader; gives the pipe
+/// back with the lines read. `None` when nothing came within `limit`: the caller kills
+/// the child (a child left running would hold the test's output open).
+pub fn first_log_line(mut stderr: ChildStderr, limit: Duration) -> Option<(String, ChildStderr)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = stderr.read(&mut byte) {
+            text.push(byte[0]);
+            if byte[0] == b'\n' && listen_addr(&String::from_utf8_lossy(&text)).is_some() {
+                break;
+            }
+        }
+        let _ = tx.send((String::from_utf8_lossy(&text).into_owned(), stderr));
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// The address in the exporter's `serving` log line (`listen=ADDR`, or `"listen":"ADDR"`
+/// in JSON).
+pub fn listen_addr(log: &str) -> Option<SocketAddr> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("multiproc-exporter serving"))?;
+    let (_, rest) = line
+        .split_once(" listen=")
+        .or_else(|| line.split_once("\"listen\":\""))?;
+    rest.split([' ', '"']).next()?.parse().ok()
+}
+
 /// Path of the exporter binary built by cargo for these tests.
 pub fn exporter_bin() -> &'static str {
     env!("CARGO_BIN_EXE_multiproc-exporter")
@@ -89,33 +121,46 @@ impl Exporter {
     }
 
     /// [`Exporter::start`] with more environment variables.
+    ///
+    /// The exporter binds port 0 and the address is read from its first log line: a
+    /// port picked here and bound later could be taken meanwhile by another test's
+    /// server, which would then answer for this one.
     pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
-        for _ in 0..5 {
-            let addr = free_addr();
-            let mut child = Command::new(exporter_bin())
-                .envs(env.iter().copied())
-                .arg(dir)
-                .arg("--listen")
-                .arg(addr.to_string())
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn exporter");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if let Ok((200, _, _)) = try_get(addr, "/healthz", &[]) {
-                    return Exporter { child, addr };
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        let mut child = Command::new(exporter_bin())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn exporter");
+        let stderr = child.stderr.take().expect("stderr");
+        let read = first_log_line(stderr, Duration::from_secs(10));
+        let (line, addr) = match read {
+            Some((line, stderr)) => {
+                child.stderr = Some(stderr);
+                let addr = listen_addr(&line);
+                (line, addr)
             }
+            None => (String::new(), None),
+        };
+        let Some(addr) = addr else {
             let _ = child.kill();
             let _ = child.wait();
+            panic!("the exporter did not say where it listens within 10 s: {line:?}");
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok((200, _, _)) = try_get(addr, "/healthz", &[]) {
+                return Exporter { child, addr };
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("exporter did not start");
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the exporter listens on {addr} but /healthz does not answer");
     }
 
     /// Scrapes /metrics as text and returns the body.
