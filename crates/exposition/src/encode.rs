@@ -16,9 +16,12 @@ use crate::negotiate::Format;
 /// The first buffer size when the caller gives none.
 const DEFAULT_CAPACITY: usize = 1 << 16;
 
-/// What one encode has found out about the names it writes (see [`CheckMemo`]).
+/// What one encode has found out about the names it writes (see [`CheckMemo`]), for
+/// families whose samples share their names ([`FamilyView::shares_names`]).
 #[derive(Debug, Default)]
 struct NameChecks {
+    /// Whether the current family shares its names: otherwise every check is made.
+    shared: bool,
     /// Sample names: [`LEGACY`] and [`PLAIN`] bits. A histogram's label sets alternate
     /// between a few names (`_bucket`, `_count`, `_sum`, `_created`).
     samples: CheckMemo<4>,
@@ -32,21 +35,27 @@ const LEGACY: u8 = 1;
 const PLAIN: u8 = 2;
 
 impl NameChecks {
-    fn sample(&mut self, name: &str) -> u8 {
-        self.samples.get(name, |s| {
-            let legacy = if is_valid_legacy_metric_name(s) {
-                LEGACY
-            } else {
-                0
-            };
-            legacy | if is_plain_label_name(s) { PLAIN } else { 0 }
-        })
+    /// The [`LEGACY`] bit of a sample name, and its [`PLAIN`] bit when `plain` (only
+    /// OpenMetrics needs it; one encode asks for it always or never).
+    fn sample(&mut self, name: &str, plain: bool) -> u8 {
+        let check = |s: &str| {
+            let legacy = is_valid_legacy_metric_name(s);
+            let plain = plain && is_plain_label_name(s);
+            (if legacy { LEGACY } else { 0 }) | (if plain { PLAIN } else { 0 })
+        };
+        match self.shared {
+            true => self.samples.get(name, check),
+            false => check(name),
+        }
     }
 
+    /// Whether a label name is legacy-valid.
     fn legacy_label(&mut self, name: &str) -> bool {
-        self.labels
-            .get(name, |s| u8::from(is_valid_legacy_label_name(s)))
-            == 1
+        let check = |s: &str| u8::from(is_valid_legacy_label_name(s));
+        match self.shared {
+            true => self.labels.get(name, check) == 1,
+            false => check(name) == 1,
+        }
     }
 }
 
@@ -124,7 +133,7 @@ fn text_sample<L: LabelPair>(
     esc: Escaping,
     checks: &mut NameChecks,
 ) {
-    let legacy = checks.sample(s.name) & LEGACY != 0;
+    let legacy = checks.sample(s.name, false) & LEGACY != 0;
     if esc != Escaping::AllowUtf8 || legacy {
         push_metric_name(out, s.name, esc, legacy);
         if !s.labels.is_empty() {
@@ -164,6 +173,7 @@ fn write_text<'a, F: FamilyView + 'a>(
 ) {
     let mut checks = NameChecks::default();
     for f in fams {
+        checks.shared = f.shares_names();
         let name = f.name();
         let (mname, mtype) = match f.type_name() {
             "counter" => (format!("{name}_total"), "counter"),
@@ -241,6 +251,7 @@ fn write_openmetrics<'a, F: FamilyView + 'a>(
     let mut labelstr = String::new();
     let mut checks = NameChecks::default();
     for f in fams {
+        checks.shared = f.shares_names();
         let ename = escape_metric_name(f.name(), esc);
         let _ = writeln!(out, "# HELP {ename} {}", escape_value(f.help()));
         let _ = writeln!(out, "# TYPE {ename} {}", f.type_name());
@@ -248,7 +259,7 @@ fn write_openmetrics<'a, F: FamilyView + 'a>(
             let _ = writeln!(out, "# UNIT {ename} {}", f.unit());
         }
         for s in f.samples() {
-            let known = checks.sample(s.name);
+            let known = checks.sample(s.name, true);
             let legacy = known & LEGACY != 0;
             labelstr.clear();
             if esc == Escaping::AllowUtf8 && !legacy {

@@ -270,6 +270,12 @@ pub trait FamilyView {
     }
     /// The samples in output order.
     fn samples(&self) -> impl Iterator<Item = SampleRef<'_, Self::Label>>;
+    /// Whether samples with equal names (sample and label names) share one string, so
+    /// that the encoder may remember what it checked by address. Checking strings owned
+    /// per sample through that memory would only add lookups that always miss.
+    fn shares_names(&self) -> bool {
+        false
+    }
 }
 
 impl FamilyView for MetricFamily {

@@ -37,4 +37,9 @@ impl FamilyView for MergedFamily {
             exemplar: None,
         })
     }
+
+    /// Names are interned: equal names are one `Arc<str>`.
+    fn shares_names(&self) -> bool {
+        true
+    }
 }

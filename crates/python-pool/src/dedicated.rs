@@ -97,8 +97,8 @@ impl Dedicated {
         self.retain(|_| false);
     }
 
-    /// Like [`Dedicated::shutdown`], but each idle worker's output is first passed on
-    /// (see [`Pool::close`]).
+    /// Like [`Dedicated::shutdown`], but each pool is closed with [`Pool::close`]: its
+    /// worker may finish its call and what it printed is logged.
     pub async fn close(&self, grace: std::time::Duration) {
         let started: Vec<Pool> = {
             let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());

@@ -155,9 +155,10 @@ impl Worker {
         }
     }
 
-    /// Kills a dead worker's group, gives its output pump `grace` to drain (the last
-    /// lines often explain the death, e.g. a segfault's traceback), and returns the
-    /// last lines it printed.
+    /// Kills the worker's group, gives its output pump `grace` to drain (for a dead
+    /// worker the last lines often explain the death, e.g. a segfault's traceback;
+    /// for a closed pool they are the last call's output), and returns the last lines
+    /// it printed.
     pub async fn drain_tail(&mut self, grace: Duration) -> String {
         kill_group(self.pid);
         if let Some(pump) = self.pump.take() {

@@ -95,7 +95,8 @@ impl PythonExporters {
         self.pools.shutdown();
     }
 
-    /// Kills every worker after passing on what idle ones printed and was not read.
+    /// Kills every worker, after waiting up to the runner's output grace for busy ones
+    /// and logging what they printed.
     pub async fn close(&self) {
         self.pools.close(crate::runner::python::OUTPUT_GRACE).await;
     }

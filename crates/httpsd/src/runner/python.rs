@@ -22,7 +22,8 @@ pub use python_pool::Warmth;
 /// The environment variable the original sets in check mode.
 const TEST_ENV: &str = "PROMETHEUS_HTTP_SD_IS_TEST";
 
-/// How long a shutdown waits for output printed by idle workers to be logged.
+/// How long a shutdown waits for workers to come back from their calls and for what
+/// they printed to be logged.
 pub(crate) const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 /// The original's package, provided to generators that import it when it is not
@@ -213,8 +214,9 @@ impl PythonRunner {
         python_pool::parse_result(&generator.rel, raw).map_err(generator_error)
     }
 
-    /// Kills every worker (and its process group), after passing on what idle
-    /// workers printed and was not read yet.
+    /// Kills every worker (and its process group), after waiting up to
+    /// [`OUTPUT_GRACE`] for busy ones and logging what they printed (see
+    /// [`python_pool::Pool::close`]).
     pub async fn shutdown(&self) {
         self.pool.close(OUTPUT_GRACE).await;
     }
